@@ -1,0 +1,50 @@
+"""The shared contracts: policy versions, certno check characters, exception ids."""
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from contracts.certno import check_char, is_valid, make_certno
+from contracts.codes import RULES
+from contracts.policy import policy_for
+from transforms.findings import exception_id, finalize, record
+from tests.builders import D, context, warehouse
+
+
+def test_policy_2021_allows_only_spouse_parent_child():
+    assert policy_for(date(2023, 5, 1)).near_relatives == ("SPOUSE", "PARENT", "CHILD")
+
+
+def test_policy_switches_on_2024_07_01_to_all_near_relatives():
+    assert "SIBLING" not in policy_for(date(2024, 6, 30)).near_relatives
+    p = policy_for(date(2024, 7, 1))
+    assert "SIBLING" in p.near_relatives and len(p.near_relatives) == 8
+    assert p.max_transfer_amount == Decimal("2000.00") and p.max_daily_out_transfers == 3
+
+
+def test_no_policy_before_2021_is_an_error():
+    with pytest.raises(ValueError):
+        policy_for(date(2020, 1, 1))
+
+
+def test_certno_check_character_known_example():
+    # The GB 11643 textbook example 11010519491231002X.
+    assert check_char("11010519491231002") == "X"
+    assert is_valid("11010519491231002X") and not is_valid("110105194912310021")
+
+
+def test_make_certno_is_valid_and_carries_sex():
+    c = make_certno("440106", "19850612", 123, male=False)
+    assert is_valid(c) and int(c[16]) % 2 == 0
+
+
+def test_exception_id_sql_equals_python():
+    con = warehouse()
+    ctx = context(con)
+    record(con, "S08", "SELECT '44' AS province, 'transfers' AS dataset, 'T1' AS record_id, "
+                       "NULL AS sharer_psn_no, NULL AS beneficiary_psn_no, 2000.01 AS amount, "
+                       "'x' AS detail, NULL AS source_file, NULL AS source_row")
+    finalize(con, ctx.d)
+    (eid, name, sev), = con.execute("SELECT exception_id, rule_name, severity FROM findings").fetchall()
+    assert eid == exception_id("S08", D.isoformat(), "44", "T1")
+    assert (name, sev) == (RULES["S08"].name, "ERROR")
