@@ -1,0 +1,30 @@
+"""Reconcile one business date, all in the warehouse: rules -> ledger -> balances -> clearing.
+
+The intake (transforms.intake.stage) has already put D's loaded rows in the
+warehouse and F01-F05 findings in d_findings. Each step is also a Prefect task
+of its own in flows/nightly.py; this function runs them in the same order
+without Prefect (tests, benchmarks).
+"""
+from __future__ import annotations
+
+import duckdb
+
+from transforms import (balances, clearing, findings, ledger, rules_files, rules_matching,
+                        rules_relationships, rules_transfers)
+from transforms.context import RunContext
+
+STEPS = (
+    ("rules_files", rules_files.run),                  # F06
+    ("rules_relationships", rules_relationships.run),  # S01-S04, S06, S07, relation_events
+    ("rules_transfers", rules_transfers.run),          # S05, S06, S08-S13
+    ("rules_matching", rules_matching.run),            # X01-X04
+    ("ledger", ledger.run),                            # §6, S14-S18, S20, S21
+    ("balances", balances.run),                        # B01, B02
+    ("clearing", clearing.run),                        # §8 flows
+)
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    for _name, step in STEPS:
+        step(con, ctx)
+    findings.finalize(con, ctx.d)
