@@ -1,0 +1,500 @@
+"""The column rules of ../shared/spec/inbox.md, written once, used three ways.
+
+Every rule of a data file is one `ColumnRule`: the column it is about, a short
+description, a polars expression that is True where a row *passes*, and a
+polars expression giving the reason text where it fails. The same table is used
+
+1. by `row_checks()` to evaluate every rule over a whole file in one polars
+   select, so that each invalid row gets *every* broken rule in its F04 detail
+   (rules.md §1), vectorised, with no Python loop over rows;
+2. by `text_schema()` to build the pandera DataFrameSchema of a delivered file
+   (all columns text, one pa.Check per rule wrapping the very same expression),
+   so pandera is the contract of record and cannot drift from the reasons;
+3. by `LOADED_SCHEMAS`, the typed pandera schemas of the rows that reach the
+   warehouse (DECIMAL(18,2) money, Shanghai wall-time timestamps, dates,
+   booleans), checked again on the typed values.
+
+Rules are judged on the *canonical text* of a field: CSV text as delivered, or
+Parquet native values turned into the same text (docs/spec-readings.md item 2).
+An empty field is null. A rule about a value passes on null; the separate
+"is missing" rule catches a required null, so a row never gets two reasons
+for one fault. Cross-column rules pass when an input they need is unreadable
+for the same reason.
+
+A rule's expressions may use the helper columns of `typed_helpers()`
+(`<col>#v`: the typed value, null where the text does not parse), which the
+intake adds before evaluating the rules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable
+
+import pandera.polars as pa
+import polars as pl
+
+from contracts import codes
+from contracts.certno import CHECK_CHARS, WEIGHTS
+
+SHANGHAI = "Asia/Shanghai"
+MONEY = pl.Decimal(18, 2)
+TIMESTAMP = pl.Datetime("us")
+
+# Patterns use [0-9], never \d: polars' regex engine treats \d as any Unicode digit.
+RE_PSN = r"^[0-9]{20}$"
+RE_CERTNO = r"^[0-9]{17}[0-9X]$"
+RE_ADMDVS = r"^[0-9]{6}$"
+RE_FIXMEDINS = r"^[HP][0-9]{11}$"
+RE_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+RE_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+RE_TWO_DECIMALS = r"^-?[0-9]+(\.[0-9]{1,2})?$"
+RE_MONEY = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"  # fits DECIMAL(18,2)
+RE_TS_NAIVE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"
+RE_TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+
+
+@dataclass(frozen=True)
+class Env:
+    """What a rule may depend on besides the row: the business date D and the
+    province PP of the folder the file came from."""
+    business_date: date
+    province: str
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of a data file: its kind decides its parse and its rules."""
+    name: str
+    kind: str            # id psn certno code admdvs province fixmedins date bool money timestamp
+    required: bool = True
+    codes: tuple[str, ...] = ()
+    sign: str = ""       # '>0' or '>=0' for money
+
+    @property
+    def dtype(self) -> pl.DataType:
+        return {"date": pl.Date(), "bool": pl.Boolean(), "money": MONEY,
+                "timestamp": TIMESTAMP}.get(self.kind, pl.String())
+
+
+def _c(*a, **k) -> Col:
+    return Col(*a, **k)
+
+
+DATASET_COLUMNS: dict[str, tuple[Col, ...]] = {
+    "persons": (
+        _c("psn_no", "psn"), _c("certno", "certno"),
+        _c("insutype", "code", codes=codes.INSUTYPES),
+        _c("insu_status", "code", codes=codes.INSU_STATUSES),
+        _c("insu_admdvs", "admdvs"), _c("as_of", "date"),
+    ),
+    "relationships": (
+        _c("event_id", "id"), _c("relation_id", "id"),
+        _c("event_type", "code", codes=codes.EVENT_TYPES),
+        _c("sharer_psn_no", "psn"), _c("beneficiary_psn_no", "psn"),
+        _c("beneficiary_province", "province"),
+        _c("relation_code", "code", codes=codes.RELATION_CODES),
+        _c("commitment_signed", "bool", required=False),   # required for ESTABLISH (cross rule)
+        _c("channel", "code", codes=codes.CHANNELS), _c("event_time", "timestamp"),
+    ),
+    "transfers": (
+        _c("transfer_id", "id"), _c("side", "code", codes=codes.SIDES), _c("relation_id", "id"),
+        _c("sharer_psn_no", "psn"), _c("beneficiary_psn_no", "psn"),
+        _c("sharer_province", "province"), _c("beneficiary_province", "province"),
+        _c("amount", "money", sign=">0"),
+        _c("status", "code", codes=codes.TRANSFER_STATUSES), _c("transfer_time", "timestamp"),
+    ),
+    "settlements": (
+        _c("setl_id", "id"), _c("psn_no", "psn"),
+        _c("status", "code", codes=codes.SETTLEMENT_STATUSES),
+        _c("orig_setl_id", "id", required=False),           # REFUND only (cross rule)
+        _c("expense_type", "code", codes=codes.EXPENSE_TYPES),
+        _c("fixmedins_code", "fixmedins", required=False),  # by expense_type (cross rule)
+        _c("total_amount", "money"), _c("personal_burden", "money", sign=">=0"),
+        _c("wallet_pay", "money", sign=">0"), _c("setl_time", "timestamp"),
+    ),
+    "balances": (
+        _c("psn_no", "psn"), _c("account", "code", codes=codes.ACCOUNTS),
+        _c("sharer_psn_no", "psn", required=False),         # QUOTA only (cross rule)
+        _c("sharer_province", "province", required=False),  # QUOTA only (cross rule)
+        _c("opening_balance", "money", sign=">=0"), _c("closing_balance", "money", sign=">=0"),
+    ),
+}
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    ds: tuple(c.name for c in cols) for ds, cols in DATASET_COLUMNS.items()}
+
+# Keys of rules.md F05 and record ids of docs/spec-readings.md item 3.
+ID_COLUMN = {"persons": "psn_no", "relationships": "event_id", "transfers": "transfer_id",
+             "settlements": "setl_id", "balances": "psn_no"}
+KEY_COLUMNS = {"persons": ("psn_no",), "relationships": ("event_id",),
+               "transfers": ("transfer_id", "side"), "settlements": ("setl_id",),
+               "balances": ("psn_no", "account", "sharer_psn_no")}
+# The amount a finding of the dataset carries (outputs.md "the record's amount").
+AMOUNT_COLUMN = {"transfers": "amount", "settlements": "wallet_pay"}
+
+
+def v(col: str) -> pl.Expr:
+    """The typed value helper column of `col` (see typed_helpers)."""
+    return pl.col(f"{col}#v")
+
+
+def shown(col: str) -> pl.Expr:
+    """A field as quoted in a reason: at most 40 characters, so a huge field
+    cannot blow up a finding."""
+    c = pl.col(col)
+    return pl.when(c.str.len_chars() > 40).then(c.str.slice(0, 40) + "…").otherwise(c)
+
+
+def masked(col: str) -> pl.Expr:
+    """A certno as it may appear in text: first 6 and last 4 characters only
+    (docs/spec-readings.md item 14)."""
+    c = pl.col(col)
+    return pl.when(c.str.len_chars() > 10).then(
+        c.str.slice(0, 6) + "********" + c.str.slice(-4)).otherwise(pl.lit("**********"))
+
+
+def _q(col: str, certno: bool = False) -> pl.Expr:
+    """`col 'value'` for a reason text."""
+    return pl.lit(f"{col} '") + (masked(col) if certno else shown(col)) + pl.lit("'")
+
+
+def typed_helpers(dataset: str) -> list[pl.Expr]:
+    """Expressions adding `<col>#v` for every non-text column: the parsed value,
+    null where the text does not have the right form. Parsing is guarded by
+    the pattern first, because polars casts are lenient ('0.001' -> 0.00)."""
+    out = []
+    for col in DATASET_COLUMNS[dataset]:
+        c = pl.col(col.name)
+        if col.kind == "money":
+            e = pl.when(c.str.contains(RE_MONEY)).then(c).cast(MONEY, strict=False)
+        elif col.kind == "date":
+            e = pl.when(c.str.contains(RE_DATE)).then(c).str.to_date("%Y-%m-%d", strict=False)
+        elif col.kind == "bool":
+            e = pl.when(c == "true").then(True).when(c == "false").then(False)
+        elif col.kind == "timestamp":
+            e = (pl.when(c.str.contains(RE_TS)).then(c.str.replace(r"Z$", "+00:00"))
+                 .str.to_datetime(TS_FORMAT, strict=False, time_unit="us")
+                 .dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None))
+        elif col.kind == "certno":
+            good = c.str.contains(RE_CERTNO)
+            total = pl.sum_horizontal(
+                [c.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)])
+            check = (total % 11).replace_strict(dict(enumerate(CHECK_CHARS)), default=None,
+                                                return_dtype=pl.String)
+            out.append(pl.when(good).then(check).alias(f"{col.name}#check"))
+            out.append(pl.when(good).then(c.str.slice(6, 8)).str.to_date("%Y%m%d", strict=False)
+                       .alias(f"{col.name}#birth"))
+            continue
+        else:
+            continue
+        out.append(e.alias(f"{col.name}#v"))
+    return out
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """One rule of inbox.md. `ok(env)` is True where the row passes (null
+    counts as pass); `reason(env)` is the text for a failing row."""
+    dataset: str
+    column: str          # the column the rule is about ('' = the row as a whole)
+    description: str
+    ok: Callable[[Env], pl.Expr]
+    reason: Callable[[Env], pl.Expr]
+
+
+def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
+    n = col.name
+    c = pl.col(n)
+    R = lambda desc, ok, reason: ColumnRule(dataset, n, desc, ok, reason)  # noqa: E731
+    rules: list[ColumnRule] = []
+    if col.required:
+        rules.append(R(f"{n} is required", lambda e: c.is_not_null(),
+                       lambda e: pl.lit(f"{n} is missing")))
+    k = col.kind
+    if k == "psn":
+        rules.append(R(f"{n} is 20 digits", lambda e: c.is_null() | c.str.contains(RE_PSN),
+                       lambda e: _q(n) + " is not 20 digits"))
+    elif k == "certno":
+        rules.append(R(f"{n} is 17 digits and a check character",
+                       lambda e: c.is_null() | c.str.contains(RE_CERTNO),
+                       lambda e: _q(n, True) + " is not 17 digits followed by a digit or X"))
+        rules.append(R(f"{n} has a valid GB 11643 check character",
+                       lambda e: pl.col(f"{n}#check").is_null() | (pl.col(f"{n}#check") == c.str.slice(17, 1)),
+                       lambda e: _q(n, True) + " has a wrong check character (expected "
+                       + pl.col(f"{n}#check") + ")"))
+        rules.append(R(f"{n} holds a real birth date",
+                       lambda e: ~c.str.contains(RE_CERTNO).fill_null(False) | pl.col(f"{n}#birth").is_not_null(),
+                       lambda e: _q(n, True) + " holds no real birth date"))
+        rules.append(R(f"{n} birth date is not after D",
+                       lambda e: pl.col(f"{n}#birth").is_null() | (pl.col(f"{n}#birth") <= e.business_date),
+                       lambda e: _q(n, True) + pl.lit(f" has a birth date after {e.business_date.isoformat()}")))
+    elif k == "code":
+        allowed = list(col.codes)
+        rules.append(R(f"{n} is one of {', '.join(col.codes)}",
+                       lambda e: c.is_null() | c.is_in(allowed),
+                       lambda e: _q(n) + f" is not a valid code (codes are case-sensitive)"))
+    elif k == "admdvs":
+        rules.append(R(f"{n} is 6 digits", lambda e: c.is_null() | c.str.contains(RE_ADMDVS),
+                       lambda e: _q(n) + " is not 6 digits"))
+        rules.append(R(f"{n} starts with the file's province",
+                       lambda e: ~c.str.contains(RE_ADMDVS).fill_null(False) | c.str.starts_with(e.province),
+                       lambda e: _q(n) + pl.lit(f" is not in the file's province {e.province}")))
+    elif k == "province":
+        rules.append(R(f"{n} is a province code",
+                       lambda e: c.is_null() | c.is_in(list(codes.PROVINCES)),
+                       lambda e: _q(n) + " is not a province code"))
+    elif k == "fixmedins":
+        rules.append(R(f"{n} is H or P and 11 digits",
+                       lambda e: c.is_null() | c.str.contains(RE_FIXMEDINS),
+                       lambda e: _q(n) + " is not H or P followed by 11 digits"))
+    elif k == "date":
+        rules.append(R(f"{n} is a date YYYY-MM-DD", lambda e: c.is_null() | v(n).is_not_null(),
+                       lambda e: _q(n) + " is not a date YYYY-MM-DD"))
+    elif k == "bool":
+        rules.append(R(f"{n} is true or false", lambda e: c.is_null() | v(n).is_not_null(),
+                       lambda e: _q(n) + " is not true or false"))
+    elif k == "money":
+        dec = lambda: c.str.contains(RE_DECIMAL)          # noqa: E731
+        two = lambda: c.str.contains(RE_TWO_DECIMALS)     # noqa: E731
+        rules.append(R(f"{n} is a decimal number", lambda e: c.is_null() | dec(),
+                       lambda e: _q(n) + " is not a decimal number"))
+        rules.append(R(f"{n} has at most 2 decimals", lambda e: c.is_null() | ~dec() | two(),
+                       lambda e: _q(n) + " has more than 2 decimals"))
+        rules.append(R(f"{n} fits DECIMAL(18,2)", lambda e: c.is_null() | ~two() | v(n).is_not_null(),
+                       lambda e: _q(n) + " is too large"))
+        if col.sign == ">0":
+            rules.append(R(f"{n} > 0", lambda e: v(n).is_null() | (v(n) > 0),
+                           lambda e: _q(n) + " is not > 0"))
+        elif col.sign == ">=0":
+            rules.append(R(f"{n} >= 0", lambda e: v(n).is_null() | (v(n) >= 0),
+                           lambda e: _q(n) + " is negative"))
+    elif k == "timestamp":
+        rules.append(R(f"{n} is ISO 8601 with an offset", lambda e: c.is_null() | c.str.contains(RE_TS),
+                       lambda e: pl.when(c.str.contains(RE_TS_NAIVE))
+                       .then(_q(n) + " has no offset")
+                       .otherwise(_q(n) + " is not an ISO 8601 timestamp with offset")))
+        rules.append(R(f"{n} is a real instant",
+                       lambda e: ~c.str.contains(RE_TS).fill_null(False) | v(n).is_not_null(),
+                       lambda e: _q(n) + " is not a valid timestamp"))
+        rules.append(R(f"{n} falls on D in Asia/Shanghai",
+                       lambda e: v(n).is_null() | (v(n).dt.date() == e.business_date),
+                       lambda e: _q(n) + pl.lit(f" is not on {e.business_date.isoformat()} in Asia/Shanghai")))
+    return rules
+
+
+def _row_rules(dataset: str) -> list[ColumnRule]:
+    """Rules that read several columns of a row."""
+    col = pl.col
+    R = lambda column, desc, ok, reason: ColumnRule(dataset, column, desc, ok, reason)  # noqa: E731
+    if dataset == "persons":
+        return [R("as_of", "as_of = D", lambda e: v("as_of").is_null() | (v("as_of") == e.business_date),
+                  lambda e: _q("as_of") + pl.lit(f" is not {e.business_date.isoformat()}"))]
+    if dataset == "relationships":
+        return [R("commitment_signed", "commitment_signed is required for ESTABLISH",
+                  lambda e: (col("event_type") != "ESTABLISH").fill_null(True) | col("commitment_signed").is_not_null(),
+                  lambda e: pl.lit("commitment_signed is missing for ESTABLISH"))]
+    if dataset == "transfers":
+        return [
+            R("sharer_province", "sharer_province = PP when side is OUT",
+              lambda e: (col("side") != "OUT").fill_null(True) | col("sharer_province").is_null()
+              | (col("sharer_province") == e.province),
+              lambda e: _q("sharer_province") + pl.lit(f" is not the file's province {e.province} on an OUT record")),
+            R("beneficiary_province", "beneficiary_province = PP when side is IN",
+              lambda e: (col("side") != "IN").fill_null(True) | col("beneficiary_province").is_null()
+              | (col("beneficiary_province") == e.province),
+              lambda e: _q("beneficiary_province") + pl.lit(f" is not the file's province {e.province} on an IN record")),
+        ]
+    if dataset == "settlements":
+        inst = list(codes.INSTITUTION_EXPENSE_TYPES)
+        prem = list(codes.PREMIUM_EXPENSE_TYPES)
+        return [
+            R("total_amount", "total_amount >= personal_burden",
+              lambda e: (v("total_amount") >= v("personal_burden")).fill_null(True),
+              lambda e: _q("total_amount") + " is less than " + _q("personal_burden")),
+            R("orig_setl_id", "orig_setl_id is required for REFUND",
+              lambda e: (col("status") != "REFUND").fill_null(True) | col("orig_setl_id").is_not_null(),
+              lambda e: pl.lit("orig_setl_id is missing for a REFUND")),
+            R("orig_setl_id", "orig_setl_id is null for NORMAL",
+              lambda e: (col("status") != "NORMAL").fill_null(True) | col("orig_setl_id").is_null(),
+              lambda e: _q("orig_setl_id") + " is given for a NORMAL settlement"),
+            R("fixmedins_code", "fixmedins_code is required for institution expense types",
+              lambda e: ~col("expense_type").is_in(inst).fill_null(False) | col("fixmedins_code").is_not_null(),
+              lambda e: pl.lit("fixmedins_code is missing for expense_type ") + col("expense_type")),
+            R("fixmedins_code", "fixmedins_code is null for premiums",
+              lambda e: ~col("expense_type").is_in(prem).fill_null(False) | col("fixmedins_code").is_null(),
+              lambda e: _q("fixmedins_code") + " is given for expense_type " + col("expense_type")),
+        ]
+    if dataset == "balances":
+        out = []
+        for n in ("sharer_psn_no", "sharer_province"):
+            out.append(R(n, f"{n} is required for QUOTA",
+                         lambda e, n=n: (col("account") != "QUOTA").fill_null(True) | col(n).is_not_null(),
+                         lambda e, n=n: pl.lit(f"{n} is missing for a QUOTA row")))
+            out.append(R(n, f"{n} is null for PERSONAL",
+                         lambda e, n=n: (col("account") != "PERSONAL").fill_null(True) | col(n).is_null(),
+                         lambda e, n=n: _q(n) + " is given for a PERSONAL row"))
+        return out
+    return []
+
+
+RULES: dict[str, tuple[ColumnRule, ...]] = {
+    ds: tuple(r for c in cols for r in _column_rules(ds, c)) + tuple(_row_rules(ds))
+    for ds, cols in DATASET_COLUMNS.items()
+}
+
+
+def row_checks(dataset: str, env: Env) -> pl.Expr:
+    """One expression: '; '-joined reasons of every rule the row breaks, '' if none."""
+    return pl.concat_str(
+        [pl.when(~r.ok(env).fill_null(True)).then(r.reason(env)) for r in RULES[dataset]],
+        separator="; ", ignore_nulls=True,
+    ).alias("reasons")
+
+
+def record_id_expr(dataset: str) -> pl.Expr:
+    """record_id of a row (docs/spec-readings.md item 3), from the text columns.
+    Readable = the id column exists and is non-empty; otherwise `row:<n>`."""
+    row = pl.lit("row:") + pl.col("source_row").cast(pl.String)
+    if dataset == "balances":
+        psn, acct, sharer = pl.col("psn_no"), pl.col("account"), pl.col("sharer_psn_no")
+        return (pl.when(psn.is_null()).then(row)
+                .when(acct == "PERSONAL").then(psn + ":PERSONAL")
+                .when(sharer.is_not_null()).then(psn + ":" + sharer)
+                .otherwise(row)).alias("record_id")
+    return pl.coalesce(pl.col(ID_COLUMN[dataset]), row).alias("record_id")
+
+
+def key_label(dataset: str) -> pl.Expr:
+    """The F05 record_id: the key (transfers `transfer_id:side`, balances as above)."""
+    if dataset == "transfers":
+        return (pl.col("transfer_id") + ":" + pl.col("side")).alias("record_id")
+    return record_id_expr(dataset)
+
+
+def derived_columns(dataset: str) -> list[pl.Expr]:
+    """Columns the warehouse keeps beyond the delivered ones (persons: birth_date, sex)."""
+    if dataset == "persons":
+        return [pl.col("certno#birth").alias("birth_date"),
+                pl.when(pl.col("certno").str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1)
+                .then(pl.lit("M")).otherwise(pl.lit("F")).alias("sex")]
+    return []
+
+
+# ---------------------------------------------------------------- pandera contracts
+
+def _check(rule: ColumnRule, env: Env) -> pa.Check:
+    ok = rule.ok(env).fill_null(True)
+    return pa.Check(lambda data, ok=ok: data.lazyframe.select(ok), name=rule.description,
+                    error=rule.description)
+
+
+def text_schema(dataset: str, env: Env) -> pa.DataFrameSchema:
+    """The pandera contract of a delivered file as canonical text, for date D and
+    province PP: every column String and nullable (required-ness is a rule with
+    its own reason), one Check per ColumnRule. It must be validated on a frame
+    that already carries `typed_helpers(dataset)`; it accepts exactly the rows
+    `row_checks` gives no reason for (tests/test_intake.py asserts this)."""
+    by_col: dict[str, list[pa.Check]] = {}
+    frame_checks = []
+    names = set(REQUIRED_COLUMNS[dataset])
+    for r in RULES[dataset]:
+        # Rules reading only their own column (+ its helpers) sit on the column; others on the frame.
+        (by_col.setdefault(r.column, []) if r.column in names else frame_checks).append(_check(r, env))
+    return pa.DataFrameSchema(
+        {c.name: pa.Column(pl.String, nullable=True, checks=by_col.get(c.name, []))
+         for c in DATASET_COLUMNS[dataset]},
+        checks=frame_checks, strict=False, name=f"{dataset} (text)")
+
+
+LINEAGE = {"business_date": pl.Date(), "file_province": pl.String(),
+           "source_file": pl.String(), "source_row": pl.Int32()}
+
+
+def loaded_columns(dataset: str) -> dict[str, pl.DataType]:
+    """Column -> polars type of a loaded dataset, in warehouse order."""
+    cols = {"business_date": pl.Date(), "file_province": pl.String()}
+    cols.update({c.name: c.dtype for c in DATASET_COLUMNS[dataset]})
+    if dataset == "persons":
+        cols.update({"birth_date": pl.Date(), "sex": pl.String()})
+    cols.update({"source_file": pl.String(), "source_row": pl.Int32()})
+    return cols
+
+
+def _typed_checks(dataset: str) -> tuple[dict[str, list[pa.Check]], list[pa.Check]]:
+    """Checks that still hold on typed values (patterns, codes, signs, cross rules
+    on typed values); they guard the warehouse against a bug in the text path."""
+    col: dict[str, list[pa.Check]] = {}
+    for c in DATASET_COLUMNS[dataset]:
+        n = c.name
+        chk: list[pa.Check] = []
+        if c.kind == "psn":
+            chk.append(pa.Check.str_matches(RE_PSN))
+        elif c.kind == "certno":
+            chk.append(pa.Check.str_matches(RE_CERTNO))
+        elif c.kind == "code":
+            chk.append(pa.Check.isin(list(c.codes)))
+        elif c.kind == "admdvs":
+            chk.append(pa.Check.str_matches(RE_ADMDVS))
+        elif c.kind == "province":
+            chk.append(pa.Check.isin(list(codes.PROVINCES)))
+        elif c.kind == "fixmedins":
+            chk.append(pa.Check.str_matches(RE_FIXMEDINS))
+        elif c.kind == "money" and c.sign == ">0":
+            chk.append(pa.Check.gt(0))
+        elif c.kind == "money" and c.sign == ">=0":
+            chk.append(pa.Check.ge(0))
+        col[n] = chk
+    frame: list[pa.Check] = []
+    if dataset == "settlements":
+        frame.append(pa.Check(lambda d: d.lazyframe.select(
+            pl.col("total_amount") >= pl.col("personal_burden")), error="total_amount >= personal_burden"))
+        frame.append(pa.Check(lambda d: d.lazyframe.select(
+            (pl.col("status") == "REFUND") == pl.col("orig_setl_id").is_not_null()),
+            error="orig_setl_id given exactly for REFUND"))
+    if dataset == "balances":
+        frame.append(pa.Check(lambda d: d.lazyframe.select(
+            (pl.col("account") == "QUOTA") == pl.col("sharer_psn_no").is_not_null()),
+            error="sharer_psn_no given exactly for QUOTA"))
+    return col, frame
+
+
+def _loaded_schema(dataset: str) -> pa.DataFrameSchema:
+    checks, frame = _typed_checks(dataset)
+    nullable = {c.name for c in DATASET_COLUMNS[dataset] if not c.required}
+    return pa.DataFrameSchema(
+        {n: pa.Column(t, nullable=n in nullable, checks=checks.get(n, []))
+         for n, t in loaded_columns(dataset).items()},
+        checks=frame, strict=True, ordered=True, name=f"{dataset} (loaded)")
+
+
+LOADED_SCHEMAS: dict[str, pa.DataFrameSchema] = {ds: _loaded_schema(ds) for ds in DATASET_COLUMNS}
+
+# Reference files (reference/): the typed frames read_inbox_date hands on.
+REFERENCE_COLUMNS: dict[str, dict[str, pl.DataType]] = {
+    "regions": {"admdvs": pl.String(), "province": pl.String(), "name": pl.String(),
+                "wallet_live_from": pl.Date()},
+    "institutions": {"fixmedins_code": pl.String(), "fixmedins_type": pl.String(),
+                     "admdvs": pl.String(), "designated_from": pl.Date(), "designated_to": pl.Date()},
+}
+REFERENCE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "regions": pa.DataFrameSchema({
+        "admdvs": pa.Column(pl.String, checks=pa.Check.str_matches(RE_ADMDVS), unique=True),
+        "province": pa.Column(pl.String, checks=pa.Check.isin(list(codes.PROVINCES))),
+        "name": pa.Column(pl.String, nullable=True),
+        "wallet_live_from": pa.Column(pl.Date, nullable=True),
+    }, checks=[pa.Check(lambda d: d.lazyframe.select(
+        pl.col("province") == pl.col("admdvs").str.slice(0, 2)), error="province = first 2 digits of admdvs")],
+        strict=True, name="reference/regions.csv"),
+    "institutions": pa.DataFrameSchema({
+        "fixmedins_code": pa.Column(pl.String, checks=pa.Check.str_matches(RE_FIXMEDINS), unique=True),
+        "fixmedins_type": pa.Column(pl.String, checks=pa.Check.isin(list(codes.INSTITUTION_TYPES))),
+        "admdvs": pa.Column(pl.String, checks=pa.Check.str_matches(RE_ADMDVS)),
+        "designated_from": pa.Column(pl.Date),
+        "designated_to": pa.Column(pl.Date, nullable=True),
+    }, checks=[pa.Check(lambda d: d.lazyframe.select(
+        pl.col("fixmedins_code").str.slice(0, 1) == pl.col("fixmedins_type").str.slice(0, 1)),
+        error="HOSPITAL codes start with H, PHARMACY codes with P")],
+        strict=True, name="reference/institutions.csv"),
+}

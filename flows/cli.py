@@ -1,0 +1,351 @@
+"""`recon`: the command line of outputs.md.
+
+    recon run --date D                  reconcile one business date
+    recon backfill --start D1 --end D2  reconcile D1..D2 in order
+    recon status                        processed dates, their status, stale ones
+    recon generate --out DIR --start D --days N --persons N --seed S
+    recon demo                          generate a small inbox, reconcile it, show the reports
+    recon serve                         the nightly schedule (02:30 Asia/Shanghai, yesterday)
+
+Shared options (also from the environment): --inbox (RECON_INBOX, data/inbox),
+--out (RECON_OUT, data/reports), --warehouse (RECON_WAREHOUSE, data/warehouse.duckdb),
+--task-runner (RECON_TASK_RUNNER: threads | sequential | dask),
+--orchestrator (RECON_ORCHESTRATOR: auto | prefect | plain).
+
+Orchestrator: `prefect` runs the Prefect flows (runs, tasks and artifacts visible
+in the Prefect UI); `plain` calls the very same steps without Prefect. `auto`
+(the default) uses Prefect when PREFECT_API_URL points at a Prefect server, and
+the plain path otherwise, because starting Prefect's ephemeral API costs 10-25 s
+per command. `recon serve` always uses Prefect.
+
+Exit codes: 0 reconciled (findings are not failures), 1 internal failure, 2 usage
+error or input that cannot be processed. Errors are one sentence on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from datetime import date
+from pathlib import Path
+
+from contracts.errors import InputError
+
+
+class UsageError(InputError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one sentence, no usage block, exit 2
+        raise UsageError(f"{message} (see `{self.prog} --help`).")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return n
+
+
+def _shared(p: argparse.ArgumentParser, with_out: bool = True) -> None:
+    env = os.environ.get
+    p.add_argument("--inbox", default=env("RECON_INBOX", "data/inbox"),
+                   help="the inbox folder (RECON_INBOX, default data/inbox)")
+    if with_out:
+        p.add_argument("--out", default=env("RECON_OUT", "data/reports"),
+                       help="the reports folder (RECON_OUT, default data/reports)")
+    p.add_argument("--warehouse", default=env("RECON_WAREHOUSE", "data/warehouse.duckdb"),
+                   help="the DuckDB warehouse (RECON_WAREHOUSE, default data/warehouse.duckdb)")
+    p.add_argument("--task-runner", default=env("RECON_TASK_RUNNER", "threads"),
+                   choices=("threads", "sequential", "dask"),
+                   help="Prefect task runner for the province loads (RECON_TASK_RUNNER)")
+    p.add_argument("--orchestrator", default=env("RECON_ORCHESTRATOR", "auto"),
+                   choices=("auto", "prefect", "plain"),
+                   help="run with Prefect or the plain path (RECON_ORCHESTRATOR, default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="recon", description="Cross-province wallet sharing reconciliation "
+                "(医保个人账户跨省共济对账).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser("run", help="reconcile one business date")
+    r.add_argument("--date", required=True, type=_date, help="business date YYYY-MM-DD")
+    _shared(r)
+
+    b = sub.add_parser("backfill", help="reconcile a range of dates in order")
+    b.add_argument("--start", required=True, type=_date)
+    b.add_argument("--end", required=True, type=_date)
+    _shared(b)
+
+    s = sub.add_parser("status", help="processed dates, their status, stale dates")
+    _shared(s)
+
+    g = sub.add_parser("generate", help="write a synthetic inbox")
+    g.add_argument("--out", required=True, help="the inbox folder to write")
+    g.add_argument("--start", required=True, type=_date)
+    g.add_argument("--days", required=True, type=_positive)
+    g.add_argument("--persons", required=True, type=_positive)
+    g.add_argument("--seed", required=True, type=int)
+    g.add_argument("--violation-rate", type=float, default=0.01)
+
+    d = sub.add_parser("demo", help="generate a small inbox, reconcile it, show the reports")
+    d.add_argument("--start", type=_date, default=date(2026, 11, 20))
+    d.add_argument("--days", type=_positive, default=3)
+    d.add_argument("--persons", type=_positive, default=2000)
+    d.add_argument("--seed", type=int, default=20261120)
+    _shared(d)
+
+    v = sub.add_parser("serve", help="start the nightly schedule (02:30 Asia/Shanghai)")
+    _shared(v)
+    return p
+
+
+# --------------------------------------------------------------------------- commands
+
+def _paths(a):
+    from flows.nightly import Paths
+    return Paths.of(a.inbox, a.out, a.warehouse)
+
+
+def _use_prefect(a) -> bool:
+    if a.orchestrator == "auto":
+        return bool(os.environ.get("PREFECT_API_URL"))
+    return a.orchestrator == "prefect"
+
+
+def _quiet_prefect_console() -> None:
+    """Prefect logs to stderr with tracebacks; the CLI keeps stderr for its one
+    sentence, so Prefect's console output goes to stdout, without tracebacks."""
+    import prefect.logging.configuration  # noqa: F401  (configures Prefect's loggers)
+
+    class NoTraceback(logging.Formatter):
+        def __init__(self, inner: logging.Formatter | None):
+            super().__init__()
+            self.inner = inner or logging.Formatter("%(message)s")
+
+        def format(self, record: logging.LogRecord) -> str:
+            saved = record.exc_info, record.exc_text, record.stack_info
+            record.exc_info = record.exc_text = record.stack_info = None
+            try:
+                return self.inner.format(record)
+            finally:
+                record.exc_info, record.exc_text, record.stack_info = saved
+
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in
+                                       list(logging.root.manager.loggerDict)]
+    for lg in loggers:
+        for h in getattr(lg, "handlers", []):
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr:
+                h.setStream(sys.stdout)
+            if type(h).__name__ == "PrefectConsoleHandler":
+                console = getattr(h, "console", None)
+                if console is not None and hasattr(console, "file"):
+                    console.file = sys.stdout
+                h.setFormatter(NoTraceback(h.formatter))
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    n = s["findings"]["total"]
+    ch = s["changes_since_previous_run"]
+    extra = ""
+    if ch.get("previous_run_id"):
+        extra = f"; {len(ch['new'])} new, {len(ch['disappeared'])} disappeared since the previous run"
+    print(f"{s['business_date']} {s['status']}: {n} findings, settled {s['amounts'].get('settled', '?')}, "
+          f"held {s['amounts'].get('held', '?')}{extra}; reports in {Path(out) / s['business_date']}")
+
+
+def cmd_run(a) -> int:
+    from flows import nightly
+    paths = _paths(a)
+    if _use_prefect(a):
+        _quiet_prefect_console()
+        s = nightly.run_date_prefect(paths, a.date, a.task_runner)
+    else:
+        s = nightly.run_date(paths, a.date, nightly.PlainExecutor())
+    _print_summary(s, paths.out)
+    return 0
+
+
+def cmd_backfill(a) -> int:
+    from flows import nightly
+    paths = _paths(a)
+    if _use_prefect(a):
+        _quiet_prefect_console()
+        summaries = nightly.backfill_prefect(paths, a.start, a.end, a.task_runner)
+    else:
+        summaries = []
+        for d in nightly.preflight_range(paths, a.start, a.end):
+            summaries.append(nightly.run_date(paths, d, nightly.PlainExecutor()))
+            _print_summary(summaries[-1], paths.out)
+        return 0
+    for s in summaries:
+        _print_summary(s, paths.out)
+    return 0
+
+
+def status_lines(paths) -> list[str]:
+    from flows import warehouse as wh
+    with wh.run_lock(paths.warehouse):
+        con = wh.open_warehouse(paths.warehouse, read_only=True)
+        try:
+            rs = wh.runs(con)
+            stale = wh.stale_ranges(con)
+        finally:
+            con.close()
+    if not rs:
+        return [f"No business date has been processed in {paths.warehouse} yet."]
+    lines = [f"{'date':<10}  {'status':<8}  {'finished (Asia/Shanghai)':<24}  run_id"]
+    for r in rs:
+        lines.append(f"{r['business_date'].isoformat():<10}  {r['status']:<8}  "
+                     f"{r['finished_at'].isoformat(sep=' '):<24}  {r['run_id']}")
+    if stale:
+        lines.append(f"STALE dates need a re-run: recon backfill --start {stale[0].isoformat()} "
+                     f"--end {stale[1].isoformat()}")
+    else:
+        lines.append("No date is stale.")
+    return lines
+
+
+def cmd_status(a) -> int:
+    print("\n".join(status_lines(_paths(a))))
+    return 0
+
+
+def _generate(out: Path, start: date, days: int, persons: int, seed: int, rate: float) -> dict:
+    try:
+        from synth.generate import generate
+    except ImportError:
+        raise RuntimeError("the synthetic generator (synth.generate) is not available") from None
+    return generate(Path(out), start, days, persons, seed, violation_rate=rate)
+
+
+def cmd_generate(a) -> int:
+    if not 0 <= a.violation_rate <= 1:
+        raise UsageError("--violation-rate must be between 0 and 1.")
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"The folder {out} is not empty; generate into a new or empty folder.")
+    info = _generate(out, a.start, a.days, a.persons, a.seed, a.violation_rate)
+    print(f"Wrote a synthetic inbox of {a.days} day(s) from {a.start.isoformat()} to {out}"
+          + (f" ({info})" if info and len(str(info)) < 300 else ""))
+    return 0
+
+
+DEMO_MARKER = ".recon-demo"
+
+
+def cmd_demo(a) -> int:
+    import shutil
+    from flows import nightly
+    inbox, paths = Path(a.inbox), _paths(a)
+    if inbox.exists() and any(inbox.iterdir()) and not (inbox / DEMO_MARKER).exists():
+        raise InputError(f"The inbox {inbox} already holds data that is not a demo; "
+                         "point --inbox (RECON_INBOX) at another folder for the demo.")
+    if inbox.exists():
+        shutil.rmtree(inbox)
+    print(f"Generating {a.days} day(s) for {a.persons} persons into {inbox} ...", flush=True)
+    _generate(inbox, a.start, a.days, a.persons, a.seed, 0.01)
+    (inbox / DEMO_MARKER).write_text("generated by `recon demo`\n", encoding="utf-8")
+    from flows.inbox import date_folders
+    folders = date_folders(inbox)
+    if not folders:
+        raise RuntimeError("the generator wrote no date folder")
+    start, end = folders[0], folders[-1]
+    if _use_prefect(a):
+        _quiet_prefect_console()
+        summaries = nightly.backfill_prefect(paths, start, end, a.task_runner)
+    else:
+        summaries = [nightly.run_date(paths, d, nightly.PlainExecutor())
+                     for d in nightly.preflight_range(paths, start, end)]
+    for s in summaries:
+        _print_summary(s, paths.out)
+    print(f"Reports: {paths.out.resolve()}/<date>/ (report.html for auditors, exceptions.csv, "
+          f"settlement.csv, positions.csv, summary.json)")
+    print(f"Warehouse: {paths.warehouse.resolve()}; `recon status` lists the processed dates.")
+    return 0
+
+
+def cmd_serve(a) -> int:
+    from flows import nightly
+    _quiet_prefect_console()
+    paths = _paths(a)
+    nightly.task_runner(a.task_runner)  # refuse an unavailable runner now, not at 02:30
+    where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral API (set PREFECT_API_URL " \
+                                                 "to use a Prefect server and its UI)"
+    print(f"Serving deployment 'nightly/{nightly.DEPLOYMENT_NAME}' (cron '{nightly.NIGHTLY_CRON}', "
+          f"{nightly.NIGHTLY_TZ}) against {where}; Ctrl-C stops.", flush=True)
+    nightly.serve(paths, a.task_runner)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
+            "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve}
+
+
+def _one_sentence(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if line.endswith((".", "!", "?")) else line + "."
+
+
+def _error_log(a) -> Path | None:
+    try:
+        base = Path(getattr(a, "warehouse", None) or "data/warehouse.duckdb").parent
+        base.mkdir(parents=True, exist_ok=True)
+        p = base / "recon-last-error.log"
+        p.write_text(traceback.format_exc(), encoding="utf-8")
+        return p
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="recon: %(message)s")
+    logging.captureWarnings(True)
+    import warnings
+    warnings.simplefilter("ignore")
+    a = None
+    try:
+        a = build_parser().parse_args(argv)
+        code = COMMANDS[a.command](a)
+    except SystemExit as e:  # --help / --version
+        code = e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        print("recon: interrupted; the run left the previous reports and warehouse as they were.",
+              file=sys.stderr)
+        code = 1
+    except InputError as e:
+        print(f"recon: {_one_sentence(e)}", file=sys.stderr)
+        code = 2
+    except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
+        from contracts.reports import ReportContractError
+        from flows.nightly import RunFailed
+        if isinstance(e, (RunFailed, ReportContractError)):
+            msg = _one_sentence(e)
+        else:
+            first = (str(e).splitlines() or [""])[0][:300]
+            log = _error_log(a)
+            msg = _one_sentence(f"internal error {type(e).__name__}: {first}".rstrip(": ")
+                                + (f"; details in {log}" if log else ""))
+        print(f"recon: {msg}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

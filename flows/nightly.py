@@ -1,0 +1,524 @@
+"""Orchestration of a business date: the Prefect flows and the plain path, sharing one body.
+
+    reconcile_date (flow)    one date D: read inbox -> load provinces (concurrent tasks)
+                             -> stage -> each step of transforms.reconcile.STEPS -> finalize
+                             -> report frames -> publish, plus Prefect artifacts
+    backfill (flow)          D1..D2 in order, one reconcile_date subflow per date
+    nightly (flow)           what `recon serve` schedules at 02:30 Asia/Shanghai: every
+                             date from the first STALE / unprocessed one up to yesterday
+
+`run_date(paths, D, executor)` holds the whole sequence once. An *executor* decides
+how a step is called: `PlainExecutor` calls the function (threads for the
+per-province loads), `PrefectExecutor` wraps it in a Prefect task. Tasks hold
+no logic: each is a transform or an I/O function of flows/.
+
+Retries: only steps that read the inbox retry, and only on OSError (transient
+I/O), with exponential backoff. Bad data never retries: it yields findings or
+an InputError.
+
+Test hook: env RECON_TEST_KILL_AT=<point> SIGKILLs the process at that point
+(`KILL_POINTS`), to prove the atomicity guarantees.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from contracts.errors import InputError
+from flows import warehouse as wh
+
+log = logging.getLogger("recon")
+
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+KILL_POINTS = ("after_stage", "after_rules", "after_reports_staged", "after_commit",
+               "mid_publish", "after_swap")
+DEPLOYMENT_NAME = "recon-nightly"
+NIGHTLY_CRON = "30 2 * * *"
+NIGHTLY_TZ = "Asia/Shanghai"
+
+
+class RunFailed(Exception):
+    """The run could not be completed and published nothing; str() is one sentence."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    inbox: Path
+    out: Path
+    warehouse: Path
+
+    @classmethod
+    def of(cls, inbox, out, warehouse) -> "Paths":
+        return cls(Path(inbox), Path(out), Path(warehouse))
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process when RECON_TEST_KILL_AT names this point (tests only)."""
+    if os.environ.get("RECON_TEST_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- steps
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    fn: Callable
+    io_retries: int = 0  # retries on OSError only
+
+
+def _read_inbox(inbox: Path, d: date):
+    from flows.inbox import read_inbox_date
+    return read_inbox_date(inbox, d)
+
+
+def _date_folders(inbox: Path) -> list[date]:
+    from flows.inbox import date_folders
+    return date_folders(inbox)
+
+
+def _load_province(delivery, d: date):
+    from transforms.intake import load_province
+    return load_province(delivery, d)
+
+
+def _stage(con, ctx, inbox_date, intakes) -> None:
+    from transforms.intake import stage
+    stage(con, ctx, inbox_date, intakes)
+
+
+def _finalize(con, ctx) -> None:
+    from transforms.findings import finalize
+    finalize(con, ctx.d)
+
+
+def _report_frames(con, ctx) -> dict:
+    from transforms import clearing, reports
+    return {
+        "exceptions": reports.exceptions_report(con, ctx),
+        "settlement": reports.settlement_report(clearing.settlement_report(con, ctx)),
+        "positions": reports.positions_report(clearing.positions_report(con, ctx)),
+    }
+
+
+def _summary_parts(con, ctx) -> dict:
+    from transforms import clearing, reports
+    per_rule = reports.findings_per_rule(con, ctx)
+    return {"per_rule": per_rule, "status": reports.run_status(per_rule),
+            "files": reports.file_loads(con, ctx), "amounts": clearing.amounts(con, ctx),
+            "invariants": clearing.invariants(con, ctx),
+            "by_rule_province": reports.findings_by_rule_and_province(con, ctx)}
+
+
+def _stage_reports(out, run_id, con, ctx, frames, summary):
+    from flows.publish import stage_reports
+    return stage_reports(out, run_id, con, ctx, frames, summary)
+
+
+def _swap(out, run_id, d):
+    wh.swap_into_place(out, run_id, d, kill_at=kill_point)
+
+
+READ_FOLDERS = Step("list_date_folders", _date_folders, io_retries=3)
+READ_INBOX = Step("read_inbox", _read_inbox, io_retries=3)
+LOAD_PROVINCE = Step("load_province", _load_province, io_retries=3)
+STAGE = Step("stage", _stage)
+FINALIZE = Step("finalize", _finalize)
+REPORT_FRAMES = Step("report_frames", _report_frames)
+SUMMARY_PARTS = Step("summary_parts", _summary_parts)
+STAGE_REPORTS = Step("stage_reports", _stage_reports, io_retries=2)
+PUBLISH = Step("publish", _swap)
+
+
+def reconcile_steps() -> list[Step]:
+    from transforms.reconcile import STEPS
+    return [Step(name, fn) for name, fn in STEPS]
+
+
+# --------------------------------------------------------------------------- executors
+
+class PlainExecutor:
+    """Calls the step functions directly (no Prefect); province loads on threads."""
+
+    def __init__(self, max_workers: int | None = None, backoff: float = 0.5):
+        self.max_workers = max_workers or min(8, (os.cpu_count() or 2))
+        self.backoff = backoff
+
+    def call(self, step: Step, *args):
+        attempt = 0
+        while True:
+            try:
+                return step.fn(*args)
+            except OSError:
+                if attempt >= step.io_retries:
+                    raise
+                time.sleep(self.backoff * 2 ** attempt)
+                attempt += 1
+
+    def map(self, step: Step, items: list, *args) -> list:
+        if len(items) <= 1:
+            return [self.call(step, it, *args) for it in items]
+        with concurrent.futures.ThreadPoolExecutor(self.max_workers) as pool:
+            return list(pool.map(lambda it: self.call(step, it, *args), items))
+
+    def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
+        pass
+
+
+def _retry_on_oserror(task, task_run, state) -> bool:
+    """Prefect retry_condition_fn: retry transient I/O (OSError) only, never bad data."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - cannot tell: do not retry
+        return False
+    return isinstance(exc, OSError)
+
+
+class PrefectExecutor:
+    """Wraps every step in a Prefect task (created once per step name)."""
+
+    def __init__(self, backoff: float = 2.0):
+        self.backoff = backoff
+        self._tasks: dict[str, Any] = {}
+
+    def _task(self, step: Step):
+        t = self._tasks.get(step.name)
+        if t is None:
+            from prefect import task
+            from prefect.cache_policies import NO_CACHE
+            from prefect.tasks import exponential_backoff
+            opts: dict[str, Any] = dict(name=step.name, cache_policy=NO_CACHE, persist_result=False)
+            if step.io_retries:
+                opts.update(retries=step.io_retries,
+                            retry_delay_seconds=exponential_backoff(backoff_factor=self.backoff),
+                            retry_condition_fn=_retry_on_oserror)
+            t = self._tasks[step.name] = task(**opts)(step.fn)
+        return t
+
+    def call(self, step: Step, *args):
+        return self._task(step)(*args)
+
+    def map(self, step: Step, items: list, *args) -> list:
+        t = self._task(step)
+        futures = [t.with_options(task_run_name=f"{step.name}-{getattr(it, 'province', i)}")
+                   .submit(it, *args) for i, it in enumerate(items)]
+        return [f.result() for f in futures]
+
+    def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+        from transforms.reports import markdown_summary
+        key = f"recon-{summary['business_date']}"
+        create_markdown_artifact(key=f"{key}-summary", markdown=markdown_summary(summary),
+                                 description=f"Run summary of {summary['business_date']}")
+        create_table_artifact(key=f"{key}-findings",
+                              table=by_rule_province or [{"rule_code": "-", "province": "-",
+                                                          "findings": 0}],
+                              description=f"Findings per rule and province, {summary['business_date']}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """git describe --always --dirty of the project, else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root,
+                           capture_output=True, text=True, timeout=5)
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        return version("gongji-recon")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _reference_sha256(inbox: Path) -> dict[str, str]:
+    out = {}
+    for name in ("regions.csv", "institutions.csv"):
+        p = Path(inbox) / "reference" / name
+        try:
+            out[f"reference/{name}"] = hashlib.sha256(p.read_bytes()).hexdigest()
+        except OSError:
+            pass
+    return out
+
+
+def new_run_id(d: date) -> str:
+    return f"{d.isoformat()}-{datetime.now(SHANGHAI):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def now() -> datetime:
+    return datetime.now(SHANGHAI).replace(microsecond=0)
+
+
+# --------------------------------------------------------------------------- the one body
+
+def run_date(paths: Paths, d: date, ex) -> dict:
+    """Reconcile D under the run lock and publish its reports; returns summary.json."""
+    with wh.run_lock(paths.warehouse):
+        con = wh.open_warehouse(paths.warehouse)
+        try:
+            for action in wh.recover(con, paths.out):
+                log.warning("recovery: %s", action)
+            return _run_locked(con, paths, d, ex)
+        finally:
+            con.close()
+
+
+def _run_locked(con, paths: Paths, d: date, ex) -> dict:
+    from contracts.reports import validate_reports
+    from transforms import reports
+    from transforms.context import RunContext, bind_date
+
+    started = now()
+    folders = ex.call(READ_FOLDERS, paths.inbox)
+    if d not in folders:
+        raise InputError(f"The inbox {paths.inbox} has no folder for business date {d.isoformat()}.")
+    genesis = wh.check_order(con, d, folders)
+    ctx = RunContext.for_date(d, genesis)
+    inbox_date = ex.call(READ_INBOX, paths.inbox, d)
+    intakes = ex.map(LOAD_PROVINCE, list(inbox_date.deliveries), d)
+    previous_run_id, previous_ids = wh.previous_findings(con, d)
+    run_id = new_run_id(d)
+    staged = False
+
+    bind_date(con, ctx)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        wh.delete_date(con, d)
+        ex.call(STAGE, con, ctx, inbox_date, intakes)
+        kill_point("after_stage")
+        for step in reconcile_steps():
+            ex.call(step, con, ctx)
+        ex.call(FINALIZE, con, ctx)
+        kill_point("after_rules")
+
+        frames = ex.call(REPORT_FRAMES, con, ctx)
+        parts = ex.call(SUMMARY_PARTS, con, ctx)
+        failed = [i.get("name") for i in parts["invariants"] if not i.get("passed")]
+        if failed:
+            raise RunFailed(f"the invariant(s) {', '.join(map(str, failed))} failed on {d.isoformat()}, "
+                            "so nothing was published.")
+        validate_reports(frames, d)
+        sha = _reference_sha256(paths.inbox)
+        for intake in intakes:
+            sha.update(getattr(intake, "sha256", {}) or {})
+        current_ids = set(frames["exceptions"]["exception_id"].to_list())
+        summary = reports.summary(
+            ctx=ctx, run_id=run_id, status=parts["status"],
+            provinces_expected=list(inbox_date.live_provinces),
+            provinces_delivered=[x.province for x in inbox_date.deliveries
+                                 if getattr(x, "manifest_bytes", b"") is not None],
+            files=parts["files"], per_rule=parts["per_rule"], amounts=parts["amounts"],
+            invariants=parts["invariants"], input_sha256=sha, code_version=code_version(),
+            started=started, finished=now(),
+            changes_=reports.changes(previous_run_id, previous_ids, current_ids),
+            genesis=genesis)
+        ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
+        staged = True
+        wh.write_journal(paths.out, run_id, d)
+        kill_point("after_reports_staged")
+        digest = hashlib.sha256(json.dumps(summary["input_sha256"], sort_keys=True)
+                                .encode()).hexdigest()
+        newly_stale = wh.record_run(con, d, run_id, summary["status"], started,
+                                    datetime.fromisoformat(summary["finished_at"]), digest, summary)
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the transaction may already be gone
+            pass
+        if staged:
+            wh.finish_run(paths.out, run_id)
+        raise
+    kill_point("after_commit")
+    ex.call(PUBLISH, paths.out, run_id, d)
+    kill_point("after_swap")
+    wh.sync_stale_summaries(con, paths.out)
+    if newly_stale:
+        log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
+    ex.artifacts(summary, parts["by_rule_province"])
+    return summary
+
+
+def dates_between(start: date, end: date) -> list[date]:
+    if end < start:
+        raise InputError(f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def preflight_range(paths: Paths, start: date, end: date) -> list[date]:
+    """Refuse a range before touching anything: a missing folder or an unmet order."""
+    days = dates_between(start, end)
+    from flows.inbox import date_folders
+    folders = set(date_folders(paths.inbox))
+    missing = [x for x in days if x not in folders]
+    if missing:
+        raise InputError(f"The inbox {paths.inbox} has no folder for business date "
+                         f"{missing[0].isoformat()}.")
+    with wh.run_lock(paths.warehouse):
+        con = wh.open_warehouse(paths.warehouse, read_only=True)
+        try:
+            wh.check_order(con, start, sorted(folders))
+        finally:
+            con.close()
+    return days
+
+
+def pending_dates(paths: Paths, until: date) -> list[date]:
+    """What the nightly schedule reconciles: from the first STALE date, else the day after
+    the last processed one, else the first folder of the inbox, up to `until`."""
+    from flows.inbox import date_folders
+    folders = date_folders(paths.inbox)
+    with wh.run_lock(paths.warehouse):
+        con = wh.open_warehouse(paths.warehouse, read_only=True)
+        try:
+            rs = wh.runs(con)
+        finally:
+            con.close()
+    stale = [r["business_date"] for r in rs if r["status"] == wh.STALE]
+    if stale:
+        start = min(stale)
+    elif rs:
+        start = rs[-1]["business_date"] + timedelta(days=1)
+    elif folders:
+        start = folders[0]
+    else:
+        return []
+    return dates_between(start, until) if start <= until else []
+
+
+def run_date_plain(inbox, out, warehouse, business_date: date, max_workers: int | None = None) -> dict:
+    """The plain path (no Prefect): tests, the benchmark, RECON_ORCHESTRATOR=plain."""
+    return run_date(Paths.of(inbox, out, warehouse), business_date, PlainExecutor(max_workers))
+
+
+def backfill_plain(inbox, out, warehouse, start: date, end: date,
+                   max_workers: int | None = None) -> list[dict]:
+    paths = Paths.of(inbox, out, warehouse)
+    return [run_date(paths, d, PlainExecutor(max_workers)) for d in preflight_range(paths, start, end)]
+
+
+# --------------------------------------------------------------------------- Prefect flows
+
+def task_runner(name: str | None = None):
+    """Task runner by configuration (RECON_TASK_RUNNER): 'threads' (default), 'dask'
+    (needs the prefect-dask package), 'sequential' (one province at a time)."""
+    name = (name or os.environ.get("RECON_TASK_RUNNER") or "threads").lower()
+    from prefect.task_runners import ThreadPoolTaskRunner
+    if name == "threads":
+        return ThreadPoolTaskRunner(max_workers=min(8, os.cpu_count() or 2))
+    if name == "sequential":
+        return ThreadPoolTaskRunner(max_workers=1)
+    if name == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner  # type: ignore[import-not-found]
+        except ImportError:
+            raise InputError("The task runner 'dask' needs the package prefect-dask, "
+                             "which is not installed.") from None
+        return DaskTaskRunner()
+    raise InputError(f"Unknown task runner {name!r}; use threads, sequential or dask.")
+
+
+_FLOWS: tuple = ()
+
+
+def __getattr__(name: str):
+    """`flows.nightly.reconcile_date`, `.backfill`, `.nightly` are the Prefect flows,
+    defined on first access so that the plain path never imports Prefect."""
+    if name in ("reconcile_date", "backfill", "nightly"):
+        return dict(zip(("reconcile_date", "backfill", "nightly"), _flows()))[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _flows():
+    """Define the Prefect flows once (see __getattr__)."""
+    global _FLOWS
+    if _FLOWS:
+        return _FLOWS
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    @flow(name="reconcile-date", task_runner=ThreadPoolTaskRunner(max_workers=8),
+          flow_run_name="reconcile-{business_date}", log_prints=True)
+    def reconcile_date(inbox: str, out: str, warehouse: str, business_date: date) -> dict:
+        """Reconcile one business date and publish its reports."""
+        return run_date(Paths.of(inbox, out, warehouse), business_date, PrefectExecutor())
+
+    @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
+    def backfill(inbox: str, out: str, warehouse: str, start: date, end: date,
+                 runner: str | None = None) -> list[dict]:
+        """Reconcile start..end in order (re-running any date already done)."""
+        paths = Paths.of(inbox, out, warehouse)
+        sub = reconcile_date.with_options(task_runner=task_runner(runner))
+        return [sub(inbox, out, warehouse, d) for d in preflight_range(paths, start, end)]
+
+    @flow(name="nightly")
+    def nightly(inbox: str, out: str, warehouse: str, runner: str | None = None) -> list[dict]:
+        """The 02:30 schedule: reconcile yesterday (Asia/Shanghai), first catching up any
+        STALE or unprocessed date before it."""
+        yesterday = datetime.now(SHANGHAI).date() - timedelta(days=1)
+        paths = Paths.of(inbox, out, warehouse)
+        todo = pending_dates(paths, yesterday)
+        sub = reconcile_date.with_options(task_runner=task_runner(runner))
+        return [sub(inbox, out, warehouse, d) for d in todo]
+
+    for f in (reconcile_date, backfill, nightly):
+        f.__module__ = __name__  # the module path the served deployment imports
+    _FLOWS = (reconcile_date, backfill, nightly)
+    return _FLOWS
+
+
+def run_date_prefect(paths: Paths, d: date, runner: str | None = None) -> dict:
+    reconcile_date, _, _ = _flows()
+    return reconcile_date.with_options(task_runner=task_runner(runner))(
+        str(paths.inbox), str(paths.out), str(paths.warehouse), d)
+
+
+def backfill_prefect(paths: Paths, start: date, end: date, runner: str | None = None) -> list[dict]:
+    preflight_range(paths, start, end)  # refuse before Prefect starts
+    _, backfill, _ = _flows()
+    return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
+
+
+def nightly_deployment(paths: Paths, runner: str | None = None):
+    """The RunnerDeployment of the nightly schedule (02:30 Asia/Shanghai)."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+    _, _, nightly = _flows()
+    return nightly.to_deployment(
+        name=DEPLOYMENT_NAME,
+        schedule=Cron(NIGHTLY_CRON, timezone=NIGHTLY_TZ),
+        parameters={"inbox": str(Path(paths.inbox).resolve()), "out": str(Path(paths.out).resolve()),
+                    "warehouse": str(Path(paths.warehouse).resolve()), "runner": runner},
+        description="Reconcile yesterday (Asia/Shanghai) at 02:30, catching up STALE dates first.",
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        tags=["gongji-recon"],
+    )
+
+
+def register_deployment(paths: Paths, runner: str | None = None):
+    """Register (or update) the nightly deployment without serving it; returns its id."""
+    return nightly_deployment(paths, runner).apply()
+
+
+def serve(paths: Paths, runner: str | None = None) -> None:
+    """Register the nightly deployment and poll for its scheduled runs (blocks)."""
+    from prefect import serve as prefect_serve
+    prefect_serve(nightly_deployment(paths, runner))

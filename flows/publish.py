@@ -1,0 +1,90 @@
+"""Write the reports of D aside, then move them into place (outputs.md "Atomic").
+
+`stage_reports` writes every file of `<out>/<D>/` into the run's staging folder
+`<out>/.staging/<run_id>/<D>/` and fsyncs them. Nothing under `<out>/<D>` is
+touched until the warehouse has committed the run; then
+`flows.warehouse.swap_into_place` moves the folder in. See flows/warehouse.py
+for the journal that makes an interrupted swap recoverable.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import polars as pl
+
+from flows.warehouse import fsync_dir, staging_root, write_json_atomic
+from transforms.context import RunContext
+from transforms.reports import csv_bytes
+
+log = logging.getLogger("recon.publish")
+
+REPORT_FILES = ("exceptions.parquet", "exceptions.csv", "settlement.parquet", "settlement.csv",
+                "positions.csv", "summary.json", "report.html", "exceptions.xlsx")
+
+
+def staged_dir(out: Path, run_id: str, business_date: str) -> Path:
+    return staging_root(out) / run_id / business_date
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_parquet(path: Path, df: pl.DataFrame) -> None:
+    # No statistics of time, no row-group split that depends on threads: same frame, same bytes.
+    df.write_parquet(path, compression="zstd", statistics=True, row_group_size=1_000_000)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _optional_writer(module: str) -> Callable | None:
+    """The auditors' report writers belong to another module; absent means skipped."""
+    try:
+        return importlib.import_module(module).write
+    except (ImportError, AttributeError):
+        log.warning("%s is not available; its report is not written", module)
+        return None
+
+
+def _call_with(writer: Callable, path: Path, available: dict) -> None:
+    """Call writer(path, ...) passing, by name, the arguments its signature asks for."""
+    params = list(inspect.signature(writer).parameters.values())[1:]
+    kwargs = {p.name: available[p.name] for p in params if p.name in available}
+    missing = [p.name for p in params if p.name not in available and p.default is p.empty
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise TypeError(f"{writer.__module__}.write needs {missing}, which the publish step lacks")
+    writer(path, **kwargs)
+
+
+def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: RunContext,
+                  frames: dict[str, pl.DataFrame], summary: dict) -> Path:
+    """Write every report of D into the staging folder of the run; returns that folder."""
+    d = staged_dir(out, run_id, ctx.d)
+    d.mkdir(parents=True, exist_ok=False)
+    exceptions, settlement, positions = frames["exceptions"], frames["settlement"], frames["positions"]
+    _write_parquet(d / "exceptions.parquet", exceptions)
+    _write_bytes(d / "exceptions.csv", csv_bytes(exceptions))
+    _write_parquet(d / "settlement.parquet", settlement)
+    _write_bytes(d / "settlement.csv", csv_bytes(settlement))
+    _write_bytes(d / "positions.csv", csv_bytes(positions))
+    available = {"con": con, "ctx": ctx, "summary": summary, "exceptions": exceptions,
+                 "settlement": settlement, "positions": positions}
+    for module, name in (("flows.report_html", "report.html"),
+                         ("flows.report_xlsx", "exceptions.xlsx")):
+        writer = _optional_writer(module)
+        if writer is not None:
+            _call_with(writer, d / name, available)
+    write_json_atomic(d / "summary.json", summary)
+    fsync_dir(d)
+    fsync_dir(d.parent)
+    return d

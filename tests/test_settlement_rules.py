@@ -1,0 +1,87 @@
+"""S07 (settlements), S14-S17 of rules.md §3 and §6."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from tests.builders import (BENEFICIARY, D, add, context, findings, institution, person,
+                            record_ids, settlement, warehouse)
+from transforms import rules_settlements
+
+
+def judge(*rows, institutions=(institution(),), persons=()):
+    con = warehouse()
+    add(con, "institutions", list(institutions))
+    if persons:
+        add(con, "persons", list(persons))
+    if rows:
+        add(con, "settlements", list(rows))
+    ctx = context(con)
+    rules_settlements.run(con, ctx)
+    return con
+
+
+def test_clean_settlement_has_no_finding():
+    con = judge(settlement("S1"), persons=[person(BENEFICIARY)])
+    assert findings(con) == []
+
+
+def test_s07_not_active_beneficiary_only_for_care_types_and_only_normal():
+    con = judge(settlement("S1"), settlement("S2", expense_type="PHARMACY", fixmedins_code="P41000000001"),
+                settlement("S3", expense_type="RESIDENT_PREMIUM", fixmedins_code=None),
+                settlement("R1", status="REFUND", orig_setl_id="S0"),
+                institutions=[institution(), institution("P41000000001", "PHARMACY")],
+                persons=[person(BENEFICIARY, status="SUSPENDED")])
+    assert record_ids(con, "S07") == ["S1", "S2"]
+    (f, _) = findings(con, "S07")
+    assert f["province"] == "41" and f["dataset"] == "settlements" and "SUSPENDED" in f["detail"]
+
+
+def test_s07_unknown_person_is_not_judged():
+    con = judge(settlement("S1"))
+    assert record_ids(con, "S07") == []
+
+
+def test_s14_ineligible_expense():
+    con = judge(settlement("S1", expense_type="CASH_WITHDRAWAL"),
+                settlement("S2", expense_type="OUTPATIENT"))
+    assert record_ids(con, "S14") == ["S1"]
+
+
+def test_s15_designated_to_d_passes_d_minus_1_fails_from_d_plus_1_fails():
+    con = judge(settlement("S1", fixmedins_code="H41000000001"),
+                settlement("S2", fixmedins_code="H41000000002"),
+                settlement("S3", fixmedins_code="H41000000003"),
+                institutions=[institution("H41000000001", designated_to=D),
+                              institution("H41000000002", designated_to=D - timedelta(days=1)),
+                              institution("H41000000003", designated_from=D + timedelta(days=1))])
+    assert record_ids(con, "S15") == ["S2", "S3"]
+
+
+def test_s15_wrong_type_and_unknown_institution():
+    con = judge(settlement("S1", expense_type="INPATIENT", fixmedins_code="P41000000001"),
+                settlement("S2", expense_type="PHARMACY", fixmedins_code="H41000000001"),
+                settlement("S3", fixmedins_code="H49999999999"),
+                settlement("S4", expense_type="PHARMACY", fixmedins_code="P41000000001"),
+                settlement("S5", expense_type="LTC_PREMIUM", fixmedins_code=None),
+                institutions=[institution(), institution("P41000000001", "PHARMACY")])
+    assert record_ids(con, "S15") == ["S1", "S2", "S3"]
+    assert "unknown" in findings(con, "S15")[2]["detail"]
+
+
+def test_s16_premium_must_be_paid_in_full():
+    con = judge(settlement("S1", "100.00", expense_type="RESIDENT_PREMIUM", fixmedins_code=None,
+                           personal_burden="100.00"),
+                settlement("S2", "99.99", expense_type="LTC_PREMIUM", fixmedins_code=None,
+                           personal_burden="100.00"),
+                settlement("S3", "100.01", expense_type="RESIDENT_PREMIUM", fixmedins_code=None,
+                           personal_burden="100.00"))
+    assert record_ids(con, "S16") == ["S2", "S3"] and record_ids(con, "S17") == []
+
+
+def test_s17_wallet_pay_equal_to_burden_passes_a_fen_more_fails():
+    con = judge(settlement("S1", "50.00", personal_burden="50.00"),
+                settlement("S2", "50.01", personal_burden="50.00"),
+                settlement("R1", "50.01", personal_burden="50.00", status="REFUND", orig_setl_id="S1"))
+    assert record_ids(con, "S17") == ["S2"]
+    (f,) = findings(con, "S17")
+    assert f["amount"] == __import__("decimal").Decimal("50.01") and f["source_row"] == 2

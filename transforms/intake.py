@@ -1,0 +1,637 @@
+"""Intake of one business date: bytes and manifests -> typed frames, quarantine, F01-F05.
+
+`load_province` is pure CPU work on one province's delivery (no DuckDB, no
+shared state), so the orchestration runs the 31 provinces in threads; polars
+and pyarrow release the GIL while they parse and validate. `stage` then writes
+everything of D into the warehouse in a handful of set-based INSERTs.
+
+What happens to a data file, in order (rules.md §1):
+
+1. manifest: not UTF-8 JSON, not an object, another province or date, or a
+   `files` that is not an object -> F03 on `manifest.json`, the province
+   delivers nothing (every expected file gets a rejected file_loads row).
+   A name in `files` that is not one of the ten contract names -> F03 on that
+   name; it is never opened.
+2. F02: the stem is not listed, listed twice (.csv and .parquet), listed with
+   an unreadable rows/sha256, absent, refused (link out of the folder), sha256
+   differs, or the parsed data-row count differs -> rejected whole.
+3. F03: cannot be decoded with the declared encoding, not CSV/Parquet, a
+   header without a required column (or naming it twice), an unsupported
+   Parquet type -> rejected whole.
+4. F04: each row breaking a column rule (contracts/inbox.py), with every
+   reason; a CSV row with the wrong number of fields is quarantined here too
+   (kinder than rejecting the file; the parser skips it and carries on).
+5. F05: among the valid rows, every later occurrence of a key.
+
+A rejected file has rows_read = rows_loaded = rows_quarantined = 0 (nothing of
+it entered the pipeline; the reason says what was seen), so the accounting
+identity rows_read = rows_loaded + rows_quarantined holds for every file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import polars as pl
+import pyarrow as paw
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from contracts import codes
+from contracts.inbox import (AMOUNT_COLUMN, DATASET_COLUMNS, KEY_COLUMNS, LOADED_SCHEMAS,
+                             MONEY, RE_PSN, REQUIRED_COLUMNS, SHANGHAI, Env, derived_columns,
+                             key_label, loaded_columns, record_id_expr, row_checks, typed_helpers)
+from flows.inbox import DATA_FILE_NAMES, MANIFEST, InboxDate, ProvinceDelivery
+from transforms.context import RunContext
+from transforms.findings import FINDING_COLUMNS
+
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030"}
+BOM = b"\xef\xbb\xbf"
+
+FINDINGS_SCHEMA = {
+    "rule_code": pl.String(), "province": pl.String(), "dataset": pl.String(),
+    "record_id": pl.String(), "sharer_psn_no": pl.String(), "beneficiary_psn_no": pl.String(),
+    "amount": MONEY, "detail": pl.String(), "source_file": pl.String(), "source_row": pl.Int32(),
+}
+QUARANTINE_SCHEMA = {
+    "business_date": pl.Date(), "file_province": pl.String(), "dataset": pl.String(),
+    "source_file": pl.String(), "source_row": pl.Int32(), "record_id": pl.String(),
+    "rule_code": pl.String(), "reasons": pl.String(), "raw": pl.String(),
+}
+FILE_LOADS_SCHEMA = {
+    "province": pl.String(), "dataset": pl.String(), "source_file": pl.String(),
+    "sha256": pl.String(), "encoding": pl.String(), "rows_read": pl.Int64(),
+    "rows_loaded": pl.Int64(), "rows_quarantined": pl.Int64(), "rejected": pl.Boolean(),
+    "reject_rule": pl.String(), "reject_reason": pl.String(),
+}
+
+
+class FileRejected(Exception):
+    """A data file that cannot be read at all (F03). `reason` completes the
+    sentence '<file name> ...'."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ParsedFile:
+    """A file as canonical text: the required columns (String, null = empty
+    field) plus source_row (1-based data row), and the rows the CSV parser had
+    to skip (data row, text, why), which are quarantined."""
+    frame: pl.DataFrame
+    bad_rows: list[tuple[int, str, str]] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.frame.height + len(self.bad_rows)
+
+
+@dataclass
+class FileStat:
+    """One row of the warehouse table file_loads."""
+    province: str
+    dataset: str
+    source_file: str
+    sha256: str | None
+    encoding: str | None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rejected: bool = False
+    reject_rule: str | None = None
+    reject_reason: str | None = None
+
+
+@dataclass
+class ProvinceIntake:
+    province: str
+    business_date: date
+    frames: dict[str, pl.DataFrame]   # dataset -> loaded rows (contracts.inbox.loaded_columns)
+    quarantine: pl.DataFrame          # QUARANTINE_SCHEMA
+    findings: pl.DataFrame            # FINDINGS_SCHEMA (F02-F05 of this province)
+    files: list[FileStat]
+    sha256: dict[str, str]            # source_file -> hex of the bytes read
+
+    @property
+    def persons(self) -> pl.DataFrame:
+        return self.frames["persons"]
+
+    @property
+    def relationships(self) -> pl.DataFrame:
+        return self.frames["relationships"]
+
+    @property
+    def transfers(self) -> pl.DataFrame:
+        return self.frames["transfers"]
+
+    @property
+    def settlements(self) -> pl.DataFrame:
+        return self.frames["settlements"]
+
+    @property
+    def balances(self) -> pl.DataFrame:
+        return self.frames["balances"]
+
+
+# ------------------------------------------------------------------ decoding and parsing
+
+def decode_csv_text(data: bytes, encoding: str) -> bytes:
+    """The file as UTF-8 bytes without BOM, decoded with the declared encoding.
+    Python's codecs do the work: DuckDB cannot read GB18030 offline."""
+    enc = ENCODINGS.get(str(encoding).strip().lower())
+    if enc is None:
+        raise FileRejected(f"cannot be decoded: the manifest declares encoding {str(encoding)[:30]!r}, "
+                           "not utf-8 or gb18030")
+    if enc == "utf-8":
+        if data.startswith(BOM):
+            data = data[len(BOM):]
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FileRejected(f"cannot be decoded as utf-8 (invalid byte at offset {e.start})") from None
+        return data
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError as e:
+        raise FileRejected(f"cannot be decoded as gb18030 (invalid byte at offset {e.start})") from None
+    return text.lstrip("\ufeff").encode("utf-8")
+
+
+def _header_width_bound(utf8: bytes) -> int:
+    """An upper bound of the header's field count, so every column can be read as
+    text (pyarrow wants types by name). The header ends at the first newline with
+    an even number of quotes before it; look at no more than 1 MiB."""
+    head = utf8[: 1 << 20]
+    pos = 0
+    for _ in range(1000):
+        nl = head.find(b"\n", pos)
+        if nl < 0:
+            break
+        if head.count(b'"', 0, nl) % 2 == 0:
+            return head.count(b",", 0, nl) + 1
+        pos = nl + 1
+    return head.count(b",") + 1
+
+
+def _check_header(names: list[str], required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise FileRejected("lacks the required column" + ("s " if len(missing) > 1 else " ")
+                           + ", ".join(missing))
+    twice = [c for c in required if names.count(c) > 1]
+    if twice:
+        raise FileRejected("names the column " + ", ".join(twice) + " more than once")
+
+
+def _nulls_for_empty(frame: pl.DataFrame, cols) -> pl.DataFrame:
+    return frame.with_columns([pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in cols])
+
+
+def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
+    """RFC 4180 CSV, every column read as text (no reader ever guesses a type).
+
+    Rows with the wrong number of fields are skipped by the parser and returned
+    in bad_rows with their data-row number (pyarrow numbers records, not lines,
+    and does not count blank lines, so number - 1 is the data row)."""
+    if not utf8.strip(b"\r\n\t "):
+        raise FileRejected("is empty (no header row)")
+    width = _header_width_bound(utf8)
+    skipped: list[tuple[int | None, int, int, str]] = []
+
+    def on_bad(row) -> str:
+        skipped.append((row.number, row.expected_columns, row.actual_columns, row.text[:1000]))
+        return "skip"
+
+    def read(block_size: int | None):
+        skipped.clear()
+        ro = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False)
+        if block_size:
+            ro.block_size = block_size
+        return pcsv.read_csv(
+            io.BytesIO(utf8), read_options=ro,
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_bad),
+            convert_options=pcsv.ConvertOptions(
+                column_types={f"f{i}": paw.string() for i in range(width)},
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+    try:
+        try:
+            table = read(None)
+        except paw.ArrowInvalid as e:
+            if "straddl" not in str(e) or len(utf8) >= (1 << 31) - 1:
+                raise
+            table = read(len(utf8) + 1)   # a field bigger than a block: read as one block
+    except (paw.ArrowInvalid, paw.ArrowNotImplementedError, paw.ArrowTypeError, OSError) as e:
+        raise FileRejected(f"is not a readable CSV file ({str(e).splitlines()[0][:120]})") from None
+    if table.num_rows == 0:
+        raise FileRejected("is empty (no header row)")
+    if any(t != paw.string() for t in table.schema.types):
+        raise FileRejected("has a header that cannot be read as CSV")
+    names = [table.column(i)[0].as_py() for i in range(table.num_columns)]
+    _check_header(names, required)
+    if any(n is None for n, *_ in skipped):
+        raise FileRejected("has malformed rows whose position cannot be told")
+    data = table.slice(1).select([f"f{names.index(c)}" for c in required]).rename_columns(list(required))
+    frame = _nulls_for_empty(pl.from_arrow(data), required)
+    total = frame.height + len(skipped)
+    bad = [(n - 1, text, f"the row has {act} fields, the header has {exp}")
+           for n, exp, act, text in skipped]
+    if bad:
+        bad_numbers = pl.Series([b[0] for b in bad], dtype=pl.Int32)
+        rows = pl.int_range(1, total + 1, dtype=pl.Int32, eager=True)
+        rows = rows.filter(~rows.is_in(bad_numbers))
+    else:
+        rows = pl.int_range(1, total + 1, dtype=pl.Int32, eager=True)
+    return ParsedFile(frame.with_columns(rows.alias("source_row")), bad)
+
+
+def _canonical_text(s: pl.Series) -> pl.Series:
+    """A Parquet column as the text a CSV would hold (docs/spec-readings.md item 2):
+    decimals/integers as digits, timestamps with tz as ISO 8601 in +08:00,
+    timestamps without tz without offset (so the offset rule catches them),
+    dates YYYY-MM-DD, booleans true/false. Floats are refused: money is never
+    a binary float."""
+    t = s.dtype
+    if t == pl.String:
+        return s
+    if t == pl.Null or isinstance(t, (pl.Categorical, pl.Enum)):
+        return s.cast(pl.String)
+    if t.is_integer():
+        return s.cast(pl.String)
+    if isinstance(t, pl.Decimal):
+        txt = s.cast(pl.String)
+        # 12.3000 (scale 4) is 12.30: drop zeros beyond the second decimal only.
+        return txt.str.replace(r"^(-?[0-9]+\.[0-9]{2}[0-9]*?)0+$", "${1}") if (t.scale or 0) > 2 else txt
+    if t == pl.Boolean:
+        return pl.select(pl.when(s).then(pl.lit("true")).when(~s).then(pl.lit("false"))).to_series()
+    if t == pl.Date:
+        return s.dt.to_string("%Y-%m-%d")
+    if isinstance(t, pl.Datetime):
+        if t.time_zone is None:
+            return s.dt.to_string("%Y-%m-%dT%H:%M:%S%.f")
+        return s.dt.convert_time_zone(SHANGHAI).dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z")
+    raise FileRejected(f"has column {s.name} of type {t}, which is not text, decimal, integer, "
+                       "boolean, date or timestamp")
+
+
+def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
+        raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
+    _check_header(list(table.column_names), required)
+    try:
+        frame = pl.from_arrow(table.select(list(required)), rechunk=True)
+    except Exception as e:  # noqa: BLE001
+        raise FileRejected(f"has columns that cannot be read ({type(e).__name__})") from None
+    try:
+        frame = pl.DataFrame([_canonical_text(frame[c]).alias(c) for c in required])
+    except pl.exceptions.PolarsError as e:
+        raise FileRejected(f"has values that cannot be read as text ({type(e).__name__})") from None
+    frame = _nulls_for_empty(frame, required)
+    return ParsedFile(frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int32)
+                                         .alias("source_row")))
+
+
+# ------------------------------------------------------------------ validation
+
+def _empty(schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def empty_loaded(dataset: str) -> pl.DataFrame:
+    return _empty(loaded_columns(dataset))
+
+
+def _person_col(c: str) -> pl.Expr:
+    """A psn_no for a finding's sharer/beneficiary column: only when it looks like one."""
+    return pl.when(pl.col(c).str.contains(RE_PSN)).then(pl.col(c))
+
+
+def _finding_people(dataset: str) -> list[pl.Expr]:
+    if dataset in ("transfers", "relationships"):
+        return [_person_col("sharer_psn_no").alias("sharer_psn_no"),
+                _person_col("beneficiary_psn_no").alias("beneficiary_psn_no")]
+    if dataset == "settlements":
+        return [pl.lit(None, pl.String).alias("sharer_psn_no"),
+                _person_col("psn_no").alias("beneficiary_psn_no")]
+    if dataset == "balances":
+        quota = pl.col("account") == "QUOTA"
+        return [pl.when(quota).then(_person_col("sharer_psn_no")).otherwise(_person_col("psn_no"))
+                .alias("sharer_psn_no"),
+                pl.when(quota).then(_person_col("psn_no")).alias("beneficiary_psn_no")]
+    return [pl.lit(None, pl.String).alias("sharer_psn_no"),
+            pl.lit(None, pl.String).alias("beneficiary_psn_no")]
+
+
+def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
+                  ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(loaded, quarantine, findings) of one readable file, all set-based.
+
+    F04 first: every rule of contracts/inbox.py in one select; then F05 among
+    the valid rows (docs/spec-readings.md item 4), the first valid occurrence kept."""
+    required = REQUIRED_COLUMNS[dataset]
+    d, pp = env.business_date, env.province
+    amount_col = AMOUNT_COLUMN.get(dataset)
+    df = (parsed.frame.lazy()
+          .with_columns(typed_helpers(dataset))
+          .with_columns(row_checks(dataset, env), record_id_expr(dataset))
+          .collect())
+    bad_mask = pl.col("reasons") != ""
+    valid = df.filter(~bad_mask).with_columns(
+        pl.struct(list(KEY_COLUMNS[dataset])).is_first_distinct().alias("#first"),
+        pl.col("source_row").min().over(list(KEY_COLUMNS[dataset])).alias("#first_row"),
+        key_label(dataset).alias("#key"))
+    dup = valid.filter(~pl.col("#first")).with_columns(
+        pl.format("{} repeats the key of row {}, which is kept", pl.col("#key"), pl.col("#first_row"))
+        .alias("reasons"), pl.col("#key").alias("record_id"))
+    invalid = df.filter(bad_mask)
+
+    common = [pl.lit(source_file).alias("source_file"), pl.col("source_row")]
+
+    def quarantine(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
+        return frame.select(
+            pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
+            pl.lit(dataset).alias("dataset"), *common, pl.col("record_id"),
+            pl.lit(rule).alias("rule_code"), pl.col("reasons"),
+            pl.struct(list(required)).struct.json_encode().alias("raw"))
+
+    def findings(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
+        amount = pl.col(f"{amount_col}#v") if amount_col else pl.lit(None, MONEY)
+        return frame.select(
+            pl.lit(rule).alias("rule_code"), pl.lit(pp).alias("province"),
+            pl.lit(dataset).alias("dataset"), pl.col("record_id"), *_finding_people(dataset),
+            amount.cast(MONEY).alias("amount"), pl.col("reasons").alias("detail"), *common)
+
+    q_parts = [quarantine(invalid, "F04"), quarantine(dup, "F05")]
+    f_parts = [findings(invalid, "F04"), findings(dup, "F05")]
+    if parsed.bad_rows:
+        ragged = pl.DataFrame({
+            "source_row": [b[0] for b in parsed.bad_rows],
+            "line": [b[1] for b in parsed.bad_rows],
+            "reasons": [b[2] for b in parsed.bad_rows]},
+            schema={"source_row": pl.Int32, "line": pl.String, "reasons": pl.String})
+        ragged = ragged.with_columns((pl.lit("row:") + pl.col("source_row").cast(pl.String)).alias("record_id"))
+        q_parts.append(ragged.select(
+            pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
+            pl.lit(dataset).alias("dataset"), *common, pl.col("record_id"),
+            pl.lit("F04").alias("rule_code"), pl.col("reasons"),
+            pl.struct("line").struct.json_encode().alias("raw")))
+        f_parts.append(ragged.select(
+            pl.lit("F04").alias("rule_code"), pl.lit(pp).alias("province"),
+            pl.lit(dataset).alias("dataset"), pl.col("record_id"),
+            pl.lit(None, pl.String).alias("sharer_psn_no"), pl.lit(None, pl.String).alias("beneficiary_psn_no"),
+            pl.lit(None, MONEY).alias("amount"), pl.col("reasons").alias("detail"), *common))
+
+    kept = valid.filter(pl.col("#first"))
+    typed = {c.name: (pl.col(f"{c.name}#v") if c.dtype != pl.String() else pl.col(c.name)).alias(c.name)
+             for c in DATASET_COLUMNS[dataset]}
+    loaded = kept.select(
+        pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
+        *typed.values(), *derived_columns(dataset), *common,
+    ).cast(loaded_columns(dataset)).sort("source_row")
+    # The contract of record: pandera checks what reaches the warehouse.
+    LOADED_SCHEMAS[dataset].validate(loaded)
+    return (loaded,
+            pl.concat(q_parts, how="vertical").sort("source_row"),
+            pl.concat(f_parts, how="vertical").sort("source_row"))
+
+
+# ------------------------------------------------------------------ the manifest
+
+class ManifestInvalid(Exception):
+    pass
+
+
+@dataclass
+class Manifest:
+    encoding: object
+    files: dict
+
+
+def parse_manifest(raw: bytes, province: str, business_date: date) -> Manifest:
+    """The manifest, or ManifestInvalid with a sentence. `files` null = no files."""
+    try:
+        text = raw.decode("utf-8-sig")
+        doc = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ManifestInvalid("manifest.json is not UTF-8 JSON") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("manifest.json is not a JSON object")
+    if doc.get("province") != province:
+        raise ManifestInvalid(f"manifest.json names province {str(doc.get('province'))[:20]!r}, "
+                              f"not the folder's {province}")
+    if doc.get("business_date") != business_date.isoformat():
+        raise ManifestInvalid(f"manifest.json names business_date {str(doc.get('business_date'))[:20]!r}, "
+                              f"not {business_date.isoformat()}")
+    files = doc.get("files")
+    if files is None:
+        files = {}
+    if not isinstance(files, dict):
+        raise ManifestInvalid("manifest.json has a files entry that is not an object")
+    return Manifest(doc.get("encoding"), files)
+
+
+def _entry(entry) -> tuple[int, str] | None:
+    """(rows, sha256) of a manifest file entry, None when it is not readable."""
+    if not isinstance(entry, dict):
+        return None
+    rows, sha = entry.get("rows"), entry.get("sha256")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        return None
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
+        return None
+    return rows, sha.lower()
+
+
+# ------------------------------------------------------------------ one province
+
+def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIntake:
+    """Everything one province delivered for D: loaded frames, quarantine, F02-F05,
+    file stats and checksums. Pure (no DuckDB); never raises on bad content."""
+    pp = delivery.province
+    d = business_date.isoformat()
+    env = Env(business_date, pp)
+    frames = {ds: empty_loaded(ds) for ds in codes.DATASETS}
+    quarantines: list[pl.DataFrame] = []
+    finds: list[pl.DataFrame] = []
+    notes: list[dict] = []
+    stats: list[FileStat] = []
+    sums: dict[str, str] = {}
+
+    def note(rule: str, record_id: str, detail: str, dataset: str = "manifest",
+             name: str | None = None) -> None:
+        notes.append({"rule_code": rule, "province": pp, "dataset": dataset, "record_id": record_id,
+                      "detail": detail, "source_file": f"{d}/{pp}/{name}" if name else None})
+
+    def result() -> ProvinceIntake:
+        extra = pl.DataFrame(notes, schema={k: FINDINGS_SCHEMA[k] for k in
+                                            ("rule_code", "province", "dataset", "record_id",
+                                             "detail", "source_file")})
+        extra = extra.with_columns(pl.lit(None, pl.String).alias("sharer_psn_no"),
+                                   pl.lit(None, pl.String).alias("beneficiary_psn_no"),
+                                   pl.lit(None, MONEY).alias("amount"),
+                                   pl.lit(None, pl.Int32).alias("source_row")).select(list(FINDINGS_SCHEMA))
+        return ProvinceIntake(
+            pp, business_date, frames,
+            pl.concat([_empty(QUARANTINE_SCHEMA), *quarantines], how="vertical"),
+            pl.concat([extra, *finds], how="vertical"), stats, sums)
+
+    if delivery.manifest_bytes is None:      # no manifest: F01 (stage), nothing is opened
+        return result()
+    try:
+        if delivery.manifest_problem:
+            raise ManifestInvalid(delivery.manifest_problem)
+        manifest = parse_manifest(delivery.manifest_bytes, pp, business_date)
+    except ManifestInvalid as e:
+        why = f"{e}; the province delivers nothing for {d}"
+        note("F03", MANIFEST, why + ".", name=MANIFEST)
+        for ds in codes.DATASETS:
+            stats.append(FileStat(pp, ds, f"{d}/{pp}/{ds}.csv", None, None, rejected=True,
+                                  reject_rule="F03", reject_reason=why))
+        return result()
+
+    for name in manifest.files:
+        if name not in DATA_FILE_NAMES:
+            shown = str(name)[:100]
+            note("F03", shown, f"manifest.json names {shown!r}, which is not a data file of the "
+                 "inbox contract; it was not opened.")
+
+    for ds in codes.DATASETS:
+        listed = [n for n in (f"{ds}.csv", f"{ds}.parquet") if n in manifest.files]
+        name = listed[0] if listed else f"{ds}.csv"
+        source_file = f"{d}/{pp}/{name}"
+        is_csv = name.endswith(".csv")
+        enc = ENCODINGS.get(str(manifest.encoding).strip().lower(), str(manifest.encoding)[:30]) \
+            if is_csv else None
+        stat = FileStat(pp, ds, source_file, None, enc)
+        stats.append(stat)
+
+        def reject(rule: str, detail: str) -> None:
+            stat.rejected, stat.reject_rule, stat.reject_reason = True, rule, detail
+            note(rule, name, detail + ".", dataset=ds, name=name)
+
+        if not listed:
+            reject("F02", f"manifest.json does not list a {ds} file")
+            continue
+        if len(listed) > 1:
+            reject("F02", f"manifest.json lists both {ds}.csv and {ds}.parquet")
+            continue
+        entry = _entry(manifest.files[name])
+        if entry is None:
+            reject("F02", f"manifest.json has no readable rows and sha256 for {name}")
+            continue
+        want_rows, want_sha = entry
+        got = delivery.read(name)
+        if got.status == "absent":
+            reject("F02", f"{name} is listed in manifest.json but absent")
+            continue
+        if got.status != "ok":
+            reject("F02", f"{name} was not opened: {got.detail}")
+            continue
+        data = got.data
+        sha = hashlib.sha256(data).hexdigest()
+        stat.sha256 = sha
+        sums[source_file] = sha
+        if sha != want_sha:
+            reject("F02", f"sha256 of {name} is {sha[:12]}…, manifest.json says {want_sha[:12]}…")
+            continue
+        try:
+            required = REQUIRED_COLUMNS[ds]
+            if is_csv:
+                parsed = parse_csv(decode_csv_text(data, manifest.encoding), required)
+            else:
+                parsed = parse_parquet(data, required)
+        except FileRejected as e:
+            reject("F03", f"{name} {e.reason}")
+            continue
+        finally:
+            del data
+        if parsed.rows_read != want_rows:
+            reject("F02", f"{name} has {parsed.rows_read} data rows, manifest.json says {want_rows}")
+            continue
+        loaded, quarantine, found = validate_rows(ds, parsed, env, source_file)
+        frames[ds] = loaded
+        quarantines.append(quarantine)
+        finds.append(found)
+        stat.rows_read = parsed.rows_read
+        stat.rows_loaded = loaded.height
+        stat.rows_quarantined = quarantine.height
+    return result()
+
+
+# ------------------------------------------------------------------ into the warehouse
+
+STAGED_TABLES = ("persons", "relationships", "transfers", "settlements", "balances",
+                 "regions", "institutions", "quarantine", "file_loads")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
+            columns: list[str] | None = None) -> None:
+    """One set-based INSERT of a whole frame (through Arrow, no row loop)."""
+    if frame.height == 0:
+        return
+    cols = ", ".join(columns or frame.columns)
+    con.register("_intake_frame", frame.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _intake_frame")
+    finally:
+        con.unregister("_intake_frame")
+
+
+def f01_findings(inbox: InboxDate) -> pl.DataFrame:
+    """F01 MISSING_EXPORT: a live province with no folder or no manifest for D."""
+    d = inbox.business_date.isoformat()
+    return pl.DataFrame({
+        "rule_code": ["F01"] * len(inbox.missing),
+        "province": list(inbox.missing), "dataset": ["manifest"] * len(inbox.missing),
+        "record_id": list(inbox.missing),
+        "sharer_psn_no": [None] * len(inbox.missing), "beneficiary_psn_no": [None] * len(inbox.missing),
+        "amount": [None] * len(inbox.missing),
+        "detail": [inbox.missing_detail.get(p, f"province {p} is live on {d} but delivered nothing")
+                   .capitalize() + "." for p in inbox.missing],
+        "source_file": [f"{d}/{p}/{MANIFEST}" for p in inbox.missing],
+        "source_row": [None] * len(inbox.missing),
+    }, schema=FINDINGS_SCHEMA)
+
+
+def stage(con: duckdb.DuckDBPyConnection, ctx: RunContext, inbox: InboxDate,
+          intakes: list[ProvinceIntake]) -> None:
+    """Replace D's intake partition of the warehouse and record F01-F05 in d_findings.
+
+    The caller owns the transaction (a run is atomic) and has run
+    create_warehouse and bind_date. Every insert is one statement per table."""
+    d = ctx.business_date
+    for t in STAGED_TABLES:
+        con.execute(f"DELETE FROM {t} WHERE business_date = ?", [d])
+    ref = inbox.reference
+    _insert(con, "regions", ref.regions.with_columns(pl.lit(d).alias("business_date")))
+    _insert(con, "institutions", ref.institutions.with_columns(pl.lit(d).alias("business_date")))
+    intakes = sorted(intakes, key=lambda i: i.province)
+    for ds in codes.DATASETS:
+        _insert(con, ds, pl.concat([i.frames[ds] for i in intakes] or [empty_loaded(ds)], how="vertical"))
+    _insert(con, "quarantine", pl.concat([_empty(QUARANTINE_SCHEMA)] + [i.quarantine for i in intakes],
+                                         how="vertical"))
+    _insert(con, "file_loads", file_loads_frame(intakes).with_columns(pl.lit(d).alias("business_date")),
+            ["business_date", *FILE_LOADS_SCHEMA])
+    found = pl.concat([f01_findings(inbox)] + [i.findings for i in intakes], how="vertical")
+    _insert(con, "d_findings", found, ["rule_code", *FINDING_COLUMNS])
+
+
+def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
+    """File stats of all provinces (the file_loads columns but business_date),
+    for the warehouse and the run summary."""
+    rows = [dict(s.__dict__) for i in intakes for s in i.files]
+    return pl.DataFrame(rows, schema=FILE_LOADS_SCHEMA)
+
+
+__all__ = ["FileRejected", "FileStat", "ParsedFile", "ProvinceIntake", "decode_csv_text",
+           "parse_csv", "parse_parquet", "validate_rows", "parse_manifest", "load_province",
+           "stage", "f01_findings", "file_loads_frame"]

@@ -1,0 +1,529 @@
+"""The quota ledger of rules.md §6: lots, FIFO consumption, refunds, dissolutions, S18, S20.
+
+A beneficiary's wallet is a set of lots. The events of D are applied per wallet in
+the order (time, rank, id), rank IN transfer 1, NORMAL 2, REFUND 3, DISSOLVE 4.
+
+Two engines, one result:
+
+* **Fast path (set-based, DuckDB).** A wallet is *simple* when it has no REFUND
+  and no effective DISSOLVE on D and, taking its candidate NORMAL settlements
+  (those not pre-held by S07/S14-S17/F06) in event order, the running demand
+  never exceeds the quota that has arrived by then (opening lots + SUCCESS IN
+  lots with transfer_time <= setl_time; IN ranks before NORMAL). Then the
+  sequential greedy rule accepts every candidate, lots only ever drain from the
+  front in lot order, and FIFO consumption is the overlap of each settlement's
+  cumulative demand interval with the lots' cumulative quota intervals: one
+  window + one join, no loop.
+* **Sequential engine (Python, integer fen).** Every other wallet (refunds,
+  dissolutions, S18 overspends) is replayed event by event. `run(..., mode=
+  "reference")` sends *every* wallet through it; tests prove both modes equal.
+
+Writes D's rows of lots (closing state: every still-open lot, remaining 0
+included), consumptions, refund_returns, settlement_outcomes,
+dissolution_returns (dissolutions, and refund quota passed to the sharer because
+its lot was closed: spec-readings item 12; event_id = the refund's setl_id), and
+records S18 and S20. Rows of dates after D are never read, so a re-run of an
+earlier date sees only its past.
+
+Readings (see the report to the lead / docs/spec-readings.md):
+* a refund is matched only to a NORMAL settlement of the same psn_no (the wallet
+  the quota came from); another person's settlement is S20;
+* a dissolution closes every lot whose sharer is the dissolving sharer, whatever
+  relation_id the transfer named; every closed lot is written to
+  dissolution_returns, an amount of 0.00 included, so that a later refund can
+  name its sharer.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import duckdb
+import pyarrow as pa
+
+from transforms.context import RunContext
+from transforms.findings import record
+
+HOLD_RULES = ("S07", "S14", "S15", "S16", "S17", "F06")
+OUTPUT_TABLES = ("lots", "consumptions", "refund_returns", "settlement_outcomes",
+                 "dissolution_returns")
+
+# Lot order: genesis lots by sharer_psn_no, then by (transfer_time, transfer_id).
+_LOT_ORDER = ("CASE WHEN genesis THEN 0 ELSE 1 END, CASE WHEN genesis THEN sharer_psn_no END, "
+              "transfer_time, transfer_id, lot_id")
+
+
+def _fmt(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+# --------------------------------------------------------------------------- inputs
+
+def opening_lots_sql(ctx: RunContext) -> str:
+    """SELECT of the wallet lots at 00:00 of D (w = beneficiary_psn_no, lot columns).
+
+    Genesis: one lot per QUOTA balances row with opening_balance > 0; else the
+    closing lots of D-1.
+    """
+    if ctx.genesis:
+        return """
+            SELECT psn_no AS w, 'G:' || psn_no || ':' || sharer_psn_no AS lot_id,
+                   file_province AS beneficiary_province, sharer_psn_no,
+                   sharer_province AS payer_province, TRUE AS genesis,
+                   NULL::TIMESTAMP AS transfer_time, NULL::VARCHAR AS transfer_id,
+                   opening_balance AS original_amount, opening_balance AS remaining
+            FROM d_balances
+            WHERE account = 'QUOTA' AND opening_balance > 0 AND sharer_psn_no IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY psn_no, sharer_psn_no
+                                       ORDER BY file_province, source_file, source_row) = 1"""
+    prev = (ctx.business_date - timedelta(days=1)).isoformat()
+    return f"""
+        SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
+               payer_province, genesis, transfer_time, transfer_id, original_amount, remaining
+        FROM lots WHERE business_date = DATE '{prev}'"""
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """TEMP tables of the ledger's inputs for D (amounts kept as DECIMAL(18,2))."""
+    d = ctx.d
+    con.execute("CREATE OR REPLACE TEMP MACRO lg_fen(x) AS CAST(x * 100 AS BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP MACRO lg_yuan(f) AS "
+                "CAST(CAST(f AS DECIMAL(18,0)) * 0.01 AS DECIMAL(18,2))")
+    opening = opening_lots_sql(ctx)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE lg_open AS {opening}")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_new AS
+        SELECT beneficiary_psn_no AS w, transfer_id AS lot_id, beneficiary_province, sharer_psn_no,
+               sharer_province AS payer_province, FALSE AS genesis, transfer_time, transfer_id,
+               amount AS original_amount, amount AS remaining
+        FROM d_transfers WHERE side = 'IN' AND status = 'SUCCESS'""")
+    rules = ", ".join(f"'{r}'" for r in HOLD_RULES)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_hold AS
+        SELECT record_id AS setl_id, string_agg(DISTINCT rule_code, ',' ORDER BY rule_code) AS codes
+        FROM d_findings WHERE dataset = 'settlements' AND rule_code IN ({rules})
+        GROUP BY record_id""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_setl AS
+        SELECT row_number() OVER (ORDER BY s.source_file, s.source_row, s.setl_id) AS rk,
+               s.psn_no AS w, s.setl_id, s.status, s.orig_setl_id, s.expense_type,
+               s.file_province AS province, s.wallet_pay, s.setl_time,
+               s.source_file, s.source_row,
+               h.setl_id IS NOT NULL AND s.status = 'NORMAL' AS held_pre
+        FROM d_settlements s LEFT JOIN lg_hold h ON h.setl_id = s.setl_id""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_diss AS
+        SELECT beneficiary_psn_no AS w, event_id, sharer_psn_no, event_time
+        FROM relation_events
+        WHERE business_date = DATE '{d}' AND event_type = 'DISSOLVE' AND valid""")
+
+
+def _slow_wallets(con: duckdb.DuckDBPyConnection, mode: str) -> None:
+    """lg_slow(w): the wallets the sequential engine replays."""
+    if mode == "reference":
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE lg_slow AS
+            SELECT DISTINCT w FROM (SELECT w FROM lg_open UNION ALL SELECT w FROM lg_new
+                                    UNION ALL SELECT w FROM lg_setl UNION ALL SELECT w FROM lg_diss)""")
+        return
+    if mode != "hybrid":
+        raise ValueError(f"unknown ledger mode {mode!r}")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_slow AS
+        WITH cand_w AS (SELECT DISTINCT w FROM lg_setl WHERE status = 'NORMAL' AND NOT held_pre),
+        open_tot AS (SELECT w, sum(remaining) AS tot FROM lg_open WHERE w IN (SELECT w FROM cand_w)
+                     GROUP BY w),
+        ev AS (
+            SELECT w, transfer_time AS t, 1 AS r, lot_id AS id, remaining AS lot_amt,
+                   0::DECIMAL(18,2) AS dem
+            FROM lg_new WHERE w IN (SELECT w FROM cand_w)
+            UNION ALL
+            SELECT w, setl_time, 2, setl_id, 0::DECIMAL(18,2), wallet_pay
+            FROM lg_setl WHERE status = 'NORMAL' AND NOT held_pre),
+        c AS (
+            SELECT w, r, sum(lot_amt) OVER win AS cl, sum(dem) OVER win AS cd FROM ev
+            WINDOW win AS (PARTITION BY w ORDER BY t, r, id ROWS UNBOUNDED PRECEDING))
+        SELECT w FROM c LEFT JOIN open_tot o USING (w)
+        WHERE c.r = 2 AND c.cd > coalesce(o.tot, 0) + c.cl
+        UNION
+        SELECT w FROM lg_setl WHERE status = 'REFUND'
+        UNION
+        SELECT w FROM lg_diss""")
+
+
+# --------------------------------------------------------------------------- fast path
+
+def _fast(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    d = ctx.d
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_lots AS
+        SELECT *, row_number() OVER win AS lot_ord, sum(remaining) OVER win AS hi
+        FROM (SELECT * FROM lg_open UNION ALL SELECT * FROM lg_new)
+        WHERE w NOT IN (SELECT w FROM lg_slow)
+        WINDOW win AS (PARTITION BY w ORDER BY {_LOT_ORDER} ROWS UNBOUNDED PRECEDING)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_fcons AS
+        WITH s AS (
+            SELECT w, setl_id, wallet_pay,
+                   sum(wallet_pay) OVER (PARTITION BY w ORDER BY setl_time, setl_id
+                                         ROWS UNBOUNDED PRECEDING) AS shi
+            FROM lg_setl
+            WHERE status = 'NORMAL' AND NOT held_pre AND w NOT IN (SELECT w FROM lg_slow)),
+        o AS (
+            SELECT s.w, s.setl_id, l.lot_ord, l.lot_id, l.payer_province,
+                   least(s.shi, l.hi) - greatest(s.shi - s.wallet_pay, l.hi - l.remaining) AS amount
+            FROM s JOIN lg_lots l ON l.w = s.w
+             AND l.hi > s.shi - s.wallet_pay AND l.hi - l.remaining < s.shi)
+        SELECT *, row_number() OVER (PARTITION BY w, setl_id ORDER BY lot_ord) AS seq
+        FROM o WHERE amount > 0""")
+    con.execute(f"""
+        INSERT INTO consumptions
+        SELECT DATE '{d}', setl_id, lot_id, seq, amount, payer_province FROM lg_fcons""")
+    con.execute(f"""
+        INSERT INTO lots
+        SELECT DATE '{d}', l.lot_id, l.w, l.beneficiary_province, l.sharer_psn_no,
+               l.payer_province, l.genesis, l.transfer_time, l.transfer_id, l.original_amount,
+               CAST(l.remaining - coalesce(c.used, 0) AS DECIMAL(18,2))
+        FROM lg_lots l LEFT JOIN (SELECT w, lot_ord, sum(amount) AS used FROM lg_fcons
+                                  GROUP BY w, lot_ord) c USING (w, lot_ord)""")
+    con.execute(f"""
+        INSERT INTO settlement_outcomes
+        SELECT DATE '{d}', setl_id, w, province, status, expense_type, orig_setl_id, wallet_pay,
+               CASE WHEN held_pre THEN 'HELD' ELSE 'SETTLED' END
+        FROM lg_setl WHERE w NOT IN (SELECT w FROM lg_slow)""")
+
+
+# --------------------------------------------------------------------------- sequential engine
+
+@dataclass
+class Lot:
+    lot_id: str
+    beneficiary_province: str
+    sharer_psn_no: str
+    payer_province: str
+    genesis: bool
+    transfer_time: object
+    transfer_id: str | None
+    original: int   # fen
+    remaining: int  # fen
+
+
+@dataclass
+class Original:
+    """A NORMAL settlement that a refund may reverse."""
+    psn_no: str
+    settled: bool
+    wallet_pay: int
+    consumed: list  # [(lot_id, amount fen, payer_province)] in seq order
+    refunded: int = 0
+
+
+@dataclass
+class Result:
+    lots: list = field(default_factory=list)          # (w, Lot)
+    consumptions: list = field(default_factory=list)  # (setl_id, lot_id, seq, fen, payer)
+    refund_returns: list = field(default_factory=list)  # (setl_id, orig, lot_id, fen, payer, to_sharer)
+    outcomes: list = field(default_factory=list)      # (rk, outcome)
+    returns: list = field(default_factory=list)       # (event_id, lot_id, w, sharer, fen)
+    findings: list = field(default_factory=list)      # (rk, rule, detail)
+
+
+def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
+    """Apply each wallet's events in (time, rank, id) order; amounts in integer fen.
+
+    wallets: w -> (opening lots [Lot] in lot order, events [(time, rank, id, payload)])
+      rank 1 payload Lot; rank 2 (rk, wallet_pay, held_pre); rank 3 (rk, wallet_pay, orig);
+      rank 4 sharer_psn_no (id = event_id).
+    priors: orig setl_id -> Original settled before D (mutated: refunded grows).
+    sharer_of: lot_id -> sharer_psn_no for lots closed before D.
+    """
+    out = Result()
+    for w in sorted(wallets):
+        opening, events = wallets[w]
+        lots: list[Lot] = list(opening)
+        open_ids = {lot.lot_id: lot for lot in lots}
+        closed_sharer: dict[str, str] = {}
+        today: dict[str, Original] = {}
+        for t, rank, ident, payload in sorted(events, key=lambda e: (e[0], e[1], e[2])):
+            if rank == 1:
+                lots.append(payload)
+                open_ids[payload.lot_id] = payload
+            elif rank == 2:
+                rk, pay, held_pre = payload
+                if held_pre:
+                    out.outcomes.append((rk, "HELD"))
+                    today.setdefault(ident, Original(w, False, pay, []))
+                    continue
+                total = sum(lot.remaining for lot in lots)
+                if pay > total:
+                    out.outcomes.append((rk, "HELD"))
+                    out.findings.append((rk, "S18", (
+                        f"wallet_pay {_fmt(pay)} exceeds the remaining quota {_fmt(total)} "
+                        f"of the wallet of {w} at {t.isoformat(sep=' ')}")))
+                    today.setdefault(ident, Original(w, False, pay, []))
+                    continue
+                need, seq, used = pay, 0, []
+                for lot in lots:
+                    if need == 0:
+                        break
+                    take = min(need, lot.remaining)
+                    if take > 0:
+                        seq += 1
+                        lot.remaining -= take
+                        need -= take
+                        out.consumptions.append((ident, lot.lot_id, seq, take, lot.payer_province))
+                        used.append((lot.lot_id, take, lot.payer_province))
+                out.outcomes.append((rk, "SETTLED"))
+                today[ident] = Original(w, True, pay, used)
+            elif rank == 3:
+                rk, pay, orig_id = payload
+                orig = today.get(orig_id) if orig_id is not None else None
+                if orig is None and orig_id is not None:
+                    orig = priors.get(orig_id)
+                reason = None
+                if orig_id is None:
+                    reason = "names no orig_setl_id"
+                elif orig is None:
+                    reason = f"orig_setl_id {orig_id} is not a settlement settled before it"
+                elif orig.psn_no != w:
+                    reason = f"orig_setl_id {orig_id} belongs to {orig.psn_no}, not to {w}"
+                elif not orig.settled:
+                    reason = f"orig_setl_id {orig_id} was held, not settled"
+                elif orig.refunded >= orig.wallet_pay:
+                    reason = (f"orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)}) "
+                              f"is already fully refunded")
+                elif pay > orig.wallet_pay - orig.refunded:
+                    reason = (f"wallet_pay {_fmt(pay)} exceeds the {_fmt(orig.wallet_pay - orig.refunded)} "
+                              f"still unrefunded of orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)})")
+                if reason is not None:
+                    out.outcomes.append((rk, "HELD"))
+                    out.findings.append((rk, "S20", f"refund of {_fmt(pay)}: {reason}"))
+                    continue
+                # Give back from the tail of the original's consumption, skipping
+                # what earlier refunds already gave back.
+                skip, give = orig.refunded, pay
+                for lot_id, amount, payer in reversed(orig.consumed):
+                    if give == 0:
+                        break
+                    avail = amount - min(skip, amount)
+                    skip -= amount - avail
+                    take = min(avail, give)
+                    if take <= 0:
+                        continue
+                    give -= take
+                    lot = open_ids.get(lot_id)
+                    if lot is not None:
+                        lot.remaining += take
+                        out.refund_returns.append((ident, orig_id, lot_id, take, payer, False))
+                    else:
+                        sharer = closed_sharer.get(lot_id) or sharer_of.get(lot_id) or _genesis_sharer(lot_id)
+                        out.refund_returns.append((ident, orig_id, lot_id, take, payer, True))
+                        out.returns.append((ident, lot_id, w, sharer, take))
+                orig.refunded += pay
+                out.outcomes.append((rk, "REFUNDED"))
+            else:
+                sharer = payload
+                keep = []
+                for lot in lots:
+                    if lot.sharer_psn_no == sharer:
+                        out.returns.append((ident, lot.lot_id, w, sharer, lot.remaining))
+                        closed_sharer[lot.lot_id] = sharer
+                        open_ids.pop(lot.lot_id, None)
+                    else:
+                        keep.append(lot)
+                lots = keep
+        for lot in lots:
+            out.lots.append((w, lot))
+    return out
+
+
+def _genesis_sharer(lot_id: str) -> str:
+    parts = lot_id.split(":")
+    return parts[2] if len(parts) == 3 and parts[0] == "G" else ""
+
+
+def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    d = ctx.d
+    wallets: dict = defaultdict(lambda: ([], []))
+    lot_cols = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province, genesis, "
+                "transfer_time, transfer_id, lg_fen(original_amount), lg_fen(remaining)")
+
+    def lot_of(r) -> Lot:
+        return Lot(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+
+    for r in con.execute(f"SELECT {lot_cols} FROM lg_open WHERE w IN (SELECT w FROM lg_slow) "
+                         f"ORDER BY w, {_LOT_ORDER}").fetchall():
+        wallets[r[0]][0].append(lot_of(r))
+    for r in con.execute(f"SELECT {lot_cols} FROM lg_new "
+                         f"WHERE w IN (SELECT w FROM lg_slow)").fetchall():
+        wallets[r[0]][1].append((r[6], 1, r[1], lot_of(r)))
+    for w, rk, setl_id, status, orig, t, pay, held in con.execute("""
+            SELECT w, rk, setl_id, status, orig_setl_id, setl_time, lg_fen(wallet_pay), held_pre
+            FROM lg_setl WHERE w IN (SELECT w FROM lg_slow)""").fetchall():
+        if status == "NORMAL":
+            wallets[w][1].append((t, 2, setl_id, (rk, pay, held)))
+        else:
+            wallets[w][1].append((t, 3, setl_id, (rk, pay, orig)))
+    for w, event_id, sharer, t in con.execute(
+            "SELECT w, event_id, sharer_psn_no, event_time FROM lg_diss "
+            "WHERE w IN (SELECT w FROM lg_slow)").fetchall():
+        wallets[w][1].append((t, 4, event_id, sharer))
+
+    # Originals settled before D that today's refunds name (dates > D are never read).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_prior AS
+        SELECT setl_id, psn_no, outcome, business_date, lg_fen(wallet_pay) AS pay
+        FROM settlement_outcomes
+        WHERE business_date < DATE '{d}' AND status = 'NORMAL'
+          AND setl_id IN (SELECT orig_setl_id FROM lg_setl
+                          WHERE status = 'REFUND' AND w IN (SELECT w FROM lg_slow))
+        QUALIFY row_number() OVER (PARTITION BY setl_id ORDER BY business_date DESC) = 1""")
+    priors: dict[str, Original] = {}
+    for setl_id, psn, outcome, _bd, pay in con.execute("SELECT * FROM lg_prior").fetchall():
+        priors[setl_id] = Original(psn, outcome == "SETTLED", pay, [])
+    for setl_id, lot_id, amount, payer in con.execute("""
+            SELECT c.setl_id, c.lot_id, lg_fen(c.amount), c.payer_province
+            FROM consumptions c JOIN lg_prior p
+              ON p.setl_id = c.setl_id AND p.business_date = c.business_date
+            ORDER BY c.setl_id, c.seq""").fetchall():
+        priors[setl_id].consumed.append((lot_id, amount, payer))
+    for orig, fen in con.execute(f"""
+            SELECT orig_setl_id, lg_fen(sum(amount)) FROM refund_returns
+            WHERE business_date < DATE '{d}' AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
+            GROUP BY orig_setl_id""").fetchall():
+        priors[orig].refunded = fen
+    sharer_of = dict(con.execute(f"""
+        WITH ids AS (SELECT DISTINCT c.lot_id FROM consumptions c JOIN lg_prior p
+                       ON p.setl_id = c.setl_id AND p.business_date = c.business_date)
+        SELECT lot_id, min(sharer_psn_no) FROM (
+            SELECT lot_id, sharer_psn_no FROM dissolution_returns
+            WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
+            UNION ALL
+            SELECT lot_id, sharer_psn_no FROM lots
+            WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
+            UNION ALL
+            SELECT transfer_id, sharer_psn_no FROM transfers
+            WHERE business_date <= DATE '{d}' AND side = 'IN' AND transfer_id IN (SELECT lot_id FROM ids))
+        GROUP BY lot_id""").fetchall())
+
+    res = replay(dict(wallets), priors, sharer_of)
+    _write(con, ctx, res)
+
+
+def _register(con, name: str, columns: dict) -> None:
+    con.register(name, pa.table(columns))
+
+
+def _write(con: duckdb.DuckDBPyConnection, ctx: RunContext, res: Result) -> None:
+    d = ctx.d
+    lots = res.lots
+    _register(con, "lg_py_lots", {
+        "w": pa.array([w for w, _ in lots], pa.string()),
+        "lot_id": pa.array([l.lot_id for _, l in lots], pa.string()),
+        "bp": pa.array([l.beneficiary_province for _, l in lots], pa.string()),
+        "sharer": pa.array([l.sharer_psn_no for _, l in lots], pa.string()),
+        "payer": pa.array([l.payer_province for _, l in lots], pa.string()),
+        "genesis": pa.array([l.genesis for _, l in lots], pa.bool_()),
+        "tt": pa.array([l.transfer_time for _, l in lots], pa.timestamp("us")),
+        "tid": pa.array([l.transfer_id for _, l in lots], pa.string()),
+        "orig": pa.array([l.original for _, l in lots], pa.int64()),
+        "rem": pa.array([l.remaining for _, l in lots], pa.int64()),
+    })
+    con.execute(f"INSERT INTO lots SELECT DATE '{d}', lot_id, w, bp, sharer, payer, genesis, tt, "
+                "tid, lg_yuan(orig), lg_yuan(rem) FROM lg_py_lots")
+    c = res.consumptions
+    _register(con, "lg_py_cons", {
+        "setl_id": pa.array([r[0] for r in c], pa.string()),
+        "lot_id": pa.array([r[1] for r in c], pa.string()),
+        "seq": pa.array([r[2] for r in c], pa.int32()),
+        "fen": pa.array([r[3] for r in c], pa.int64()),
+        "payer": pa.array([r[4] for r in c], pa.string()),
+    })
+    con.execute(f"INSERT INTO consumptions SELECT DATE '{d}', setl_id, lot_id, seq, lg_yuan(fen), "
+                "payer FROM lg_py_cons")
+    rr = res.refund_returns
+    _register(con, "lg_py_rr", {
+        "setl_id": pa.array([r[0] for r in rr], pa.string()),
+        "orig": pa.array([r[1] for r in rr], pa.string()),
+        "lot_id": pa.array([r[2] for r in rr], pa.string()),
+        "fen": pa.array([r[3] for r in rr], pa.int64()),
+        "payer": pa.array([r[4] for r in rr], pa.string()),
+        "to_sharer": pa.array([r[5] for r in rr], pa.bool_()),
+    })
+    con.execute(f"INSERT INTO refund_returns SELECT DATE '{d}', setl_id, orig, lot_id, lg_yuan(fen), "
+                "payer, to_sharer FROM lg_py_rr")
+    dr = res.returns
+    _register(con, "lg_py_dr", {
+        "event_id": pa.array([r[0] for r in dr], pa.string()),
+        "lot_id": pa.array([r[1] for r in dr], pa.string()),
+        "w": pa.array([r[2] for r in dr], pa.string()),
+        "sharer": pa.array([r[3] for r in dr], pa.string()),
+        "fen": pa.array([r[4] for r in dr], pa.int64()),
+    })
+    con.execute(f"INSERT INTO dissolution_returns SELECT DATE '{d}', event_id, lot_id, w, sharer, "
+                "lg_yuan(fen) FROM lg_py_dr")
+    _register(con, "lg_py_out", {
+        "rk": pa.array([r[0] for r in res.outcomes], pa.int64()),
+        "outcome": pa.array([r[1] for r in res.outcomes], pa.string()),
+    })
+    con.execute(f"""
+        INSERT INTO settlement_outcomes
+        SELECT DATE '{d}', s.setl_id, s.w, s.province, s.status, s.expense_type, s.orig_setl_id,
+               s.wallet_pay, o.outcome
+        FROM lg_py_out o JOIN lg_setl s USING (rk)""")
+    _register(con, "lg_py_find", {
+        "rk": pa.array([r[0] for r in res.findings], pa.int64()),
+        "rule": pa.array([r[1] for r in res.findings], pa.string()),
+        "detail": pa.array([r[2] for r in res.findings], pa.string()),
+    })
+    con.execute("CREATE OR REPLACE TEMP TABLE lg_find AS SELECT * FROM lg_py_find")
+    for name in ("lg_py_lots", "lg_py_cons", "lg_py_rr", "lg_py_dr", "lg_py_out", "lg_py_find"):
+        con.unregister(name)
+
+
+def s18_quota_overspend(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S18 QUOTA_OVERSPEND: "wallet_pay exceeds the remaining quota when applied".
+
+    Found by the ledger replay (lg_find); recorded here.
+    """
+    _record_ledger_finding(con, "S18")
+
+
+def s20_refund_unmatched(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S20 REFUND_UNMATCHED: "refund of an unknown, held or already fully refunded
+    settlement, or for more than remains".
+
+    Found by the ledger replay (lg_find); recorded here.
+    """
+    _record_ledger_finding(con, "S20")
+
+
+def _record_ledger_finding(con: duckdb.DuckDBPyConnection, rule: str) -> None:
+    record(con, rule, """
+        SELECT l.province AS province, 'settlements' AS dataset, l.setl_id AS record_id,
+               NULL::VARCHAR AS sharer_psn_no, l.w AS beneficiary_psn_no,
+               l.wallet_pay AS amount, f.detail AS detail,
+               l.source_file AS source_file, l.source_row AS source_row
+        FROM lg_find f JOIN lg_setl l USING (rk)
+        WHERE f.rule = $rule""", {"rule": rule})
+
+
+# --------------------------------------------------------------------------- entry point
+
+def run(con: duckdb.DuckDBPyConnection, ctx: RunContext, mode: str = "hybrid") -> None:
+    """Replace D's ledger rows. mode 'hybrid' (fast path + sequential engine for the
+    wallets that need it) or 'reference' (sequential engine for every wallet)."""
+    for t in OUTPUT_TABLES:
+        con.execute(f"DELETE FROM {t} WHERE business_date = DATE '{ctx.d}'")
+    _prepare(con, ctx)
+    _slow_wallets(con, mode)
+    _fast(con, ctx)
+    _slow(con, ctx)
+    s18_quota_overspend(con, ctx)
+    s20_refund_unmatched(con, ctx)
+    for t in ("lg_open", "lg_new", "lg_hold", "lg_lots", "lg_fcons", "lg_prior", "lg_slow", "lg_diss",
+              "lg_setl", "lg_find"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")

@@ -1,0 +1,309 @@
+"""rules.md §2 and §3 on relationship events: S01-S04, S06, S07 (ESTABLISH), S21 (DISSOLVE).
+
+After the findings, `run` writes D's rows of `relation_events`, which later rules
+and later dates read:
+
+- an ESTABLISH is **valid** when it has none of S01-S04, S06, S07 and no F06
+  (rules.md §1: "a relationship with F06 is not valid");
+- a DISSOLVE is **effective** when it is the first DISSOLVE after the latest
+  valid ESTABLISH of its relation_id at or before it (spec-readings item 10);
+  every other DISSOLVE gets S21.
+
+Every finding here: dataset 'relationships', record_id event_id, province the
+file's (the sharer's province), amount NULL, lineage of the event row.
+Rules that need a person's record (S02, S04 by certno, S06, S07) are not judged
+for a person who is not known on D (F06 covers them).
+"""
+from __future__ import annotations
+
+import duckdb
+
+from contracts.codes import EMPLOYEE_INSUTYPE
+from transforms.context import RunContext
+from transforms.findings import record
+
+# rules.md §2 S02: the birth-date gaps that define each kinship, as YYYYMMDD
+# integer offsets. They are the rule's own definition (not policy-table values).
+KINSHIP_GAPS = {
+    "parent_gap": 150000,       # PARENT / CHILD: 15 years
+    "grandparent_gap": 300000,  # GRANDPARENT_* / GRANDCHILD_*: 30 years
+    "male_marriage": 220000,    # SPOUSE: male of marriageable age at 22
+    "female_marriage": 200000,  # SPOUSE: female at 20
+}
+
+# The rules whose presence on an ESTABLISH event makes the relationship invalid.
+INVALIDATING = ("S01", "S02", "S03", "S04", "S06", "S07", "F06")
+
+_COMMON = """r.file_province AS province, 'relationships' AS dataset, r.event_id AS record_id,
+             r.sharer_psn_no, r.beneficiary_psn_no, CAST(NULL AS DECIMAL(18,2)) AS amount"""
+_LINEAGE = "r.source_file, r.source_row"
+
+
+def mask_certno_sql(col: str) -> str:
+    """SQL masking a certno to its first 6 and last 4 characters (spec-readings item 14)."""
+    return f"(left({col}, 6) || repeat('*', greatest(length({col}) - 10, 0)) || right({col}, 4))"
+
+
+def _yyyymmdd(col: str) -> str:
+    return f"CAST(strftime({col}, '%Y%m%d') AS INTEGER)"
+
+
+def s01_not_near_relative(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S01 NOT_NEAR_RELATIVE: "relation_code is not a near relative under the policy on D"."""
+    record(con, "S01", f"""
+        SELECT {_COMMON},
+               'relation_code ' || r.relation_code || ' is not a near relative under policy '
+                 || $policy_id || ' in force on ' || strftime(CAST($d AS DATE), '%Y-%m-%d')
+                 || ' (near relatives: '
+                 || (SELECT string_agg(relation_code, ' ' ORDER BY relation_code) FROM policy_near_relatives)
+                 || ').' AS detail,
+               {_LINEAGE}
+        FROM d_relationships r
+        WHERE r.event_type = 'ESTABLISH'
+          AND r.relation_code NOT IN (SELECT relation_code FROM policy_near_relatives)
+    """, {"policy_id": ctx.policy.id, "d": ctx.business_date})
+
+
+def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S02 KINSHIP_IMPLAUSIBLE: "the birth dates in the two certno contradict the relation".
+
+    With b(x) the birth date of x as the integer YYYYMMDD and d the event date as
+    YYYYMMDD (sharer s, beneficiary t): "PARENT needs `b(t) + 150000 <= b(s)`;
+    CHILD needs `b(s) + 150000 <= b(t)`; GRANDPARENT_* needs `b(t) + 300000 <= b(s)`;
+    GRANDCHILD_* needs `b(s) + 300000 <= b(t)`; SPOUSE needs each spouse of
+    marriageable age on d: male `b + 220000 <= d`, female `b + 200000 <= d`;
+    SIBLING has no age test. Codes that are not near relatives get S01 only."
+    Judged only for codes that are near relatives under the policy on D, and only
+    when both persons are known on D.
+    """
+    record(con, "S02", f"""
+        WITH ev AS (
+            SELECT r.*, {_yyyymmdd('s.birth_date')} AS bs, {_yyyymmdd('t.birth_date')} AS bt,
+                   s.sex AS sex_s, t.sex AS sex_t, {_yyyymmdd('r.event_time')} AS d_int
+            FROM d_relationships r
+            JOIN known_persons s ON s.psn_no = r.sharer_psn_no
+            JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
+            WHERE r.event_type = 'ESTABLISH'
+              AND r.relation_code IN (SELECT relation_code FROM policy_near_relatives)
+        ),
+        judged AS (
+            SELECT *,
+                   bs + CASE sex_s WHEN 'M' THEN $male_marriage ELSE $female_marriage END AS s_of_age,
+                   bt + CASE sex_t WHEN 'M' THEN $male_marriage ELSE $female_marriage END AS t_of_age
+            FROM ev
+        )
+        SELECT {_COMMON},
+               CASE
+                 WHEN r.relation_code = 'PARENT' THEN
+                   'PARENT needs b(beneficiary) + ' || $parent_gap || ' <= b(sharer): '
+                   || r.bt || ' + ' || $parent_gap || ' = ' || (r.bt + $parent_gap) || ' > ' || r.bs || '.'
+                 WHEN r.relation_code = 'CHILD' THEN
+                   'CHILD needs b(sharer) + ' || $parent_gap || ' <= b(beneficiary): '
+                   || r.bs || ' + ' || $parent_gap || ' = ' || (r.bs + $parent_gap) || ' > ' || r.bt || '.'
+                 WHEN r.relation_code IN ('GRANDPARENT_PATERNAL', 'GRANDPARENT_MATERNAL') THEN
+                   r.relation_code || ' needs b(beneficiary) + ' || $grandparent_gap || ' <= b(sharer): '
+                   || r.bt || ' + ' || $grandparent_gap || ' = ' || (r.bt + $grandparent_gap) || ' > ' || r.bs || '.'
+                 WHEN r.relation_code IN ('GRANDCHILD_SON', 'GRANDCHILD_DAUGHTER') THEN
+                   r.relation_code || ' needs b(sharer) + ' || $grandparent_gap || ' <= b(beneficiary): '
+                   || r.bs || ' + ' || $grandparent_gap || ' = ' || (r.bs + $grandparent_gap) || ' > ' || r.bt || '.'
+                 ELSE
+                   'SPOUSE needs each spouse of marriageable age on ' || r.d_int
+                   || ' (male b + ' || $male_marriage || ', female b + ' || $female_marriage || ' <= d): '
+                   || concat_ws('; ',
+                        CASE WHEN r.s_of_age > r.d_int THEN
+                          'sharer (' || r.sex_s || ') b = ' || r.bs || ', ' || r.s_of_age || ' > ' || r.d_int END,
+                        CASE WHEN r.t_of_age > r.d_int THEN
+                          'beneficiary (' || r.sex_t || ') b = ' || r.bt || ', ' || r.t_of_age || ' > ' || r.d_int END)
+                   || '.'
+               END AS detail,
+               {_LINEAGE}
+        FROM judged r
+        WHERE (r.relation_code = 'PARENT' AND NOT r.bt + $parent_gap <= r.bs)
+           OR (r.relation_code = 'CHILD' AND NOT r.bs + $parent_gap <= r.bt)
+           OR (r.relation_code IN ('GRANDPARENT_PATERNAL', 'GRANDPARENT_MATERNAL')
+               AND NOT r.bt + $grandparent_gap <= r.bs)
+           OR (r.relation_code IN ('GRANDCHILD_SON', 'GRANDCHILD_DAUGHTER')
+               AND NOT r.bs + $grandparent_gap <= r.bt)
+           OR (r.relation_code = 'SPOUSE' AND (r.s_of_age > r.d_int OR r.t_of_age > r.d_int))
+    """, dict(KINSHIP_GAPS))
+
+
+def s03_no_commitment(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S03 NO_COMMITMENT: "commitment_signed is false".
+
+    An ESTABLISH whose commitment_signed is missing counts as not signed.
+    """
+    record(con, "S03", f"""
+        SELECT {_COMMON},
+               'ESTABLISH of relation ' || r.relation_id || ' without a signed commitment letter (commitment_signed = '
+                 || coalesce(CAST(r.commitment_signed AS VARCHAR), 'null') || ').' AS detail,
+               {_LINEAGE}
+        FROM d_relationships r
+        WHERE r.event_type = 'ESTABLISH' AND r.commitment_signed IS NOT TRUE
+    """)
+
+
+def s04_self_sharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S04 SELF_SHARING: "sharer and beneficiary are the same psn_no or the same certno".
+
+    The certno test is made when both persons are known on D.
+    """
+    record(con, "S04", f"""
+        SELECT {_COMMON},
+               CASE WHEN r.sharer_psn_no = r.beneficiary_psn_no
+                    THEN 'Sharer and beneficiary are the same psn_no ' || r.sharer_psn_no || '.'
+                    ELSE 'Sharer ' || r.sharer_psn_no || ' and beneficiary ' || r.beneficiary_psn_no
+                         || ' have the same certno ' || {mask_certno_sql('s.certno')} || '.'
+               END AS detail,
+               {_LINEAGE}
+        FROM d_relationships r
+        LEFT JOIN known_persons s ON s.psn_no = r.sharer_psn_no
+        LEFT JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
+        WHERE r.event_type = 'ESTABLISH'
+          AND (r.sharer_psn_no = r.beneficiary_psn_no OR s.certno = t.certno)
+    """)
+
+
+def s06_sharer_not_employee(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S06 SHARER_NOT_EMPLOYEE (ESTABLISH events): "the sharer of an ESTABLISH event or of a
+    SUCCESS OUT transfer is not insutype 310 with insu_status ACTIVE on D".
+
+    The transfer half lives in rules_transfers. Not judged for an unknown sharer.
+    """
+    record(con, "S06", f"""
+        SELECT {_COMMON},
+               'Sharer ' || r.sharer_psn_no || ' is insutype ' || s.insutype || ' with insu_status '
+                 || s.insu_status || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d')
+                 || '; a sharer must be insutype ' || $employee || ' and ACTIVE.' AS detail,
+               {_LINEAGE}
+        FROM d_relationships r
+        JOIN known_persons s ON s.psn_no = r.sharer_psn_no
+        WHERE r.event_type = 'ESTABLISH'
+          AND NOT (s.insutype = $employee AND s.insu_status = 'ACTIVE')
+    """, {"employee": EMPLOYEE_INSUTYPE, "d": ctx.business_date})
+
+
+def s07_beneficiary_not_insured(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S07 BENEFICIARY_NOT_INSURED (ESTABLISH events): "the beneficiary of an ESTABLISH
+    event, or the psn_no of an OUTPATIENT, INPATIENT or PHARMACY settlement, is not
+    ACTIVE on D (premium payments are exempt)".
+
+    The settlement half lives in rules_settlements. Not judged for an unknown beneficiary.
+    """
+    record(con, "S07", f"""
+        SELECT {_COMMON},
+               'Beneficiary ' || r.beneficiary_psn_no || ' has insu_status ' || t.insu_status
+                 || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d') || '; it must be ACTIVE.' AS detail,
+               {_LINEAGE}
+        FROM d_relationships r
+        JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
+        WHERE r.event_type = 'ESTABLISH' AND t.insu_status <> 'ACTIVE'
+    """, {"d": ctx.business_date})
+
+
+def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """TEMP table d_relation_events: every event of D with its validity / effect.
+
+    ESTABLISH valid: none of INVALIDATING recorded on that row, both persons known.
+    DISSOLVE effective: in the order (event_time, ESTABLISH before DISSOLVE, event_id)
+    of the valid ESTABLISHes and all DISSOLVEs of its relation_id on dates <= D, the
+    event just before it is a valid ESTABLISH (spec-readings item 10).
+    """
+    invalidating = ", ".join(f"'{c}'" for c in INVALIDATING)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE d_relation_events AS
+        WITH est AS (
+            SELECT r.*,
+                   NOT EXISTS (SELECT 1 FROM d_findings f
+                               WHERE f.dataset = 'relationships' AND f.rule_code IN ({invalidating})
+                                 AND f.source_file = r.source_file AND f.source_row = r.source_row)
+                   AND EXISTS (SELECT 1 FROM known_persons k WHERE k.psn_no = r.sharer_psn_no)
+                   AND EXISTS (SELECT 1 FROM known_persons k WHERE k.psn_no = r.beneficiary_psn_no)
+                   AS valid
+            FROM d_relationships r WHERE r.event_type = 'ESTABLISH'
+        ),
+        chain AS (   -- valid ESTABLISHes and all DISSOLVEs of the relation_ids dissolved on D
+            SELECT business_date, event_id, relation_id, event_type, event_time,
+                   NULL AS source_file, NULL AS source_row
+            FROM relation_events
+            WHERE business_date < CAST($d AS DATE)
+              AND (event_type = 'DISSOLVE' OR valid)
+              AND relation_id IN (SELECT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE')
+            UNION ALL
+            SELECT business_date, event_id, relation_id, event_type, event_time, source_file, source_row
+            FROM est WHERE valid
+              AND relation_id IN (SELECT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE')
+            UNION ALL
+            SELECT business_date, event_id, relation_id, event_type, event_time, source_file, source_row
+            FROM d_relationships WHERE event_type = 'DISSOLVE'
+        ),
+        ordered AS (
+            SELECT *,
+                   lag(event_type) OVER w AS prev_type,
+                   lag(event_id) OVER w AS prev_event_id,
+                   lag(event_time) OVER w AS prev_time
+            FROM chain
+            WINDOW w AS (PARTITION BY relation_id
+                         ORDER BY event_time, CASE event_type WHEN 'ESTABLISH' THEN 0 ELSE 1 END,
+                                  event_id, source_row)
+        )
+        SELECT e.business_date, e.file_province, e.event_id, e.relation_id, e.event_type,
+               e.sharer_psn_no, e.beneficiary_psn_no, e.event_time, e.valid,
+               CAST(NULL AS VARCHAR) AS prev_type, CAST(NULL AS VARCHAR) AS prev_event_id,
+               CAST(NULL AS TIMESTAMP) AS prev_time, e.source_file, e.source_row
+        FROM est e
+        UNION ALL
+        SELECT r.business_date, r.file_province, r.event_id, r.relation_id, r.event_type,
+               r.sharer_psn_no, r.beneficiary_psn_no, r.event_time,
+               coalesce(o.prev_type = 'ESTABLISH', false),
+               o.prev_type, o.prev_event_id, o.prev_time, r.source_file, r.source_row
+        FROM d_relationships r
+        JOIN ordered o ON o.source_file = r.source_file AND o.source_row = r.source_row
+        WHERE r.event_type = 'DISSOLVE'
+    """, {"d": ctx.business_date})
+
+
+def s21_dissolve_inactive(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S21 DISSOLVE_INACTIVE: "DISSOLVE of a relationship that is not active".
+
+    Reading (spec-readings item 10): a DISSOLVE is effective when it is the first
+    DISSOLVE after the latest valid ESTABLISH at or before it; every other
+    DISSOLVE is S21. Needs d_relation_events (built by `run`).
+    """
+    record(con, "S21", f"""
+        SELECT {_COMMON},
+               'DISSOLVE of relation ' || r.relation_id || ' at '
+                 || strftime(r.event_time, '%Y-%m-%d %H:%M:%S') || ', which is not active: '
+                 || CASE WHEN r.prev_type IS NULL
+                         THEN 'it has no valid ESTABLISH at or before that time.'
+                         ELSE 'it was already dissolved by ' || r.prev_event_id || ' at '
+                              || strftime(r.prev_time, '%Y-%m-%d %H:%M:%S') || '.'
+                    END AS detail,
+               {_LINEAGE}
+        FROM d_relation_events r
+        WHERE r.event_type = 'DISSOLVE' AND NOT r.valid
+    """)
+
+
+def write_relation_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """Replace D's rows of relation_events with the judged events of D."""
+    con.execute("DELETE FROM relation_events WHERE business_date = $d", {"d": ctx.business_date})
+    con.execute("""
+        INSERT INTO relation_events (business_date, event_id, relation_id, event_type,
+                                     sharer_psn_no, beneficiary_psn_no, event_time, valid)
+        SELECT business_date, event_id, relation_id, event_type,
+               sharer_psn_no, beneficiary_psn_no, event_time, valid
+        FROM d_relation_events
+    """)
+
+
+def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    s01_not_near_relative(con, ctx)
+    s02_kinship_implausible(con, ctx)
+    s03_no_commitment(con, ctx)
+    s04_self_sharing(con, ctx)
+    s06_sharer_not_employee(con, ctx)
+    s07_beneficiary_not_insured(con, ctx)
+    _judge_events(con, ctx)
+    s21_dissolve_inactive(con, ctx)
+    write_relation_events(con, ctx)

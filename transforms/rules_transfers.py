@@ -1,0 +1,353 @@
+"""rules.md §4 (and §3 S06) on the SUCCESS OUT transfer records of D: S05, S06, S08-S13.
+
+"Order a sharer's SUCCESS OUT transfers of D by (transfer_time, transfer_id)."
+Every finding here: dataset 'transfers', record_id transfer_id, province the
+sharer's (the OUT file's), amount the transfer amount, lineage of the OUT row.
+
+Needs D's relation_events (rules_relationships.run) for S05, and the warehouse
+rows of earlier dates (transfers, lots, relation_events) for S05, S11, S12, S13;
+only dates <= D are ever read, so a re-run of an earlier date ignores later ones.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from contracts.codes import EMPLOYEE_INSUTYPE
+from transforms.context import RunContext
+from transforms.findings import record
+
+# The SUCCESS OUT records of D, each with its place in the sharer's day.
+_OUT = """
+    SELECT t.*,
+           row_number() OVER day_order AS day_seq,
+           sum(t.amount) OVER (day_order ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running_sum
+    FROM d_transfers t
+    WHERE t.side = 'OUT' AND t.status = 'SUCCESS'
+    WINDOW day_order AS (PARTITION BY t.sharer_psn_no
+                         ORDER BY t.transfer_time, t.transfer_id, t.file_province, t.source_row)
+"""
+
+_COMMON = """o.sharer_province AS province, 'transfers' AS dataset, o.transfer_id AS record_id,
+             o.sharer_psn_no, o.beneficiary_psn_no, o.amount"""
+_LINEAGE = "o.source_file, o.source_row"
+_FMT = "'%Y-%m-%d %H:%M:%S'"
+
+
+def _window_params(ctx: RunContext) -> dict:
+    return {"d": ctx.business_date, "window_days": ctx.policy.forwarding_window_days}
+
+
+# First day of the look-back window D-(n-1) .. D.
+_WINDOW_START = "(CAST($d AS DATE) - CAST($window_days - 1 AS INTEGER))"
+
+
+def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S05 NO_VALID_RELATIONSHIP: "relation_id unknown, not valid, not active at
+    transfer_time, or its sharer/beneficiary differ from the transfer's".
+
+    Active at t (docs/design.md): a valid ESTABLISH at or before t and no effective
+    DISSOLVE between it and t (both inclusive). relation_events of dates <= D.
+    The latest of {valid ESTABLISH, effective DISSOLVE} at or before t decides;
+    at the same instant the DISSOLVE counts as later.
+    """
+    record(con, "S05", f"""
+        WITH o AS (SELECT * FROM d_transfers WHERE side = 'OUT' AND status = 'SUCCESS'),
+        ev AS (SELECT * FROM relation_events WHERE business_date <= CAST($d AS DATE)),
+        rel AS (
+            SELECT relation_id,
+                   min(event_time) FILTER (WHERE event_type = 'ESTABLISH' AND valid) AS first_valid
+            FROM ev WHERE event_type = 'ESTABLISH' GROUP BY relation_id
+        ),
+        last_ev AS (
+            SELECT o.source_file, o.source_row, e.event_type, e.event_id, e.event_time,
+                   e.sharer_psn_no, e.beneficiary_psn_no
+            FROM o JOIN ev e
+              ON e.relation_id = o.relation_id AND e.valid AND e.event_time <= o.transfer_time
+            QUALIFY row_number() OVER (
+                PARTITION BY o.source_file, o.source_row
+                ORDER BY e.event_time DESC, CASE e.event_type WHEN 'DISSOLVE' THEN 0 ELSE 1 END,
+                         e.event_id DESC) = 1
+        ),
+        judged AS (
+            SELECT o.*,
+                   CASE
+                     WHEN rel.relation_id IS NULL THEN
+                       'relation_id ' || o.relation_id || ' is unknown: no ESTABLISH of it up to '
+                       || strftime(CAST($d AS DATE), '%Y-%m-%d') || '.'
+                     WHEN rel.first_valid IS NULL THEN
+                       'relation ' || o.relation_id || ' is not valid: none of its ESTABLISH events '
+                       || 'passed the relationship rules.'
+                     WHEN l.event_type IS NULL THEN
+                       'relation ' || o.relation_id || ' is not active at '
+                       || strftime(o.transfer_time, {_FMT}) || ': its first valid ESTABLISH is at '
+                       || strftime(rel.first_valid, {_FMT}) || ', after the transfer.'
+                     WHEN l.event_type = 'DISSOLVE' THEN
+                       'relation ' || o.relation_id || ' is not active at '
+                       || strftime(o.transfer_time, {_FMT}) || ': dissolved by ' || l.event_id
+                       || ' at ' || strftime(l.event_time, {_FMT}) || '.'
+                     WHEN l.sharer_psn_no <> o.sharer_psn_no OR l.beneficiary_psn_no <> o.beneficiary_psn_no THEN
+                       'relation ' || o.relation_id || ' links sharer ' || l.sharer_psn_no
+                       || ' to beneficiary ' || l.beneficiary_psn_no || ' (ESTABLISH ' || l.event_id
+                       || '), not the transfer''s ' || o.sharer_psn_no || ' to ' || o.beneficiary_psn_no || '.'
+                   END AS detail
+            FROM o
+            LEFT JOIN rel ON rel.relation_id = o.relation_id
+            LEFT JOIN last_ev l ON l.source_file = o.source_file AND l.source_row = o.source_row
+        )
+        SELECT {_COMMON}, o.detail, {_LINEAGE}
+        FROM judged o WHERE o.detail IS NOT NULL
+    """, {"d": ctx.business_date})
+
+
+def s06_sharer_not_employee(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S06 SHARER_NOT_EMPLOYEE (transfers): "the sharer of an ESTABLISH event or of a
+    SUCCESS OUT transfer is not insutype 310 with insu_status ACTIVE on D".
+
+    The ESTABLISH half lives in rules_relationships. Not judged for an unknown sharer.
+    """
+    record(con, "S06", f"""
+        SELECT {_COMMON},
+               'Sharer ' || o.sharer_psn_no || ' is insutype ' || s.insutype || ' with insu_status '
+                 || s.insu_status || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d')
+                 || '; a sharer must be insutype ' || $employee || ' and ACTIVE.' AS detail,
+               {_LINEAGE}
+        FROM d_transfers o
+        JOIN known_persons s ON s.psn_no = o.sharer_psn_no
+        WHERE o.side = 'OUT' AND o.status = 'SUCCESS'
+          AND NOT (s.insutype = $employee AND s.insu_status = 'ACTIVE')
+    """, {"employee": EMPLOYEE_INSUTYPE, "d": ctx.business_date})
+
+
+def s08_over_amount_limit(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S08 OVER_AMOUNT_LIMIT: "amount > max amount of one transfer"."""
+    record(con, "S08", f"""
+        SELECT {_COMMON},
+               'Amount ' || o.amount || ' exceeds the limit of ' || CAST($max_amount AS DECIMAL(18,2))
+                 || ' for one transfer (policy ' || $policy_id || ').' AS detail,
+               {_LINEAGE}
+        FROM d_transfers o
+        WHERE o.side = 'OUT' AND o.status = 'SUCCESS'
+          AND o.amount > CAST($max_amount AS DECIMAL(18,2))
+    """, {"max_amount": ctx.policy.max_transfer_amount, "policy_id": ctx.policy.id})
+
+
+def s09_over_daily_count(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S09 OVER_DAILY_COUNT: "the 4th and every later SUCCESS OUT transfer of the sharer on D".
+
+    The 4th = one past policy.max_daily_out_transfers.
+    """
+    record(con, "S09", f"""
+        SELECT {_COMMON},
+               'SUCCESS OUT transfer number ' || o.day_seq || ' of sharer ' || o.sharer_psn_no
+                 || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d') || ' (by time, id); at most '
+                 || $max_count || ' a day.' AS detail,
+               {_LINEAGE}
+        FROM ({_OUT}) o
+        WHERE o.day_seq > $max_count
+    """, {"max_count": ctx.policy.max_daily_out_transfers, "d": ctx.business_date})
+
+
+def _excess_sql(genesis: bool) -> str:
+    """SUCCESS OUT records of D whose running sum exceeds the sharer's PERSONAL opening
+    balance, with the evidence of received quota (opening lots, earlier IN today)."""
+    if genesis:   # at genesis the opening lots are the QUOTA opening balances delivered for D
+        opening_lots = """
+            SELECT psn_no AS holder, sum(opening_balance) AS held, count(*) AS lots
+            FROM d_balances WHERE account = 'QUOTA' AND opening_balance > 0 GROUP BY psn_no"""
+    else:         # else the closing lots of D-1
+        opening_lots = """
+            SELECT beneficiary_psn_no AS holder, sum(remaining) AS held, count(*) AS lots
+            FROM lots WHERE business_date = CAST($d AS DATE) - 1 AND remaining > 0
+            GROUP BY beneficiary_psn_no"""
+    return f"""
+        WITH o AS ({_OUT}),
+        personal AS (
+            SELECT psn_no, arg_min(opening_balance, file_province || ':' || lpad(CAST(source_row AS VARCHAR), 10, '0'))
+                           AS opening
+            FROM d_balances WHERE account = 'PERSONAL' GROUP BY psn_no
+        ),
+        opening_lots AS ({opening_lots}),
+        excess AS (
+            SELECT o.*, coalesce(p.opening, CAST(0 AS DECIMAL(18,2))) AS opening
+            FROM o LEFT JOIN personal p ON p.psn_no = o.sharer_psn_no
+            WHERE o.running_sum > coalesce(p.opening, CAST(0 AS DECIMAL(18,2)))
+        ),
+        earlier_in AS (
+            SELECT e.source_file, e.source_row,
+                   string_agg(i.transfer_id || ' at ' || strftime(i.transfer_time, '%H:%M:%S'), ', '
+                              ORDER BY i.transfer_time, i.transfer_id) AS ins
+            FROM excess e JOIN d_transfers i
+              ON i.side = 'IN' AND i.status = 'SUCCESS' AND i.beneficiary_psn_no = e.sharer_psn_no
+             AND i.transfer_time < e.transfer_time
+            GROUP BY e.source_file, e.source_row
+        )
+        SELECT e.*, l.held, l.lots, ei.ins,
+               (l.holder IS NOT NULL OR ei.ins IS NOT NULL) AS held_quota,
+               'Running sum of sharer ' || e.sharer_psn_no || '''s SUCCESS OUT amounts on '
+                 || strftime(CAST($d AS DATE), '%Y-%m-%d') || ' is ' || e.running_sum
+                 || ' with this transfer, over the PERSONAL opening balance ' || e.opening
+                 || ' by ' || (e.running_sum - e.opening) AS base_detail
+        FROM excess e
+        LEFT JOIN opening_lots l ON l.holder = e.sharer_psn_no
+        LEFT JOIN earlier_in ei ON ei.source_file = e.source_file AND ei.source_row = e.source_row
+    """
+
+
+def s10_insufficient_balance(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S10 INSUFFICIENT_BALANCE: "running sum of the sharer's SUCCESS OUT amounts on D
+    (this one included) exceeds the sharer's PERSONAL opening balance, and the sharer
+    held no received quota (see S11)".
+
+    An absent PERSONAL row is a balance of 0 (inbox.md balances).
+    """
+    record(con, "S10", f"""
+        SELECT {_COMMON}, o.base_detail || '; the sharer held no received quota.' AS detail, {_LINEAGE}
+        FROM ({_excess_sql(ctx.genesis)}) o
+        WHERE NOT o.held_quota
+    """, {"d": ctx.business_date})
+
+
+def s11_resharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S11 RESHARING: "same excess as S10, but the sharer held received quota: a lot with
+    remaining quota at 00:00 of D, or a SUCCESS IN transfer to the sharer earlier on D
+    (transfer_time strictly before). The excess can only have come from quota received
+    from someone else (再共济)".
+
+    Lots at 00:00 of D: the closing lots of D-1 with remaining > 0, or at genesis the
+    QUOTA rows of balances.csv with opening_balance > 0.
+    """
+    record(con, "S11", f"""
+        SELECT {_COMMON},
+               o.base_detail || '; the excess can only be received quota ('
+                 || concat_ws('; ',
+                      CASE WHEN o.held IS NOT NULL THEN
+                        o.held || ' in ' || o.lots || ' lot(s) at 00:00' END,
+                      CASE WHEN o.ins IS NOT NULL THEN 'received earlier today: ' || o.ins END)
+                 || ').' AS detail,
+               {_LINEAGE}
+        FROM ({_excess_sql(ctx.genesis)}) o
+        WHERE o.held_quota
+    """, {"d": ctx.business_date})
+
+
+def s12_forwarding(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S12 FORWARDING: "the sharer received a SUCCESS IN transfer from a different person
+    within the window before this transfer's time (D-29 .. D, strictly earlier); detail
+    names the upstream sharers".
+
+    Readings 8 and 9: IN-side records; the upstream sharer differs from this
+    transfer's beneficiary (a straight return is S13's concern) and from the sharer
+    himself. Window length: policy.forwarding_window_days.
+    """
+    record(con, "S12", f"""
+        WITH o AS (SELECT * FROM d_transfers WHERE side = 'OUT' AND status = 'SUCCESS'),
+        ins AS (
+            SELECT transfer_id, sharer_psn_no, beneficiary_psn_no, transfer_time
+            FROM transfers
+            WHERE side = 'IN' AND status = 'SUCCESS'
+              AND business_date BETWEEN {_WINDOW_START} AND CAST($d AS DATE)
+        ),
+        upstream AS (   -- per (transfer, upstream sharer): how many received, the latest
+            SELECT o.source_file, o.source_row, i.sharer_psn_no AS upstream,
+                   count(*) AS n, max(i.transfer_time) AS latest,
+                   arg_max(i.transfer_id, i.transfer_time) AS latest_id
+            FROM o JOIN ins i
+              ON i.beneficiary_psn_no = o.sharer_psn_no
+             AND i.transfer_time < o.transfer_time
+             AND i.sharer_psn_no <> o.beneficiary_psn_no
+             AND i.sharer_psn_no <> o.sharer_psn_no
+            GROUP BY ALL
+        ),
+        per_transfer AS (
+            SELECT source_file, source_row,
+                   string_agg(upstream || ' (' || n || ' transfer(s), latest ' || latest_id || ' at '
+                              || strftime(latest, {_FMT}) || ')', ', ' ORDER BY upstream) AS names
+            FROM upstream GROUP BY source_file, source_row
+        )
+        SELECT {_COMMON},
+               'Sharer ' || o.sharer_psn_no || ' passes quota to ' || o.beneficiary_psn_no
+                 || ' after receiving quota within ' || strftime({_WINDOW_START}, '%Y-%m-%d') || '..'
+                 || strftime(CAST($d AS DATE), '%Y-%m-%d') || ' from upstream sharer(s) ' || p.names || '.'
+                 AS detail,
+               {_LINEAGE}
+        FROM o JOIN per_transfer p ON p.source_file = o.source_file AND p.source_row = o.source_row
+    """, _window_params(ctx))
+
+
+def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """S13 CYCLE: "this transfer closes a directed cycle of SUCCESS transfers of at most the
+    longest cycle length, all within the window and in time order (A→B→…→A, each later
+    than the previous); detail lists the cycle".
+
+    Reading 9: edges are SUCCESS OUT-side records over D-29..D, one per transfer_id;
+    one finding per closing transfer of D, naming the shortest cycle, then the one
+    whose first transfer is earliest.
+
+    Set-based: the edges are first pruned to those whose sender also receives and
+    whose receiver also sends (twice); a recursive CTE then walks backwards from each
+    closing transfer, one level per transfer, each step strictly earlier. At each
+    level only the latest-possible edge into each (closing transfer, node) survives:
+    it dominates every other walk to that node (anything that continues an earlier
+    walk continues it too), so the frontier stays small. A walk stops when it is back
+    at the closing transfer's beneficiary; there it keeps the earliest edge instead.
+    """
+    record(con, "S13", f"""
+        WITH RECURSIVE
+        edges AS MATERIALIZED (
+            SELECT transfer_id, sharer_psn_no AS src, beneficiary_psn_no AS dst,
+                   transfer_time AS t, business_date
+            FROM transfers
+            WHERE side = 'OUT' AND status = 'SUCCESS' AND sharer_psn_no <> beneficiary_psn_no
+              AND business_date BETWEEN {_WINDOW_START} AND CAST($d AS DATE)
+            QUALIFY row_number() OVER (PARTITION BY transfer_id
+                                       ORDER BY business_date DESC, file_province, source_row) = 1
+        ),
+        core1 AS MATERIALIZED (
+            SELECT * FROM edges
+            WHERE src IN (SELECT dst FROM edges) AND dst IN (SELECT src FROM edges)
+        ),
+        core AS MATERIALIZED (
+            SELECT * FROM core1
+            WHERE src IN (SELECT dst FROM core1) AND dst IN (SELECT src FROM core1)
+        ),
+        walk(closing_id, target, head, bound, depth, path) AS (
+            SELECT transfer_id, dst, src, t, 1,
+                   [{{'id': transfer_id, 'src': src, 'dst': dst, 't': t}}]
+            FROM core WHERE business_date = CAST($d AS DATE)
+            UNION ALL
+            SELECT w.closing_id, w.target, e.src, e.t, w.depth + 1,
+                   list_prepend({{'id': e.transfer_id, 'src': e.src, 'dst': e.dst, 't': e.t}}, w.path)
+            FROM walk w JOIN core e ON e.dst = w.head AND e.t < w.bound
+            WHERE w.head <> w.target AND w.depth < $max_len
+            QUALIFY row_number() OVER (
+                PARTITION BY w.closing_id, e.src
+                ORDER BY CASE WHEN e.src = w.target THEN epoch_us(e.t) ELSE -epoch_us(e.t) END,
+                         e.transfer_id) = 1
+        ),
+        cycle AS (
+            SELECT closing_id, depth, path,
+                   path[1].src || '→' || array_to_string(list_transform(path, lambda x:
+                       x.dst || ' (' || x.id || ' ' || strftime(x.t, {_FMT}) || ')'), ' → ') AS chain
+            FROM walk WHERE head = target
+            QUALIFY row_number() OVER (PARTITION BY closing_id ORDER BY depth, path[1].t, path[1].id) = 1
+        )
+        SELECT {_COMMON},
+               'Transfer ' || o.transfer_id || ' closes a cycle of ' || c.depth
+                 || ' SUCCESS transfers within ' || strftime({_WINDOW_START}, '%Y-%m-%d') || '..'
+                 || strftime(CAST($d AS DATE), '%Y-%m-%d') || ' (at most ' || $max_len || '): '
+                 || c.chain || '.' AS detail,
+               {_LINEAGE}
+        FROM d_transfers o JOIN cycle c ON c.closing_id = o.transfer_id
+        WHERE o.side = 'OUT' AND o.status = 'SUCCESS'
+    """, {**_window_params(ctx), "max_len": ctx.policy.max_cycle_length})
+
+
+def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    s05_no_valid_relationship(con, ctx)
+    s06_sharer_not_employee(con, ctx)
+    s08_over_amount_limit(con, ctx)
+    s09_over_daily_count(con, ctx)
+    s10_insufficient_balance(con, ctx)
+    s11_resharing(con, ctx)
+    s12_forwarding(con, ctx)
+    s13_cycle(con, ctx)
