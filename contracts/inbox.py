@@ -345,6 +345,25 @@ RULES: dict[str, tuple[ColumnRule, ...]] = {
 }
 
 
+def rule_flags(dataset: str, env: Env) -> list[pl.Expr]:
+    """One boolean column `#ok<i>` per rule (True = passes). Cheap: no strings are
+    built, so a whole file is flagged first and reasons are written only for the
+    rows that fail (see reasons_from_flags)."""
+    return [r.ok(env).fill_null(True).alias(f"#ok{i}") for i, r in enumerate(RULES[dataset])]
+
+
+def all_ok(dataset: str) -> pl.Expr:
+    return pl.all_horizontal([pl.col(f"#ok{i}") for i in range(len(RULES[dataset]))]).alias("#valid")
+
+
+def reasons_from_flags(dataset: str, env: Env) -> pl.Expr:
+    """'; '-joined reasons of the rules whose `#ok<i>` flag is False."""
+    return pl.concat_str(
+        [pl.when(~pl.col(f"#ok{i}")).then(r.reason(env)) for i, r in enumerate(RULES[dataset])],
+        separator="; ", ignore_nulls=True,
+    ).alias("reasons")
+
+
 def row_checks(dataset: str, env: Env) -> pl.Expr:
     """One expression: '; '-joined reasons of every rule the row breaks, '' if none."""
     return pl.concat_str(

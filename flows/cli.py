@@ -203,13 +203,14 @@ def status_lines(paths) -> list[str]:
     with wh.run_lock(paths.warehouse):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:
+            lines = [f"Recovered: {x}." for x in wh.recover(con, paths.out)]
             rs = wh.runs(con)
             stale = wh.stale_ranges(con)
         finally:
             con.close()
     if not rs:
-        return [f"No business date has been processed in {paths.warehouse} yet."]
-    lines = [f"{'date':<10}  {'status':<8}  {'finished (Asia/Shanghai)':<24}  run_id"]
+        return lines + [f"No business date has been processed in {paths.warehouse} yet."]
+    lines += [f"{'date':<10}  {'status':<8}  {'finished (Asia/Shanghai)':<24}  run_id"]
     for r in rs:
         lines.append(f"{r['business_date'].isoformat():<10}  {r['status']:<8}  "
                      f"{r['finished_at'].isoformat(sep=' '):<24}  {r['run_id']}")

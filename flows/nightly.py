@@ -351,6 +351,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     ex.call(PUBLISH, paths.out, run_id, d)
     kill_point("after_swap")
     wh.sync_stale_summaries(con, paths.out)
+    wh.finish_run(paths.out, run_id)  # journal last: until here recovery can redo the above
     if newly_stale:
         log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
     ex.artifacts(summary, parts["by_rule_province"])

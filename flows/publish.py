@@ -85,6 +85,8 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
         if writer is not None:
             _call_with(writer, d / name, available)
     write_json_atomic(d / "summary.json", summary)
+    for f in d.iterdir():
+        f.chmod(0o644)  # reports are for every reader of <out>, whatever a writer chose
     fsync_dir(d)
     fsync_dir(d.parent)
     return d

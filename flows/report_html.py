@@ -115,7 +115,7 @@ def svg_rule_bars(rules: list[dict]) -> str:
     if not rows:
         return '<p class="muted">无异常 No findings.</p>'
     top = max(r["count"] for r in rows)
-    label_w, bar_w, row_h, pad = 260, 420, 22, 6
+    label_w, bar_w, row_h, pad = 210, 300, 21, 6
     groups: list[tuple[str, list[dict]]] = []
     for fam in FAMILIES:
         g = [r for r in rows if r["family"] == fam]
@@ -125,9 +125,9 @@ def svg_rule_bars(rules: list[dict]) -> str:
     if other:
         groups.append(("?", other))
     height = sum(len(g) * row_h + 26 for _, g in groups) + pad
-    width = label_w + bar_w + 70
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-           f'role="img" aria-label="Findings per rule">']
+    width = label_w + bar_w + 56
+    out = [f'<svg class="chart fit" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+           f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="Findings per rule">']
     y = pad
     for fam, g in groups:
         zh, en = FAMILIES.get(fam, ("其他", "Other"))
@@ -195,7 +195,7 @@ def svg_clearing_matrix(clearing: dict) -> str:
     net = {(f["payer"], f["payee"]): Decimal(f["net"]) for f in clearing["flows"]}
     top = max((abs(v) for v in net.values()), default=Decimal("0"))
     cw, ch, left, head = 44, 20, 92, 44
-    width = left + cw * len(provs) + 10
+    width = max(left + cw * len(provs) + 10, 330)
     height = head + ch * len(provs) + 10
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
            f'role="img" aria-label="Inter-province clearing matrix">']
@@ -424,7 +424,14 @@ def write(path, con: duckdb.DuckDBPyConnection, ctx, summary: dict, exceptions: 
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

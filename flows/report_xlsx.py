@@ -275,7 +275,14 @@ def write(path, exceptions: pl.DataFrame, summary: dict | None) -> None:
         if other:
             _write_findings_sheet(book, "其他 Other", other)
         book.wb.close()
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

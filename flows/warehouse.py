@@ -108,8 +108,6 @@ def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) ->
         if folders and d == min(folders):
             return True
         first = min(folders).isoformat() if folders else None
-        if prev in done:  # cannot happen (prev < d), kept for clarity
-            return False
         hint = (f" (the first date of the inbox is {first})" if first and first != d.isoformat()
                 else "")
         raise InputError(f"{prev.isoformat()} has not been processed yet, so {d.isoformat()} "
@@ -225,7 +223,6 @@ def swap_into_place(out: Path, run_id: str, d: date, kill_at=None) -> None:
                 kill_at("mid_publish")
         os.rename(staged, target)
         fsync_dir(out)
-    finish_run(out, run_id)
 
 
 def finish_run(out: Path, run_id: str) -> None:
@@ -235,6 +232,8 @@ def finish_run(out: Path, run_id: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         journal_path(out, run_id).unlink()
+    with contextlib.suppress(OSError):
+        staging_root(out).rmdir()  # only when empty
 
 
 def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
@@ -244,6 +243,7 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
     root = staging_root(out)
     actions: list[str] = []
     if not root.exists():
+        sync_stale_summaries(con, out)
         return actions
     committed = {r["business_date"].isoformat(): r["run_id"] for r in runs(con)}
     for j in sorted(root.glob("*.json")):
@@ -255,15 +255,19 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
             continue
         if committed.get(d) == run_id:
             swap_into_place(out, run_id, date.fromisoformat(d))
+            sync_stale_summaries(con, out)
+            finish_run(out, run_id)
             actions.append(f"completed the publish of {d} (run {run_id})")
         else:
             finish_run(out, run_id)
             actions.append(f"discarded the uncommitted run {run_id} of {d}")
-    for leftover in root.iterdir():  # staging without a journal: never committed
+    for leftover in (root.iterdir() if root.exists() else ()):  # no journal: never committed
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()
     sync_stale_summaries(con, out)
     return actions
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, findings, institution,
-                            record_ids, settlement, transfer, warehouse)
+                            settlement, transfer, warehouse)
 from transforms import balances, ledger, rules_settlements
 
 SHARER2 = "44000000000000000003"

@@ -1,13 +1,13 @@
 """The quota ledger of rules.md §6, at its boundaries, and fast path == reference engine."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.builders import (BENEFICIARY, D, SHARER, add, balance, both_sides, context, findings,
+from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, findings,
                             institution, record_ids, settlement, transfer, ts, warehouse)
 from transforms import ledger, rules_settlements
 
@@ -329,7 +329,7 @@ day_events = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(genesis=st.lists(st.tuples(st.sampled_from(BENS), st.sampled_from(SHARERS), fen),
                         max_size=4, unique_by=lambda t: (t[0], t[1])),
        days=st.lists(day_events, min_size=1, max_size=3))

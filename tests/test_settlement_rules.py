@@ -1,7 +1,7 @@
 """S07 (settlements), S14-S17 of rules.md §3 and §6."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from tests.builders import (BENEFICIARY, D, add, context, findings, institution, person,
                             record_ids, settlement, warehouse)

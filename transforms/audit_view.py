@@ -201,7 +201,7 @@ def compact_findings(rows: list[dict], cap: int) -> tuple[dict, int]:
                 lo = mid
             else:
                 hi = mid - 1
-        k = lo
+        k = max(1, lo)  # at least one finding of every rule, even past the cap
         by_rule = {c: v[:k] for c, v in by_rule.items()}
     kept = [r for code in sorted(by_rule) for r in by_rule[code]]
     out = []
@@ -233,7 +233,8 @@ def rule_table(rows: list[dict], dod: dict | None = None) -> list[dict]:
             "code": code, "family": code[:1],
             "name": rule.name if rule else "", "zh": rule.zh if rule else "",
             "en": rule.en if rule else "", "severity": rule.severity if rule else "",
-            "count": count.get(code, 0), "amount": money(amount.get(code, Decimal("0"))),
+            "count": count.get(code, 0),
+            "amount": money(amount[code]) if code in amount else None,
             "new": by_rule.get(code, {}).get("new"),
             "recurring": by_rule.get(code, {}).get("recurring"),
             "resolved": by_rule.get(code, {}).get("resolved"),

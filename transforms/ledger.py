@@ -108,7 +108,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         GROUP BY record_id""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_setl AS
-        SELECT row_number() OVER (ORDER BY s.source_file, s.source_row, s.setl_id) AS rk,
+        SELECT row_number() OVER () AS rk,   -- internal row key of this run only
                s.psn_no AS w, s.setl_id, s.status, s.orig_setl_id, s.expense_type,
                s.file_province AS province, s.wallet_pay, s.setl_time,
                s.source_file, s.source_row,

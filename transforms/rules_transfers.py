@@ -279,12 +279,13 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     longest cycle length, all within the window and in time order (A→B→…→A, each later
     than the previous); detail lists the cycle".
 
-    Reading 9: edges are SUCCESS OUT-side records over D-29..D, one per transfer_id;
+    Reading 9: edges are SUCCESS OUT-side records over D-29..D (a transfer_id
+    delivered twice only repeats an edge, which changes no cycle);
     one finding per closing transfer of D, naming the shortest cycle, then the one
     whose first transfer is earliest.
 
     Set-based: the edges are first pruned to those whose sender also receives and
-    whose receiver also sends (twice); a recursive CTE then walks backwards from each
+    whose receiver sends again later (or that close on D); a recursive CTE then walks backwards from each
     closing transfer, one level per transfer, each step strictly earlier. At each
     level only the latest-possible edge into each (closing transfer, node) survives:
     it dominates every other walk to that node (anything that continues an earlier
@@ -299,16 +300,14 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             FROM transfers
             WHERE side = 'OUT' AND status = 'SUCCESS' AND sharer_psn_no <> beneficiary_psn_no
               AND business_date BETWEEN {_WINDOW_START} AND CAST($d AS DATE)
-            QUALIFY row_number() OVER (PARTITION BY transfer_id
-                                       ORDER BY business_date DESC, file_province, source_row) = 1
         ),
-        core1 AS MATERIALIZED (
-            SELECT * FROM edges
-            WHERE src IN (SELECT dst FROM edges) AND dst IN (SELECT src FROM edges)
-        ),
-        core AS MATERIALIZED (
-            SELECT * FROM core1
-            WHERE src IN (SELECT dst FROM core1) AND dst IN (SELECT src FROM core1)
+        last_send AS MATERIALIZED (SELECT src AS node, max(t) AS last_t FROM edges GROUP BY src),
+        receivers AS MATERIALIZED (SELECT DISTINCT dst AS node FROM edges),
+        core AS MATERIALIZED (   -- edges that can lie on a time-ordered cycle closed on D
+            SELECT e.* FROM edges e
+            JOIN last_send ls ON ls.node = e.dst                  -- the receiver sends again later
+            WHERE (e.t < ls.last_t OR e.business_date = CAST($d AS DATE))   -- (or this edge closes)
+              AND e.src IN (SELECT node FROM receivers)            -- and the sender receives
         ),
         walk(closing_id, target, head, bound, depth, path) AS (
             SELECT transfer_id, dst, src, t, 1,

@@ -1,7 +1,7 @@
 (function () {
   "use strict";
   // Every string from the data goes into the page through textContent or
-  // setAttribute, never innerHTML: delivered text cannot become markup.
+  // setAttribute, never as HTML source: delivered text cannot become markup.
   var DATA = JSON.parse(document.getElementById("report-data").textContent);
   var META = JSON.parse(document.getElementById("report-meta").textContent);
   var F = DATA.findings.fields, ROWS = DATA.findings.rows, IX = {};
@@ -89,7 +89,7 @@
   }
   function findingRow(r) {
     var tr = el("tr", { "data-eid": r[IX.exception_id] });
-    var c1 = el("td"); c1.appendChild(el("code", null, r[IX.rule_code])); c1.appendChild(document.createTextNode(" " + ruleZh(r[IX.rule_code])));
+    var c1 = el("td", { "class": "nw" }); c1.appendChild(el("code", null, r[IX.rule_code])); c1.appendChild(document.createTextNode(" " + ruleZh(r[IX.rule_code])));
     tr.appendChild(c1);
     tr.appendChild(el("td", null, null)).appendChild(el("span", { "class": "sev sev-" + String(r[IX.severity]).toLowerCase() }, r[IX.severity]));
     tr.appendChild(el("td", null, provLabel(r[IX.province])));
@@ -154,7 +154,7 @@
     t.rows.forEach(function (row) {
       var tr = el("tr");
       row.forEach(function (v, i) {
-        var c = t.columns[i], numeric = /amount|balance|remaining|wallet_pay|burden|sum|quota_in|from_this_sharer/.test(c) && v !== null && /^-?\d+(\.\d+)?$/.test(String(v));
+        var c = t.columns[i], numeric = /amount|balance|remaining|wallet_pay|burden|sum|quota_in|from_this_sharer|^sent$|^spent$/.test(c) && v !== null && /^-?\d+(\.\d+)?$/.test(String(v));
         tr.appendChild(el("td", numeric ? { "class": "num" } : null, v === null ? "" : (numeric ? money(v) : v)));
       });
       tb.appendChild(tr);
@@ -218,7 +218,7 @@
   function chainGraph(ch) {
     var nodes = [], edges = [], n = ch.nodes.length;
     if (ch.kind === "cycle") {
-      var R = Math.max(70, 30 * n), cx = R + 80, cy = R + 30;
+      var R = Math.max(120, 45 * n), cx = R + 80, cy = R + 30;
       ch.nodes.forEach(function (p, i) {
         var a = -Math.PI / 2 + 2 * Math.PI * i / n;
         nodes.push({ id: p, label: shortPsn(p), sub: provLabel(String(p).slice(0, 2)), title: p, x: cx + R * Math.cos(a), y: cy + R * Math.sin(a) });

@@ -1,0 +1,446 @@
+"""report.html (flows/report_html.py) and its data (transforms/audit_view.py).
+
+A small two-date warehouse is built with tests/builders.py; the report frames
+are read from it the way the report step does, so nothing here depends on the
+rule, ledger or orchestration modules.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+from html.parser import HTMLParser
+
+import polars as pl
+import pytest
+
+from contracts.codes import RULES
+from tests.builders import (BENEFICIARY, SHARER, D, add, both_sides, establish, person, settlement,
+                            transfer, warehouse)
+from transforms.audit_view import (AuditConfig, day_over_day, mask_certno, mask_text, report_data)
+from transforms.context import RunContext
+from transforms.findings import exception_id
+
+P = D - timedelta(days=1)                 # the previous processed date
+THIRD = "33000000000000000003"            # a third person (Zhejiang), forwards and cycles
+FOURTH = "32000000000000000004"
+EVIL = '</script><img src=x onerror="alert(1)"><script>alert(2)</script>'
+FORMULA = '=HYPERLINK("http://evil.example/x","click")'
+CERTNO = "440106198001011234"             # looks like a resident ID: must never appear in full
+
+
+def _finding(d: date, rule: str, province: str, record_id: str, *, dataset: str,
+             sharer=None, beneficiary=None, amount=None, detail="", source_file=None,
+             source_row=None) -> dict:
+    r = RULES[rule]
+    return {"exception_id": exception_id(rule, d.isoformat(), province, record_id),
+            "business_date": d, "rule_code": rule, "rule_name": r.name, "severity": r.severity,
+            "province": province, "dataset": dataset, "record_id": record_id,
+            "sharer_psn_no": sharer, "beneficiary_psn_no": beneficiary,
+            "amount": Decimal(amount) if amount is not None else None, "detail": detail,
+            "source_file": source_file, "source_row": source_row}
+
+
+def build_sample():
+    """(con, ctx, summary, exceptions, settlement, positions) of date D, with D-1 processed."""
+    con = warehouse()
+    ppl = [person(SHARER, "19600101"), person(BENEFICIARY, "19900101", insutype="390"),
+           person(THIRD, "19650101"), person(FOURTH, "19700101")]
+    for day in (P, D):
+        add(con, "persons", [dict(p, as_of=day) for p in ppl], day)
+    add(con, "relationships", [establish("E1", "R1"),
+                               establish("E2", "R2", sharer=BENEFICIARY, beneficiary=THIRD,
+                                         relation_code="COUSIN"),
+                               establish("E3", "R3", sharer=THIRD, beneficiary=SHARER,
+                                         relation_code="SIBLING")], P)
+    con.execute("INSERT INTO relation_events SELECT business_date, event_id, relation_id, event_type, "
+                "sharer_psn_no, beneficiary_psn_no, event_time, event_id <> 'E2' FROM relationships")
+    # D: the sharer sends five transfers (T1 over the limit, T5 the 4th+ of the day)
+    tr = []
+    for i, (amt, at) in enumerate([("2500.00", "09:00:00"), ("300.00", "09:10:00"),
+                                   ("200.00", "09:20:00"), ("100.00", "09:30:00"),
+                                   ("150.00", "09:40:00")], start=1):
+        tr += both_sides(f"T{i}", amount=amt, at=at)
+    # cycle SHARER -> BENEFICIARY (T1) -> THIRD (T6) -> SHARER (T7)
+    tr += both_sides("T6", amount="400.00", sharer=BENEFICIARY, beneficiary=THIRD,
+                     relation_id="R2", at="10:00:00")
+    tr += both_sides("T7", amount="350.00", sharer=THIRD, beneficiary=SHARER,
+                     relation_id="R3", at="11:00:00")
+    tr.append(transfer("T8", amount="80.00", side="OUT", sharer=FOURTH, beneficiary=THIRD))
+    add(con, "transfers", tr, D)
+    add(con, "settlements", [settlement("S1", "120.00"),
+                             settlement("S2", "60.00", expense_type="CASH_WITHDRAWAL"),
+                             settlement("S3", "10.00", status="REFUND", orig_setl_id="NOPE")], D)
+    con.execute("""INSERT INTO settlement_outcomes VALUES
+        (DATE '2026-11-20', 'S1', ?, '41', 'NORMAL', 'OUTPATIENT', NULL, 120.00, 'SETTLED'),
+        (DATE '2026-11-20', 'S2', ?, '41', 'NORMAL', 'CASH_WITHDRAWAL', NULL, 60.00, 'HELD'),
+        (DATE '2026-11-20', 'S3', ?, '41', 'REFUND', 'OUTPATIENT', 'NOPE', 10.00, 'HELD')""",
+                [BENEFICIARY] * 3)
+    con.execute("""INSERT INTO lots VALUES
+        (DATE '2026-11-20', 'T1', ?, '41', ?, '44', false, TIMESTAMP '2026-11-20 09:00:00', 'T1',
+         2500.00, 2380.00)""", [BENEFICIARY, SHARER])
+    con.execute("INSERT INTO consumptions VALUES (DATE '2026-11-20', 'S1', 'T1', 1, 120.00, '44')")
+    con.execute("""INSERT INTO quarantine VALUES (DATE '2026-11-20', '44', 'persons',
+        '2026-11-20/44/persons.csv', 7, 'row:7', 'F04', 'certno: bad check character', ?)""",
+                [json.dumps({"psn_no": "4400000000000000009", "certno": "44010619800101123"})])
+    con.execute("""INSERT INTO file_loads VALUES (DATE '2026-11-20', '44', 'persons',
+        '2026-11-20/44/persons.csv', 'ab', 'utf-8', 10, 9, 1, false, NULL, NULL)""")
+    con.execute("""INSERT INTO balances VALUES (DATE '2026-11-20', '41', ?, 'QUOTA', ?, '44',
+        0.00, 2300.00, '2026-11-20/41/balances.csv', 1)""", [BENEFICIARY, SHARER])
+
+    f = []
+    tf = "2026-11-20/44/transfers.csv"
+    f.append(_finding(D, "S08", "44", "T1", dataset="transfers", sharer=SHARER, beneficiary=BENEFICIARY,
+                      amount="2500.00", detail="amount 2500.00 > max 2000.00", source_file=tf, source_row=1))
+    f.append(_finding(D, "S09", "44", "T4", dataset="transfers", sharer=SHARER, beneficiary=BENEFICIARY,
+                      amount="100.00", detail="4th SUCCESS OUT transfer of the day (max 3)",
+                      source_file=tf, source_row=7))
+    f.append(_finding(D, "S09", "44", "T5", dataset="transfers", sharer=SHARER, beneficiary=BENEFICIARY,
+                      amount="150.00", detail=EVIL, source_file=tf, source_row=9))
+    f.append(_finding(D, "S13", "44", "T7", dataset="transfers", sharer=THIRD, beneficiary=SHARER,
+                      amount="350.00",
+                      detail=f"cycle {SHARER} -> {BENEFICIARY} -> {THIRD} -> {SHARER}",
+                      source_file="2026-11-20/33/transfers.csv", source_row=3))
+    f.append(_finding(D, "S12", "41", "T6", dataset="transfers", sharer=BENEFICIARY, beneficiary=THIRD,
+                      amount="400.00", detail=f"received from upstream sharers {SHARER}",
+                      source_file="2026-11-20/41/transfers.csv", source_row=2))
+    f.append(_finding(D, "X01", "32", "T8", dataset="transfers", sharer=FOURTH, beneficiary=THIRD,
+                      amount="80.00", detail=FORMULA, source_file="2026-11-20/32/transfers.csv",
+                      source_row=1))
+    f.append(_finding(D, "S14", "41", "S2", dataset="settlements", beneficiary=BENEFICIARY,
+                      amount="60.00", detail="+expense_type CASH_WITHDRAWAL is not eligible",
+                      source_file="2026-11-20/41/settlements.csv", source_row=2))
+    f.append(_finding(D, "S20", "41", "S3", dataset="settlements", beneficiary=BENEFICIARY,
+                      amount="10.00", detail="-refund of unknown settlement NOPE",
+                      source_file="2026-11-20/41/settlements.csv", source_row=3))
+    f.append(_finding(D, "F04", "44", "row:7", dataset="persons",
+                      detail=f"@certno {CERTNO} has a bad check character",
+                      source_file="2026-11-20/44/persons.csv", source_row=7))
+    f.append(_finding(D, "B01", "41", f"{BENEFICIARY}:{SHARER}", dataset="balances",
+                      sharer=SHARER, beneficiary=BENEFICIARY, amount="-80.00",
+                      detail="delivered 2300.00, computed 2380.00",
+                      source_file="2026-11-20/41/balances.csv", source_row=1))
+    f.append(_finding(D, "F01", "54", "54", dataset="manifest", detail="province 54 delivered nothing"))
+    prev = [
+        _finding(P, "F01", "54", "54", dataset="manifest", detail="province 54 delivered nothing"),
+        _finding(P, "B01", "41", f"{BENEFICIARY}:{SHARER}", dataset="balances", sharer=SHARER,
+                 beneficiary=BENEFICIARY, amount="-5.00", detail="delivered 0.00, computed 5.00"),
+        _finding(P, "F01", "65", "65", dataset="manifest", detail="province 65 delivered nothing"),
+    ]
+    add(con, "findings", prev + f)  # business_date of each dict wins over the default
+    con.execute("INSERT INTO runs VALUES (DATE '2026-11-19', 'r1', 'COMPLETE', now()::TIMESTAMP, "
+                "now()::TIMESTAMP, 'x', '{}')")
+
+    exceptions = pl.from_arrow(con.sql("SELECT * FROM findings WHERE business_date = ? "
+                                       "ORDER BY rule_code, province, record_id",
+                                       params=[D]).to_arrow_table())
+    counts = {}
+    for r in f:
+        counts[r["rule_code"]] = counts.get(r["rule_code"], 0) + 1
+    summary = {
+        "business_date": D.isoformat(), "status": "PARTIAL",
+        "provinces_expected": ["32", "33", "41", "44", "54"],
+        "provinces_delivered": ["32", "33", "41", "44"],
+        "files": {"2026-11-20/44/persons.csv": {"rows_read": 10, "rows_loaded": 9, "rows_quarantined": 1}},
+        "findings_per_rule": counts,
+        "amounts": {"settled": "120.00", "held": "60.00", "refunded": "0.00"},
+        "invariants": [
+            {"name": "rows", "passed": True, "value": "0"},
+            {"name": "quota", "passed": True, "opening": "0.00", "closing": "2380.00"},
+            {"name": "clearing", "passed": True, "value": "0.00"},
+            {"name": "settlements", "passed": True, "settled": "120.00", "held": "60.00",
+             "wallet_pay": "180.00"},
+        ],
+        "new_findings": [], "disappeared_findings": [],
+        "policy_version": "2024-gbf-38@abc", "code_version": "0.1.0+test",
+        "started_at": "2026-11-21T02:30:00+08:00", "finished_at": "2026-11-21T02:31:10+08:00",
+    }
+    settlement_frame = pl.DataFrame({
+        "business_date": [D], "payer_province": ["44"], "payee_province": ["41"],
+        "expense_type": ["OUTPATIENT"], "settled_amount": [Decimal("120.00")],
+        "refunded_amount": [Decimal("0.00")], "net_amount": [Decimal("120.00")],
+        "settlement_count": [1], "refund_count": [0], "cross_province": [True],
+    }, schema_overrides={c: pl.Decimal(18, 2) for c in ("settled_amount", "refunded_amount", "net_amount")})
+    positions = pl.DataFrame({
+        "business_date": [D, D], "province": ["41", "44"],
+        "receivable": [Decimal("120.00"), Decimal("0.00")],
+        "payable": [Decimal("0.00"), Decimal("120.00")],
+        "net": [Decimal("120.00"), Decimal("-120.00")],
+    }, schema_overrides={c: pl.Decimal(18, 2) for c in ("receivable", "payable", "net")})
+    ctx = RunContext.for_date(D, genesis=False)
+    return con, ctx, summary, exceptions, settlement_frame, positions
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return build_sample()
+
+
+@pytest.fixture(scope="module")
+def page(sample):
+    from flows.report_html import render
+    return render(*sample)
+
+
+def _data_block(page: str, block_id: str) -> dict:
+    m = re.search(rf'<script type="application/json" id="{block_id}">(.*?)</script>', page, re.S)
+    assert m, block_id
+    return json.loads(m.group(1))
+
+
+class _Collect(HTMLParser):
+    """Collects tags and the text of elements carrying data-summary-key / data-rule-count."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.keyed: dict[str, str] = {}
+        self.rule_counts: dict[str, str] = {}
+        self._open: list[tuple[str, str | None, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag not in ("meta", "br", "input", "img", "rect", "path", "line"):
+            self._open.append((tag, a.get("data-summary-key"), a.get("data-rule-count")))
+            if a.get("data-summary-key"):
+                self.keyed[a["data-summary-key"]] = ""
+            if a.get("data-rule-count"):
+                self.rule_counts[a["data-rule-count"]] = ""
+
+    def handle_endtag(self, tag):
+        while self._open:
+            t, _, _ = self._open.pop()
+            if t == tag:
+                break
+
+    def handle_data(self, data):
+        for _t, key, rc in self._open:
+            if key:
+                self.keyed[key] += data
+            if rc:
+                self.rule_counts[rc] += data
+
+
+def _parse(page: str) -> _Collect:
+    p = _Collect()
+    p.feed(page)
+    return p
+
+
+# --------------------------------------------------------------------------- masking
+
+def test_mask_certno_keeps_first_six_and_last_four():
+    assert mask_certno("44010619800101123X") == "440106********123X"
+    assert mask_certno("12345") == "*****"
+    assert mask_certno(None) is None
+
+
+def test_mask_text_masks_ids_but_not_psn_no_or_amounts():
+    text = f"certno 44010619800101123X and {CERTNO}; psn {SHARER}; amount 2000.00; T123"
+    out = mask_text(text)
+    assert "44010619800101123X" not in out and CERTNO not in out
+    assert "440106********123X" in out and "440106********1234" in out
+    assert SHARER in out and "2000.00" in out
+
+
+# --------------------------------------------------------------------------- report data
+
+def test_report_data_evidence_limits_and_chain(sample):
+    con, ctx, summary, exceptions, settlement_frame, positions = sample
+    data = report_data(con, D, exceptions, settlement_frame, positions, ctx.policy)
+    ids = {r["rule_code"] + ":" + r["record_id"]: r["exception_id"] for r in exceptions.iter_rows(named=True)}
+    ev = data["evidence"][ids["S08:T1"]]
+    assert ev["limits"][0]["value"] == "2000.00"
+    transfer_table = next(t for t in ev["tables"] if t["key"] == "transfer")
+    assert {r[1] for r in transfer_table["rows"]} == {"OUT", "IN"}
+    s09 = data["evidence"][ids["S09:T5"]]
+    out = next(t for t in s09["tables"] if t["key"] == "sharer_out")
+    assert [r[1] for r in out["rows"]] == ["T1", "T2", "T3", "T4", "T5"]
+    assert out["rows"][-1][4] == "3250.00"           # running sum, two decimals
+    cyc = data["evidence"][ids["S13:T7"]]["chain"]
+    assert cyc["kind"] == "cycle"
+    assert set(cyc["nodes"]) == {SHARER, BENEFICIARY, THIRD}
+    counts = {(e["from"], e["to"]): e["count"] for e in cyc["edges"]}
+    assert counts == {(SHARER, BENEFICIARY): 5, (BENEFICIARY, THIRD): 1, (THIRD, SHARER): 1}
+    assert [e for e in cyc["edges"] if e["this"]] == [next(e for e in cyc["edges"]
+                                                          if e["from"] == THIRD and e["to"] == SHARER)]
+    fw = data["evidence"][ids["S12:T6"]]["chain"]
+    assert fw["kind"] == "forwarding" and fw["nodes"] == [SHARER, BENEFICIARY, THIRD]
+    q = data["evidence"][ids["F04:row:7"]]
+    raw = next(t for t in q["tables"] if t["key"] == "quarantine")["rows"][0][5]
+    assert "44010619800101123" not in raw and "440106*******1123" in raw
+    s14 = data["evidence"][ids["S14:S2"]]
+    assert next(t for t in s14["tables"] if t["key"] == "outcome")["rows"][0][3] == "HELD"
+
+
+def test_report_data_day_over_day_by_exception_id(sample):
+    con, ctx, *_rest = sample
+    exceptions = sample[3]
+    rows = list(exceptions.iter_rows(named=True))
+    dod = day_over_day(con, D, rows)
+    assert dod["previous_date"] == P.isoformat()
+    assert dod["counts"] == {"new": len(rows) - 2, "recurring": 2, "resolved": 1}
+    recurring = {r["exception_id"] for r in rows if r["rule_code"] in ("F01", "B01")}
+    assert set(dod["recurring"]) == recurring
+    assert [r["record_id"] for r in dod["resolved"]] == ["65"]
+    assert dod["resolved"][0]["rekeyed_id"] == exception_id("F01", D.isoformat(), "65", "65")
+    assert dod["by_rule"]["F01"] == {"new": 0, "recurring": 1, "resolved": 1}
+
+
+def test_day_over_day_without_previous_date():
+    con = warehouse()
+    dod = day_over_day(con, D, [])
+    assert dod["previous_date"] is None and dod["counts"] == {"new": 0, "recurring": 0, "resolved": 0}
+
+
+def test_family_view_of_the_top_sharer(sample):
+    con, ctx, summary, exceptions, s, p = sample
+    data = report_data(con, D, exceptions, s, p, ctx.policy, AuditConfig(families=2))
+    fams = data["families"]
+    assert len(fams) == 2
+    top = fams[0]
+    assert top["sharer"] == SHARER   # 2500 + 100 + 150 + 80 (B01 |amount|)
+    assert top["finding_amount"] == "2830.00"
+    ben = next(b for b in top["beneficiaries"] if b["psn_no"] == BENEFICIARY)
+    assert ben == {"psn_no": BENEFICIARY, "sent_count": 5, "sent": "3250.00", "spent": "120.00",
+                   "remaining": "2380.00"}
+    assert [r["psn_no"] for r in top["received_from"]] == [THIRD]
+    persons = next(t for t in top["tables"] if t["key"] == "persons")
+    certnos = [r[1] for r in persons["rows"]]
+    assert certnos and all("*" * 8 in c for c in certnos)
+
+
+def test_findings_cap_keeps_every_rule(sample):
+    con, ctx, summary, exceptions, s, p = sample
+    data = report_data(con, D, exceptions, s, p, ctx.policy,
+                       AuditConfig(max_findings=10, evidence_per_rule=0, largest_cases=0,
+                                   day_over_day_rows=0))
+    codes = {r[1] for r in data["findings"]["rows"]}
+    assert codes == set(exceptions["rule_code"].to_list())
+    assert data["findings_total"] == exceptions.height
+    assert data["findings_embedded"] == 10 < exceptions.height   # S09 keeps its larger one
+    s09 = [r for r in data["findings"]["rows"] if r[1] == "S09"]
+    assert [r[8] for r in s09] == ["150.00"]
+
+
+def test_evidence_volume_is_capped(sample):
+    con, ctx, summary, exceptions, s, p = sample
+    data = report_data(con, D, exceptions, s, p, ctx.policy,
+                       AuditConfig(evidence_per_rule=1, largest_cases=2))
+    per_rule = {}
+    for e in data["evidence"]:
+        code = next(r["rule_code"] for r in exceptions.iter_rows(named=True) if r["exception_id"] == e)
+        per_rule[code] = per_rule.get(code, 0) + 1
+    assert len(data["largest"]) == 2
+    assert sum(per_rule.values()) <= len(set(exceptions["rule_code"].to_list())) + 2
+
+
+# --------------------------------------------------------------------------- the page
+
+def test_page_is_self_contained(page):
+    tags = _parse(page).tags
+    for tag, a in tags:
+        assert tag not in ("link", "iframe", "object", "embed", "img"), tag
+        if tag == "script":
+            assert "src" not in a
+        for k in ("src", "href", "action", "xlink:href"):
+            v = a.get(k)
+            if v is not None:
+                assert v.startswith("#"), (tag, k, v)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page.replace(
+        'http://evil.example', ''))  # the only URL is inside escaped finding data
+    assert "default-src 'none'" in page
+
+
+def test_untrusted_text_cannot_inject_markup(page):
+    assert "<img" not in page
+    assert page.count("</script>") == 3          # data, meta, code: nothing from the input
+    assert "onerror" in page                     # the text is there, but only escaped JSON
+    data = _data_block(page, "report-data")
+    details = [r[9] for r in data["findings"]["rows"]]
+    assert EVIL in details                       # round-trips exactly through the JSON block
+    largest_html = page.split('id="largest"')[1].split("</section>")[0]
+    assert "&lt;/script&gt;&lt;img" in largest_html
+
+
+def test_certno_never_in_full(page):
+    assert CERTNO not in page
+    assert "44010619800101123" not in page
+    assert "440106********1234" in page
+
+
+def test_numbers_shown_equal_summary(sample, page):
+    summary = sample[2]
+    p = _parse(page)
+    assert p.keyed["status"] == summary["status"]
+    assert p.keyed["business_date"] == summary["business_date"]
+    for k, v in summary["amounts"].items():
+        assert Decimal(p.keyed[f"amounts.{k}"].replace(",", "")) == Decimal(v), k
+    assert int(p.keyed["findings_total"].replace(",", "")) == sum(summary["findings_per_rule"].values())
+    for code, n in summary["findings_per_rule"].items():
+        assert int(p.keyed[f"findings_per_rule.{code}"].replace(",", "")) == n, code
+        assert int(p.rule_counts[code].replace(",", "")) == n, code
+    for code in RULES:
+        if code not in summary["findings_per_rule"]:
+            assert p.rule_counts[code] == "0"
+    assert int(p.keyed["provinces_expected"]) == 5 and int(p.keyed["provinces_delivered"]) == 4
+    assert "disagree" not in page.split("<main>")[1].split("</section>")[0]
+
+
+def test_disagreement_with_summary_is_flagged(sample):
+    from flows.report_html import render
+    con, ctx, summary, exceptions, s, p = sample
+    wrong = dict(summary, findings_per_rule=dict(summary["findings_per_rule"], S08=7))
+    assert 'id="disagree"' in render(con, ctx, wrong, exceptions, s, p)
+    assert 'id="disagree"' not in render(con, ctx, summary, exceptions, s, p)
+
+
+def test_bilingual_headings_and_rule_names(page):
+    for zh, en in (("运行状态与不变量", "Run status and invariants"), ("总额", "Totals"),
+                   ("按规则类别", "Findings by rule family"), ("省际清算", "Inter-province clearing"),
+                   ("金额最大的案件", "Largest cases by amount"), ("与上一处理日对比", "Day over day"),
+                   ("家庭视图", "Family view"), ("异常明细", "Findings")):
+        assert zh in page and en in page
+    for code in ("S08", "S13", "X01", "B01", "F04"):
+        assert RULES[code].zh in page and RULES[code].en in page
+
+
+def test_charts_are_inline_svg(page):
+    assert page.count("<svg") >= 4
+    assert 'data-province="44" data-rule="S09"' in page        # heat map cell
+    assert "44 广东 → 41 河南: 120.00" in page                   # clearing matrix tooltip
+
+
+def test_largest_cases_ordered_by_amount(sample, page):
+    section = page.split('id="largest"')[1].split("</section>")[0]
+    ids = re.findall(r'data-eid="([0-9a-f]{16})"', section)
+    amounts = {r["exception_id"]: abs(r["amount"]) for r in sample[3].iter_rows(named=True)
+               if r["amount"] is not None}
+    assert ids and [amounts[i] for i in ids] == sorted(amounts.values(), reverse=True)
+
+
+def test_missing_summary_keys_and_empty_day(tmp_path):
+    from flows.report_html import write
+    con = warehouse()
+    ctx = RunContext.for_date(D, genesis=True)
+    empty = pl.DataFrame(schema={"exception_id": pl.String, "business_date": pl.Date,
+                                 "rule_code": pl.String, "rule_name": pl.String,
+                                 "severity": pl.String, "province": pl.String,
+                                 "dataset": pl.String, "record_id": pl.String,
+                                 "sharer_psn_no": pl.String, "beneficiary_psn_no": pl.String,
+                                 "amount": pl.Decimal(18, 2), "detail": pl.String,
+                                 "source_file": pl.String, "source_row": pl.Int32})
+    out = tmp_path / "r" / "report.html"
+    write(out, con, ctx, {"business_date": D.isoformat()}, empty, None, None)
+    text = out.read_text(encoding="utf-8")
+    assert "无异常 No findings." in text and "UNKNOWN" in text
+    assert list(out.parent.iterdir()) == [out]   # nothing left aside
+
+
+def test_js_has_no_inner_html():
+    from flows.report_html import TEMPLATES
+    js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
+    assert "</script" not in js.lower()
