@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transforms import rules_files, rules_relationships, rules_transfers as rt
-from tests.builders import (BENEFICIARY, D, SHARER, add, balance, both_sides, context, dissolve,
+from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, dissolve,
                             establish, findings, person, record_ids, transfer, ts, warehouse)
 
 PREV = D - timedelta(days=1)
