@@ -299,8 +299,9 @@ COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
 
 
 def _one_sentence(text: str) -> str:
-    line = " ".join(str(text).split())
-    return line if line.endswith((".", "!", "?")) else line + "."
+    line = " ".join(str(text).split()).rstrip("!")
+    line = line[:1].upper() + line[1:]
+    return line if line.endswith((".", "?")) else line + "."
 
 
 def _error_log(a) -> Path | None:
@@ -340,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             first = (str(e).splitlines() or [""])[0][:300]
             log = _error_log(a)
-            msg = _one_sentence(f"internal error {type(e).__name__}: {first}".rstrip(": ")
+            step = getattr(e, "recon_step", None)
+            where = f" in step {step}" if step else ""
+            msg = _one_sentence(f"internal error{where}, {type(e).__name__}: {first}".rstrip(": ")
                                 + (f"; details in {log}" if log else ""))
         print(f"recon: {msg}", file=sys.stderr)
         code = 1

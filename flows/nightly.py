@@ -161,11 +161,15 @@ class PlainExecutor:
         while True:
             try:
                 return step.fn(*args)
-            except OSError:
+            except OSError as e:
                 if attempt >= step.io_retries:
+                    _tag(e, step)
                     raise
                 time.sleep(self.backoff * 2 ** attempt)
                 attempt += 1
+            except Exception as e:
+                _tag(e, step)
+                raise
 
     def map(self, step: Step, items: list, *args) -> list:
         if len(items) <= 1:
@@ -175,6 +179,15 @@ class PlainExecutor:
 
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         pass
+
+
+def _tag(e: Exception, step: Step) -> None:
+    """Remember the first step an exception came out of (for the one-sentence error)."""
+    if not hasattr(e, "recon_step"):
+        try:
+            e.recon_step = step.name
+        except AttributeError:
+            pass
 
 
 def _retry_on_oserror(task, task_run, state) -> bool:
@@ -208,13 +221,21 @@ class PrefectExecutor:
         return t
 
     def call(self, step: Step, *args):
-        return self._task(step)(*args)
+        try:
+            return self._task(step)(*args)
+        except Exception as e:
+            _tag(e, step)
+            raise
 
     def map(self, step: Step, items: list, *args) -> list:
         t = self._task(step)
         futures = [t.with_options(task_run_name=f"{step.name}-{getattr(it, 'province', i)}")
                    .submit(it, *args) for i, it in enumerate(items)]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except Exception as e:
+            _tag(e, step)
+            raise
 
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact

@@ -49,13 +49,13 @@ def run_lock(warehouse: Path) -> Iterator[None]:
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(f"{warehouse}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise InputError(f"cannot create the run lock next to the warehouse {warehouse}: "
+        raise InputError(f"Cannot create the run lock next to the warehouse {warehouse}: "
                          f"{e.strerror or e}.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLockedError(f"another recon run is using the warehouse {warehouse}; "
+            raise RunLockedError(f"Another recon run is using the warehouse {warehouse}; "
                                  "wait for it to finish and try again.") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -74,8 +74,8 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
     try:
         con = duckdb.connect(str(warehouse), read_only=read_only)
     except duckdb.Error as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"cannot open the warehouse {warehouse}: {first}") from None
+        first = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip("!. ")
+        raise InputError(f"The warehouse {warehouse} cannot be opened ({first}).") from None
     if not read_only:
         create_warehouse(con)
     return con

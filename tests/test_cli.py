@@ -88,7 +88,7 @@ def test_internal_failure_is_exit_1_with_one_sentence_and_a_log(tmp_path):
               "--warehouse", "w.duckdb")
     assert r.returncode == 1
     line = one_sentence(r.stderr)
-    assert "internal error" in line and "recon-last-error.log" in line
+    assert "Internal error in step stage_reports" in line and "recon-last-error.log" in line
     assert "Traceback" in (tmp_path / "recon-last-error.log").read_text()
     # nothing was committed: the date is still unprocessed
     st = recon(tmp_path, "status", "--warehouse", "w.duckdb", "--out", "r2")
@@ -111,7 +111,7 @@ def test_environment_sets_the_shared_paths(tmp_path):
 
 
 def test_csv_amounts_have_exactly_two_decimals(tmp_path):
-    clean_day(tmp_path / "inbox", D1)
+    clean_day(tmp_path / "data" / "inbox", D1)   # the default paths, relative to the cwd
     r = recon(tmp_path, "run", "--date", "2026-11-20")
     assert r.returncode == 0, r.stderr
     import csv

@@ -64,11 +64,13 @@ def _mutate(folder: Path, kind, name, rnd, fix_manifest, header, junk) -> None:
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_bytes())
     data = path.read_bytes()
+    # Half of the damage lands after the header, so that rows (not only headers) are hit.
+    start = rnd.choice([0, data.find(b"\n") + 1])
     if kind == "flip":
         b = bytearray(data)
         for _ in range(rnd.randint(1, 8)):
-            if b:
-                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            if len(b) > start:
+                b[rnd.randrange(start, len(b))] = rnd.choice([rnd.randrange(256), rnd.randrange(32, 127)])
         data = bytes(b)
     elif kind == "truncate":
         data = data[: rnd.randrange(len(data) + 1)]
@@ -78,12 +80,12 @@ def _mutate(folder: Path, kind, name, rnd, fix_manifest, header, junk) -> None:
     elif kind == "quotes":
         b = bytearray(data)
         for _ in range(rnd.randint(1, 6)):
-            b.insert(rnd.randrange(len(b) + 1), ord('"'))
+            b.insert(rnd.randrange(start, len(b) + 1), ord(rnd.choice('"",')))
         data = bytes(b)
     elif kind == "binary":
         data = rnd.randbytes(rnd.randint(0, 400))
     elif kind == "huge":
-        cut = rnd.randrange(len(data) + 1)
+        cut = rnd.randrange(start, len(data) + 1)
         data = data[:cut] + b"9" * rnd.choice([70_000, 2_500_000]) + data[cut:]
     elif kind == "encoding":
         manifest["encoding"] = rnd.choice(["gb18030", "latin-1", None, 7, "UTF-8"])

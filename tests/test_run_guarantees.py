@@ -340,7 +340,7 @@ def test_second_run_on_the_same_warehouse_is_refused(done):
         r = recon(done, "run", "--date", D1.isoformat())
         assert time.monotonic() - t0 < 30
     assert r.returncode == 2
-    assert "another recon run" in r.stderr and "Traceback" not in r.stderr
+    assert "Another recon run" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert report_bytes(done / "reports") == before
 

@@ -392,7 +392,8 @@ def _limits(rule: str, policy: Policy | None) -> list[dict]:
     return []
 
 
-def _transfer_evidence(con, d: date, f: dict, policy: Policy | None, lim: int) -> tuple[list, dict | None]:
+def _transfer_evidence(con, d: date, f: dict, policy: Policy | None, lim: int,
+                       window: list[tuple] | None = None) -> tuple[list, dict | None]:
     rule = f["rule_code"]
     tid = f["record_id"]
     tables = [_table(con, "transfer", "转账记录(双边)", "Transfer records (both sides)", """
@@ -442,33 +443,60 @@ def _transfer_evidence(con, d: date, f: dict, policy: Policy | None, lim: int) -
             FROM transfers WHERE business_date = ? AND side = 'IN' AND status = 'SUCCESS'
               AND beneficiary_psn_no = ? ORDER BY transfer_time, transfer_id""", [d, sharer], lim))
     if rule in ("S12", "S13") and sharer:
-        chain = _chain(con, d, f, policy, lim)
+        chain = _chain(con, d, f, policy, lim, window)
         if chain and chain.get("table"):
             tables.append(chain.pop("table"))
     return tables, chain
 
 
-def _chain(con, d: date, f: dict, policy: Policy | None, lim: int) -> dict | None:
+def _window_start(d: date, policy: Policy | None) -> date:
+    return d - timedelta(days=(policy.forwarding_window_days if policy else 30) - 1)
+
+
+def _chain_persons(f: dict) -> list[str]:
+    named = _PSN_RE.findall(f.get("detail") or "")
+    return [p for p in dict.fromkeys(named + [f.get("sharer_psn_no"), f.get("beneficiary_psn_no")]) if p]
+
+
+def window_transfers(con, d: date, policy: Policy | None, persons: list[str]) -> list[tuple]:
+    """SUCCESS transfers of the window that touch any of `persons`, one scan for many chains.
+
+    Rows: (sharer, beneficiary, transfer_id, amount, transfer_time, side), every side."""
+    if not persons:
+        return []
+    return con.execute("""
+        SELECT sharer_psn_no, beneficiary_psn_no, transfer_id, amount, transfer_time, side
+        FROM transfers
+        WHERE business_date BETWEEN ? AND ? AND status = 'SUCCESS'
+          AND (list_contains(?, sharer_psn_no) OR list_contains(?, beneficiary_psn_no))""",
+        [_window_start(d, policy), d, persons, persons]).fetchall()
+
+
+def _chain(con, d: date, f: dict, policy: Policy | None, lim: int,
+           window: list[tuple] | None = None) -> dict | None:
     """S12: upstream senders -> sharer -> beneficiary; S13: the cycle named in the detail.
 
     The detail text names the persons (20-digit psn_no) of the chain in order; the
-    edges are drawn with the SUCCESS OUT transfers of the window between them.
+    edges are drawn with the SUCCESS transfers of the window between them (one row
+    per transfer, the OUT side when both were delivered). `window` is the result of
+    window_transfers() for a set of persons including this chain's (else queried).
     """
-    window = policy.forwarding_window_days if policy else 30
-    start = d - timedelta(days=window - 1)
+    start = _window_start(d, policy)
     sharer, beneficiary = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
-    tid = f["record_id"]
-    t = con.execute("SELECT min(transfer_time) FROM transfers WHERE business_date = ? "
-                    "AND transfer_id = ?", [d, tid]).fetchone()[0]
+    if window is None:
+        window = window_transfers(con, d, policy, _chain_persons(f))
+    by_id: dict[str, tuple] = {}
+    for r in window:   # one row per transfer, OUT preferred
+        if r[2] not in by_id or r[5] == "OUT":
+            by_id[r[2]] = r
+    own = [r[4] for r in window if r[2] == f["record_id"] and r[4] is not None]
+    t = min(own) if own else None
     named = _PSN_RE.findall(f.get("detail") or "")
     if f["rule_code"] == "S12":
         upstream = [p for p in dict.fromkeys(named) if p not in (sharer, beneficiary)]
         if not upstream and t is not None:
-            upstream = [r[0] for r in con.execute("""
-                SELECT DISTINCT sharer_psn_no FROM transfers
-                WHERE business_date BETWEEN ? AND ? AND side = 'IN' AND status = 'SUCCESS'
-                  AND beneficiary_psn_no = ? AND sharer_psn_no <> ? AND transfer_time < ?
-                ORDER BY 1""", [start, d, sharer, beneficiary, t]).fetchall()]
+            upstream = sorted({r[0] for r in window if r[5] == "IN" and r[1] == sharer
+                               and r[0] != beneficiary and r[4] < t})
         nodes = list(dict.fromkeys(upstream + [sharer, beneficiary]))
         pairs = [(u, sharer) for u in upstream] + [(sharer, beneficiary)]
         kind = "forwarding"
@@ -488,15 +516,9 @@ def _chain(con, d: date, f: dict, policy: Policy | None, lim: int) -> dict | Non
         kind = "cycle"
     if not pairs:
         return None
-    edges_rows = con.execute("""
-        SELECT sharer_psn_no, beneficiary_psn_no, transfer_id, amount, transfer_time, side
-        FROM transfers
-        WHERE business_date BETWEEN ? AND ? AND status = 'SUCCESS'
-          AND list_contains(?, sharer_psn_no || '>' || beneficiary_psn_no)
-          AND (? IS NULL OR transfer_time <= ?)
-        QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side DESC) = 1
-        ORDER BY transfer_time, transfer_id""",
-        [start, d, [f"{a}>{b}" for a, b in pairs], t, t]).fetchall()
+    wanted = set(pairs)
+    edges_rows = sorted((r for r in by_id.values() if (r[0], r[1]) in wanted
+                         and (t is None or r[4] <= t)), key=lambda r: (r[4], r[2]))
     edges = []
     for a, b in pairs:
         ts = [r for r in edges_rows if r[0] == a and r[1] == b]
@@ -637,7 +659,7 @@ def _file_evidence(con, d: date, f: dict, lim: int) -> list:
 
 
 def evidence_for(con: duckdb.DuckDBPyConnection, d: date, f: dict, policy: Policy | None,
-                 lim: int = 50) -> dict:
+                 lim: int = 50, window: list[tuple] | None = None) -> dict:
     """The evidence of one finding: records involved, limit broken, chain/cycle."""
     rule = str(f.get("rule_code"))
     dataset = str(f.get("dataset"))
@@ -645,7 +667,7 @@ def evidence_for(con: duckdb.DuckDBPyConnection, d: date, f: dict, policy: Polic
     if rule in ("F04", "F05") or dataset == "manifest" or rule in ("F01", "F02", "F03"):
         tables = _file_evidence(con, d, f, lim)
     elif dataset == "transfers":
-        tables, chain = _transfer_evidence(con, d, f, policy, lim)
+        tables, chain = _transfer_evidence(con, d, f, policy, lim, window)
     elif dataset == "settlements":
         tables = _settlement_evidence(con, d, f, lim)
     elif dataset == "relationships":
@@ -677,8 +699,12 @@ def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
     index = {str(r["exception_id"]): r for r in rows}
     for e in largest:
         chosen[e] = index[e]
-    return ({e: evidence_for(con, d, r, policy, config.evidence_rows) for e, r in chosen.items()},
-            largest)
+    chains = [r for r in chosen.values() if r.get("rule_code") in ("S12", "S13")
+              and r.get("dataset") == "transfers" and r.get("sharer_psn_no")]
+    persons = sorted({p for r in chains for p in _chain_persons(r)})
+    window = window_transfers(con, d, policy, persons) if chains else []
+    return ({e: evidence_for(con, d, r, policy, config.evidence_rows, window)
+             for e, r in chosen.items()}, largest)
 
 
 # --------------------------------------------------------------------------- families
