@@ -174,7 +174,8 @@ def typed_helpers(dataset: str) -> list[pl.Expr]:
         elif col.kind == "bool":
             e = pl.when(c == "true").then(True).when(c == "false").then(False)
         elif col.kind == "timestamp":
-            e = (pl.when(c.str.contains(RE_TS)).then(c.str.replace(r"Z$", "+00:00"))
+            # Z can only be the last character of a text matching RE_TS.
+            e = (pl.when(c.str.contains(RE_TS)).then(c.str.replace("Z", "+00:00", literal=True))
                  .str.to_datetime(TS_FORMAT, strict=False, time_unit="us")
                  .dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None))
         elif col.kind == "certno":

@@ -332,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     except InputError as e:
         print(f"recon: {_one_sentence(e)}", file=sys.stderr)
+        _release(e)
         code = 2
     except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
         from contracts.reports import ReportContractError
@@ -346,9 +347,21 @@ def main(argv: list[str] | None = None) -> int:
             msg = _one_sentence(f"internal error{where}, {type(e).__name__}: {first}".rstrip(": ")
                                 + (f"; details in {log}" if log else ""))
         print(f"recon: {msg}", file=sys.stderr)
+        _release(e)
         code = 1
     sys.stdout.flush()
     return code
+
+
+def _release(e: BaseException | None) -> None:
+    """Drop the locals of the frames of a failed run (a DuckDB connection among them):
+    Prefect keeps the exception in the run's state, and native objects still alive at
+    interpreter exit make DuckDB's bindings print leak reports on stderr."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        e = e.__cause__ or e.__context__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,3 +99,69 @@ def test_prefect_task_retries_oserror_only():
     assert probe() == ("ok", "raised")
     assert io_fail.calls == 2      # retried once after the OSError
     assert data_fail.calls == 1    # bad data is not retried
+
+
+# --------------------------------------------------------------------------- flows end to end
+
+def _tiny_inbox(root: Path) -> None:
+    from tests.inbox_builders import clean_day
+    from datetime import date
+    clean_day(root, date(2026, 11, 20))
+    clean_day(root, date(2026, 11, 21))
+
+
+REPORTS = ("exceptions.csv", "settlement.csv", "positions.csv")
+
+
+@pytest.mark.prefect
+def test_backfill_flow_matches_the_plain_path_and_publishes_artifacts(tmp_path):
+    from datetime import date
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    _tiny_inbox(tmp_path / "inbox")
+    d1, d2 = date(2026, 11, 20), date(2026, 11, 21)
+    paths = Paths.of(tmp_path / "inbox", tmp_path / "pf", tmp_path / "pf.duckdb")
+    summaries = nightly.backfill_prefect(paths, d1, d2, "threads")
+    assert [s["business_date"] for s in summaries] == ["2026-11-20", "2026-11-21"]
+    nightly.backfill_plain(tmp_path / "inbox", tmp_path / "pl", tmp_path / "pl.duckdb", d1, d2)
+    for d in ("2026-11-20", "2026-11-21"):
+        for name in REPORTS:
+            assert (tmp_path / "pf" / d / name).read_bytes() == (tmp_path / "pl" / d / name).read_bytes()
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["recon-2026-11-21-summary", "recon-2026-11-21-findings"])))
+    kinds = {a.key: a.type for a in arts}
+    assert kinds.get("recon-2026-11-21-summary") == "markdown"
+    assert kinds.get("recon-2026-11-21-findings") == "table"
+    md = next(a.data for a in arts if a.key == "recon-2026-11-21-summary")
+    assert "Invariants" in md and "COMPLETE" in md
+
+
+@pytest.mark.prefect
+def test_cli_runs_the_flow_against_a_prefect_server(tmp_path):
+    """With PREFECT_API_URL set (here: the test harness' server) `recon run` uses Prefect,
+    and its stderr stays empty on success."""
+    import subprocess
+    import sys
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.settings import PREFECT_API_URL
+    _tiny_inbox(tmp_path / "inbox")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RECON_")}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(root),
+               RECON_INBOX="inbox", RECON_OUT="out", RECON_WAREHOUSE="wh.duckdb")
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--date", "2026-11-20"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert (tmp_path / "out" / "2026-11-20" / "summary.json").exists()
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=["reconcile-2026-11-20"])))
+    assert any(fr.state and fr.state.is_completed() for fr in runs)
+    # an input error inside Prefect is still exit 2 and one sentence
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--date", "2026-11-25"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

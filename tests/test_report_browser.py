@@ -309,7 +309,7 @@ def check_report(report: Path, summary_path: Path, shots: Path) -> dict:
         browser.screenshot(drill)
 
         # no network: the page asked for nothing but its own file
-        assert dom["images"] == 0 and dom["resources"] == 0
+        assert dom["images"] == 0 and dom["resources"] == 0, (dom["images"], dom["resources"])
         requests = browser.requests()
         assert requests and all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
         assert browser.js_errors() == [], browser.js_errors()

@@ -418,7 +418,7 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
     loaded = kept.select(
         pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
         *typed.values(), *derived_columns(dataset), *common,
-    ).cast(loaded_columns(dataset)).sort("source_row")
+    ).cast(loaded_columns(dataset))     # rows are in file order already: filters keep order
     return (loaded,
             pl.concat(q_parts, how="vertical").sort("source_row"),
             pl.concat(f_parts, how="vertical").sort("source_row"))
