@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 import time
 from collections import defaultdict
@@ -506,7 +505,7 @@ def _plant_balances(rng, pfx, bal, d, m, reps, PSN, PROV, ds, f01_days):
 
 
 # ============================================================================ writing a day
-def _text_frame(frame, dataset, people, D, style, csv_mode):
+def _text_frame(frame, dataset, people, D):
     """Typed frame of one province -> typed-with-text-ids frame ready for to_text/to_arrow."""
     PSN, PROV = people["psn_no"], people["prov"]
     if dataset == "persons":
@@ -547,7 +546,7 @@ def _record_id(dataset: str, row: dict) -> str:
     return f"{row['psn_no']}:{row['sharer_psn_no'] or 'PERSONAL'}"
 
 
-def _f04_rows(dataset, p, D, text_pp: pl.DataFrame, persons_pp: list[str], other_psn: str, r, dstr):
+def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr):
     """Malformed extra rows (fresh ids, referenced nowhere): list of (row dict, record_id or None)."""
     ds = D.isoformat()
     prev = (D - timedelta(days=1)).isoformat()
@@ -658,7 +657,7 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
             if fr is None:
                 fr = frames[dataset].clear()
             extra = ["psn_name"] if dataset == "persons" and not style.parquet else []
-            typed = _text_frame(fr, dataset, people, D, style, not style.parquet)
+            typed = _text_frame(fr, dataset, people, D)
             plant = fileplant.get((p, dataset))
             if plant:
                 assert typed.height == 0, f"file plant on a non-empty file {p}/{dataset}"
@@ -682,7 +681,7 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
                     n_bad = 0
                 bad_rows = []
                 for _ in range(n_bad):
-                    for row, rid in _f04_rows(dataset, p, D, text, psn_list, other_psn, r, dstr):
+                    for row, rid in _f04_rows(dataset, p, D, psn_list, other_psn, r, dstr):
                         bad_rows.append(row)
                         truth.append((ds, "F04", p, rid if rid is not None else f"row:{text.height + len(bad_rows)}"))
                 if bad_rows:

@@ -14,7 +14,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from contracts.codes import PROVINCES
 from synth.population import HOME_W, SHARER_ONLY, WORKER_W
 
 DAY = 86400
