@@ -126,7 +126,7 @@ def measure(persons: int, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--persons", type=int, default=int(os.environ.get("BENCH_PERSONS", 2_000_000)),
+    ap.add_argument("--persons", type=int, default=int(os.environ.get("BENCH_PERSONS", 2_500_000)),
                     help="persons of the full-scale day (default sized for >= 5M input rows)")
     ap.add_argument("--seed", type=int, default=20261120)
     ap.add_argument("--no-scale-check", action="store_true", help="skip the 1/10 run")

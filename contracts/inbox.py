@@ -28,6 +28,7 @@ intake adds before evaluating the rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Callable
 
@@ -160,7 +161,8 @@ def _q(col: str, certno: bool = False) -> pl.Expr:
     return pl.lit(f"{col} '") + (masked(col) if certno else shown(col)) + pl.lit("'")
 
 
-def typed_helpers(dataset: str) -> list[pl.Expr]:
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
+def typed_helpers(dataset: str) -> tuple[pl.Expr, ...]:
     """Expressions adding `<col>#v` for every non-text column: the parsed value,
     null where the text does not have the right form. Parsing is guarded by
     the pattern first, because polars casts are lenient ('0.001' -> 0.00)."""
@@ -191,7 +193,7 @@ def typed_helpers(dataset: str) -> list[pl.Expr]:
         else:
             continue
         out.append(e.alias(f"{col.name}#v"))
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -346,17 +348,20 @@ RULES: dict[str, tuple[ColumnRule, ...]] = {
 }
 
 
-def rule_flags(dataset: str, env: Env) -> list[pl.Expr]:
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
+def rule_flags(dataset: str, env: Env) -> tuple[pl.Expr, ...]:
     """One boolean column `#ok<i>` per rule (True = passes). Cheap: no strings are
     built, so a whole file is flagged first and reasons are written only for the
     rows that fail (see reasons_from_flags)."""
-    return [r.ok(env).fill_null(True).alias(f"#ok{i}") for i, r in enumerate(RULES[dataset])]
+    return tuple(r.ok(env).fill_null(True).alias(f"#ok{i}") for i, r in enumerate(RULES[dataset]))
 
 
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
 def all_ok(dataset: str) -> pl.Expr:
     return pl.all_horizontal([pl.col(f"#ok{i}") for i in range(len(RULES[dataset]))]).alias("#valid")
 
 
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
 def reasons_from_flags(dataset: str, env: Env) -> pl.Expr:
     """'; '-joined reasons of the rules whose `#ok<i>` flag is False."""
     return pl.concat_str(
@@ -373,6 +378,7 @@ def row_checks(dataset: str, env: Env) -> pl.Expr:
     ).alias("reasons")
 
 
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
 def record_id_expr(dataset: str) -> pl.Expr:
     """record_id of a row (docs/spec-readings.md item 3), from the text columns.
     Readable = the id column exists and is non-empty; otherwise `row:<n>`."""
@@ -386,6 +392,7 @@ def record_id_expr(dataset: str) -> pl.Expr:
     return pl.coalesce(pl.col(ID_COLUMN[dataset]), row).alias("record_id")
 
 
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
 def key_label(dataset: str) -> pl.Expr:
     """The F05 record_id: the key (transfers `transfer_id:side`, balances as above)."""
     if dataset == "transfers":
@@ -393,13 +400,14 @@ def key_label(dataset: str) -> pl.Expr:
     return record_id_expr(dataset)
 
 
-def derived_columns(dataset: str) -> list[pl.Expr]:
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
+def derived_columns(dataset: str) -> tuple[pl.Expr, ...]:
     """Columns the warehouse keeps beyond the delivered ones (persons: birth_date, sex)."""
     if dataset == "persons":
-        return [pl.col("certno#birth").alias("birth_date"),
+        return (pl.col("certno#birth").alias("birth_date"),
                 pl.when(pl.col("certno").str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1)
-                .then(pl.lit("M")).otherwise(pl.lit("F")).alias("sex")]
-    return []
+                .then(pl.lit("M")).otherwise(pl.lit("F")).alias("sex"))
+    return ()
 
 
 # ---------------------------------------------------------------- pandera contracts

@@ -369,8 +369,11 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
           .with_columns(rule_flags(dataset, env))
           .with_columns(all_ok(dataset))
           .collect())
-    invalid = (df.filter(~pl.col("#valid")).lazy()
-               .with_columns(reasons_from_flags(dataset, env), record_id_expr(dataset)).collect())
+    invalid = df.filter(~pl.col("#valid"))
+    if invalid.height:
+        invalid = invalid.with_columns(reasons_from_flags(dataset, env), record_id_expr(dataset))
+    else:
+        invalid = invalid.with_columns(pl.lit("").alias("reasons"), pl.lit("").alias("record_id"))
     valid = df.filter(pl.col("#valid"))
     dup = _later_duplicates(valid, dataset)
     if dup.height:
