@@ -316,6 +316,7 @@ def _error_log(a) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry noise
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="recon: %(message)s")
     logging.captureWarnings(True)
     import warnings

@@ -1,8 +1,10 @@
-"""rules.md §2/§3 on relationship events: S01-S04, S06, S07, S21 and relation_events."""
+"""rules.md §2 on relationship events: S01-S04, S21 and relation_events.
+
+S06/S07 (and their effect on validity) are tested in test_rules_persons.py."""
 from datetime import date, timedelta
 
 from contracts.certno import make_certno
-from transforms import rules_files, rules_relationships
+from transforms import rules_files, rules_persons, rules_relationships
 from tests.builders import (BENEFICIARY, D, SHARER, add, context, dissolve, establish, findings,
                             person, record_ids, warehouse)
 
@@ -19,9 +21,12 @@ def family(con, sharer_birth="19800101", beneficiary_birth="19550101", sharer_ma
 
 
 def judge(con, day=D):
-    """Run F06 and the relationship rules of `day`, as the nightly run does."""
+    """Run F06, S06/S07 and the relationship rules of `day`, as the nightly run does.
+
+    rules_persons comes before rules_relationships: validity reads S06/S07."""
     ctx = context(con, day)
     rules_files.run(con, ctx)
+    rules_persons.run(con, ctx)
     rules_relationships.run(con, ctx)
     return ctx
 
@@ -203,55 +208,6 @@ def test_same_certno_under_two_psn_no_is_self_sharing_and_detail_masks_it():
     assert certno[:6] + "********" + certno[-4:] in f["detail"]
 
 
-# --- S06, S07 ------------------------------------------------------------------
-
-def test_resident_sharer_is_s06_and_invalid():
-    con = warehouse()
-    family(con, insutype="390")
-    add(con, "relationships", establish("E1"))
-    judge(con)
-    assert record_ids(con, "S06") == ["E1"]
-    assert relation_events(con) == {"E1": False}
-
-
-def test_suspended_employee_sharer_is_s06():
-    con = warehouse()
-    family(con, status="SUSPENDED")
-    add(con, "relationships", establish("E1"))
-    judge(con)
-    (f,) = findings(con, "S06")
-    assert "insutype 310 with insu_status SUSPENDED" in f["detail"]
-
-
-def test_beneficiary_not_active_is_s07_resident_active_is_fine():
-    for status, expected in (("ACTIVE", []), ("SUSPENDED", ["E1"]), ("TERMINATED", ["E1"])):
-        con = warehouse()
-        add(con, "persons", [person(SHARER), person(BENEFICIARY, birth="19550101",
-                                                    insutype="390", status=status)])
-        add(con, "relationships", establish("E1"))
-        judge(con)
-        assert record_ids(con, "S07") == expected
-
-
-def test_persons_are_judged_on_their_latest_record_up_to_d():
-    con = warehouse()
-    family(con, day=PREV)                    # ACTIVE on D-1
-    add(con, "persons", person(SHARER, status="TERMINATED"), D)   # terminated on D
-    add(con, "relationships", establish("E1"))
-    judge(con)
-    assert record_ids(con, "S06") == ["E1"]
-
-
-def test_a_rerun_of_an_earlier_date_ignores_later_person_records():
-    con = warehouse()
-    family(con, day=PREV)
-    add(con, "persons", person(SHARER, status="TERMINATED"), D)
-    add(con, "relationships", establish("E0", day=PREV), PREV)
-    judge(con, PREV)
-    assert findings(con) == []
-    assert relation_events(con, PREV) == {"E0": True}
-
-
 # --- unknown persons (F06) ----------------------------------------------------
 
 def test_unknown_beneficiary_gets_f06_no_s02_s07_and_is_not_valid():
@@ -261,14 +217,6 @@ def test_unknown_beneficiary_gets_f06_no_s02_s07_and_is_not_valid():
     judge(con)
     assert codes(con) == ["F06"]
     assert relation_events(con) == {"E1": False}
-
-
-def test_unknown_sharer_is_not_judged_for_s06():
-    con = warehouse()
-    add(con, "persons", person(BENEFICIARY, insutype="390"))
-    add(con, "relationships", establish("E1", relation_code="SIBLING"))
-    judge(con)
-    assert codes(con) == ["F06"]
 
 
 def test_persons_known_from_an_earlier_date_are_known():

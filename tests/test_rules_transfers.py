@@ -1,11 +1,11 @@
-"""rules.md §4 on SUCCESS OUT transfers: S05, S06, S08-S13."""
+"""rules.md §4 on SUCCESS OUT transfers: S05, S08-S13 (S06 is in test_rules_persons.py)."""
 from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms import rules_files, rules_relationships, rules_transfers as rt
+from transforms import rules_files, rules_persons, rules_relationships, rules_transfers as rt
 from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, dissolve,
                             establish, findings, person, record_ids, transfer, ts, warehouse)
 
@@ -25,9 +25,10 @@ def family(con, day=PREV, **sharer_kw):
 
 
 def judge(con, day=D, genesis=True):
-    """F06 and the relationship rules of `day` (writes relation_events), as the nightly run."""
+    """F06, S06/S07 and the relationship rules of `day` (writes relation_events), as the nightly run."""
     ctx = context(con, day, genesis)
     rules_files.run(con, ctx)
+    rules_persons.run(con, ctx)
     rules_relationships.run(con, ctx)
     return ctx
 
@@ -328,19 +329,6 @@ def test_s05_judges_success_out_only():
     con, ctx = day_with([transfer("T1", relation_id="R9", status="FAILED"),
                          transfer("T2", relation_id="R9", side="IN")])
     assert s05(con, ctx) == {}
-
-
-# --- S06 on transfers ---------------------------------------------------------------
-
-def test_sharer_no_longer_active_on_d_is_s06_on_the_transfer():
-    con = warehouse()
-    related(con)
-    add(con, "persons", person(SHARER, status="SUSPENDED"))
-    add(con, "transfers", [transfer("T1"), transfer("T2", status="FAILED")])
-    ctx = judge(con)
-    rt.s06_sharer_not_employee(con, ctx)
-    (f,) = findings(con, "S06")
-    assert (f["record_id"], f["dataset"], f["amount"]) == ("T1", "transfers", Decimal("500.00"))
 
 
 # --- S12 -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""S07 (settlements), S14-S17 of rules.md §3 and §6."""
+"""S14-S17 of rules.md §6 (S07 on settlements is in test_rules_persons.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -23,22 +23,6 @@ def judge(*rows, institutions=(institution(),), persons=()):
 def test_clean_settlement_has_no_finding():
     con = judge(settlement("S1"), persons=[person(BENEFICIARY)])
     assert findings(con) == []
-
-
-def test_s07_not_active_beneficiary_only_for_care_types_and_only_normal():
-    con = judge(settlement("S1"), settlement("S2", expense_type="PHARMACY", fixmedins_code="P41000000001"),
-                settlement("S3", expense_type="RESIDENT_PREMIUM", fixmedins_code=None),
-                settlement("R1", status="REFUND", orig_setl_id="S0"),
-                institutions=[institution(), institution("P41000000001", "PHARMACY")],
-                persons=[person(BENEFICIARY, status="SUSPENDED")])
-    assert record_ids(con, "S07") == ["S1", "S2"]
-    (f, _) = findings(con, "S07")
-    assert f["province"] == "41" and f["dataset"] == "settlements" and "SUSPENDED" in f["detail"]
-
-
-def test_s07_unknown_person_is_not_judged():
-    con = judge(settlement("S1"))
-    assert record_ids(con, "S07") == []
 
 
 def test_s14_ineligible_expense():

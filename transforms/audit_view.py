@@ -582,7 +582,7 @@ def _settlement_evidence(con, d: date, f: dict, lim: int) -> list:
         tables.append(_table(con, "day_events", "被共济人当日额度变动",
                              "Beneficiary's quota movements on D", """
             SELECT * FROM (
-              SELECT transfer_time AS at, 'IN ' || transfer_id AS event, amount AS quota_in,
+              SELECT transfer_time AS "at", 'IN ' || transfer_id AS event, amount AS quota_in,
                      NULL::DECIMAL(18,2) AS wallet_pay, NULL AS outcome
               FROM transfers WHERE business_date = ? AND side = 'IN' AND status = 'SUCCESS'
                 AND beneficiary_psn_no = ?
@@ -590,7 +590,7 @@ def _settlement_evidence(con, d: date, f: dict, lim: int) -> list:
               SELECT s.setl_time, s.status || ' ' || s.setl_id, NULL, s.wallet_pay, o.outcome
               FROM settlements s LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
               WHERE s.business_date = ? AND s.psn_no = ?)
-            ORDER BY at, event""", [d, f["beneficiary_psn_no"], d, f["beneficiary_psn_no"]], lim))
+            ORDER BY "at", event""", [d, f["beneficiary_psn_no"], d, f["beneficiary_psn_no"]], lim))
     tables.append(_table(con, "consumed", "扣减的额度批次", "Lots consumed", """
         SELECT seq, lot_id, payer_province, amount FROM consumptions
         WHERE business_date = ? AND setl_id = ? ORDER BY seq""", [d, sid], lim))

@@ -10,15 +10,16 @@ from __future__ import annotations
 import duckdb
 
 from transforms import (balances, clearing, findings, ledger, rules_files, rules_matching,
-                        rules_relationships, rules_settlements, rules_transfers)
+                        rules_persons, rules_relationships, rules_settlements, rules_transfers)
 from transforms.context import RunContext
 
 STEPS = (
     ("rules_files", rules_files.run),                  # F06
-    ("rules_relationships", rules_relationships.run),  # S01-S04, S06, S07, S21, relation_events
-    ("rules_transfers", rules_transfers.run),          # S05, S06, S08-S13
+    ("rules_persons", rules_persons.run),              # S06, S07 (before relationships: validity reads them)
+    ("rules_relationships", rules_relationships.run),  # S01-S04, S21, relation_events
+    ("rules_transfers", rules_transfers.run),          # S05, S08-S13
     ("rules_matching", rules_matching.run),            # X01-X04
-    ("rules_settlements", rules_settlements.run),      # S07 (settlements), S14-S17
+    ("rules_settlements", rules_settlements.run),      # S14-S17
     ("ledger", ledger.run),                            # §6: lots, FIFO, S18, S20
     ("balances", balances.run),                        # B01, B02
     ("clearing", clearing.run),                        # §8 flows

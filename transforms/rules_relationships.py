@@ -1,24 +1,25 @@
-"""rules.md §2 and §3 on relationship events: S01-S04, S06, S07 (ESTABLISH), S21 (DISSOLVE).
+"""rules.md §2 on relationship events: S01-S04 (ESTABLISH), S21 (DISSOLVE), relation_events.
 
 After the findings, `run` writes D's rows of `relation_events`, which later rules
 and later dates read:
 
 - an ESTABLISH is **valid** when it has none of S01-S04, S06, S07 and no F06
-  (rules.md §1: "a relationship with F06 is not valid");
+  (rules.md §1: "a relationship with F06 is not valid"); S06 and S07 are
+  judged in transforms/rules_persons.py, whose `run` must come first (their
+  findings on the event row are read from d_findings);
 - a DISSOLVE is **effective** when it is the first DISSOLVE after the latest
   valid ESTABLISH of its relation_id at or before it (spec-readings item 10);
   every other DISSOLVE gets S21.
 
 Every finding here: dataset 'relationships', record_id event_id, province the
 file's (the sharer's province), amount NULL, lineage of the event row.
-Rules that need a person's record (S02, S04 by certno, S06, S07) are not judged
+Rules that need a person's record (S02, S04 by certno) are not judged
 for a person who is not known on D (F06 covers them).
 """
 from __future__ import annotations
 
 import duckdb
 
-from contracts.codes import EMPLOYEE_INSUTYPE
 from transforms.context import RunContext
 from transforms.findings import record
 
@@ -164,43 +165,6 @@ def s04_self_sharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """)
 
 
-def s06_sharer_not_employee(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """S06 SHARER_NOT_EMPLOYEE (ESTABLISH events): "the sharer of an ESTABLISH event or of a
-    SUCCESS OUT transfer is not insutype 310 with insu_status ACTIVE on D".
-
-    The transfer half lives in rules_transfers. Not judged for an unknown sharer.
-    """
-    record(con, "S06", f"""
-        SELECT {_COMMON},
-               'Sharer ' || r.sharer_psn_no || ' is insutype ' || s.insutype || ' with insu_status '
-                 || s.insu_status || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d')
-                 || '; a sharer must be insutype ' || $employee || ' and ACTIVE.' AS detail,
-               {_LINEAGE}
-        FROM d_relationships r
-        JOIN known_persons s ON s.psn_no = r.sharer_psn_no
-        WHERE r.event_type = 'ESTABLISH'
-          AND NOT (s.insutype = $employee AND s.insu_status = 'ACTIVE')
-    """, {"employee": EMPLOYEE_INSUTYPE, "d": ctx.business_date})
-
-
-def s07_beneficiary_not_insured(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """S07 BENEFICIARY_NOT_INSURED (ESTABLISH events): "the beneficiary of an ESTABLISH
-    event, or the psn_no of an OUTPATIENT, INPATIENT or PHARMACY settlement, is not
-    ACTIVE on D (premium payments are exempt)".
-
-    The settlement half lives in rules_settlements. Not judged for an unknown beneficiary.
-    """
-    record(con, "S07", f"""
-        SELECT {_COMMON},
-               'Beneficiary ' || r.beneficiary_psn_no || ' has insu_status ' || t.insu_status
-                 || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d') || '; it must be ACTIVE.' AS detail,
-               {_LINEAGE}
-        FROM d_relationships r
-        JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
-        WHERE r.event_type = 'ESTABLISH' AND t.insu_status <> 'ACTIVE'
-    """, {"d": ctx.business_date})
-
-
 def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """TEMP table d_relation_events: every event of D with its validity / effect.
 
@@ -302,8 +266,6 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     s02_kinship_implausible(con, ctx)
     s03_no_commitment(con, ctx)
     s04_self_sharing(con, ctx)
-    s06_sharer_not_employee(con, ctx)
-    s07_beneficiary_not_insured(con, ctx)
     _judge_events(con, ctx)
     s21_dissolve_inactive(con, ctx)
     write_relation_events(con, ctx)

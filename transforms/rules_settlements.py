@@ -1,8 +1,10 @@
-"""Settlement checks of rules.md §3 (S07 on settlements) and §6 (S14-S17).
+"""Settlement checks of rules.md §6: S14-S17.
+
+(S07 on settlements is judged with the ESTABLISH half in transforms/rules_persons.py.)
 
 All four are judged on NORMAL settlements only (docs/spec-readings.md item 7:
 a refund gives money back and is judged by S20 alone, in transforms/ledger.py).
-A NORMAL settlement with any of them (or F06) is held by the ledger.
+A NORMAL settlement with any of them (or S07, F06) is held by the ledger.
 
 province: the settlement's file province; dataset 'settlements'; record_id setl_id.
 """
@@ -25,25 +27,6 @@ _SELECT = """
 
 def _in_list(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
-
-
-def s07_beneficiary_not_insured(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """S07 BENEFICIARY_NOT_INSURED: "the beneficiary of an ESTABLISH event, or the psn_no
-    of an OUTPATIENT, INPATIENT or PHARMACY settlement, is not ACTIVE on D (premium
-    payments are exempt)".
-
-    Here: the settlement half, on NORMAL settlements (spec-readings item 7) whose
-    psn_no is known on D; an unknown person is F06's business and is not judged.
-    """
-    detail = ("'psn_no ' || s.psn_no || ' has insu_status ' || k.insu_status || "
-              "' (insutype ' || k.insutype || ') on ' || $d || ', not ACTIVE; ' || "
-              "s.expense_type || ' settlement paid by the wallet'")
-    record(con, "S07", _SELECT.format(detail=detail) + """
-        FROM d_settlements s JOIN known_persons k ON k.psn_no = s.psn_no
-        WHERE s.status = 'NORMAL'
-          AND s.expense_type IN ('OUTPATIENT', 'INPATIENT', 'PHARMACY')
-          AND k.insu_status <> 'ACTIVE'
-    """, {"d": ctx.d})
 
 
 def s14_ineligible_expense(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -110,7 +93,7 @@ def s17_over_burden(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """)
 
 
-RULES = (s07_beneficiary_not_insured, s14_ineligible_expense, s15_not_designated,
+RULES = (s14_ineligible_expense, s15_not_designated,
          s16_partial_premium, s17_over_burden)
 
 

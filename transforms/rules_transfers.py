@@ -1,4 +1,6 @@
-"""rules.md §4 (and §3 S06) on the SUCCESS OUT transfer records of D: S05, S06, S08-S13.
+"""rules.md §4 on the SUCCESS OUT transfer records of D: S05, S08-S13.
+
+(S06 on transfers is judged with the ESTABLISH half in transforms/rules_persons.py.)
 
 "Order a sharer's SUCCESS OUT transfers of D by (transfer_time, transfer_id)."
 Every finding here: dataset 'transfers', record_id transfer_id, province the
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import duckdb
 
-from contracts.codes import EMPLOYEE_INSUTYPE
 from transforms.context import RunContext
 from transforms.findings import record
 
@@ -97,25 +98,6 @@ def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
         SELECT {_COMMON}, o.detail, {_LINEAGE}
         FROM judged o WHERE o.detail IS NOT NULL
     """, {"d": ctx.business_date})
-
-
-def s06_sharer_not_employee(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """S06 SHARER_NOT_EMPLOYEE (transfers): "the sharer of an ESTABLISH event or of a
-    SUCCESS OUT transfer is not insutype 310 with insu_status ACTIVE on D".
-
-    The ESTABLISH half lives in rules_relationships. Not judged for an unknown sharer.
-    """
-    record(con, "S06", f"""
-        SELECT {_COMMON},
-               'Sharer ' || o.sharer_psn_no || ' is insutype ' || s.insutype || ' with insu_status '
-                 || s.insu_status || ' on ' || strftime(CAST($d AS DATE), '%Y-%m-%d')
-                 || '; a sharer must be insutype ' || $employee || ' and ACTIVE.' AS detail,
-               {_LINEAGE}
-        FROM d_transfers o
-        JOIN known_persons s ON s.psn_no = o.sharer_psn_no
-        WHERE o.side = 'OUT' AND o.status = 'SUCCESS'
-          AND NOT (s.insutype = $employee AND s.insu_status = 'ACTIVE')
-    """, {"employee": EMPLOYEE_INSUTYPE, "d": ctx.business_date})
 
 
 def s08_over_amount_limit(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -343,7 +325,6 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
 
 def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     s05_no_valid_relationship(con, ctx)
-    s06_sharer_not_employee(con, ctx)
     s08_over_amount_limit(con, ctx)
     s09_over_daily_count(con, ctx)
     s10_insufficient_balance(con, ctx)
