@@ -37,14 +37,29 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]:
 
 
 def add(con: duckdb.DuckDBPyConnection, table: str, rows, business_date: date = D) -> None:
-    """Insert rows (dicts) into a warehouse table; business_date and lineage filled in."""
+    """Insert rows (dicts) into a warehouse table; business_date and lineage filled in.
+
+    source_file is '<D>/<file_province>/<table>.csv'; source_row continues after the
+    largest source_row already in the table for that source_file (so several add()
+    calls to one table and date never collide on (source_file, source_row)), unless
+    the row sets source_row itself.
+    """
     if isinstance(rows, dict):
         rows = [rows]
     cols = columns(con, table)
-    for i, row in enumerate(rows, start=1):
-        r = {"business_date": business_date, "source_row": i,
+    next_row: dict[str, int] = {}   # source_file -> last source_row used
+    for row in rows:
+        r = {"business_date": business_date,
              "source_file": f"{business_date.isoformat()}/{row.get('file_province', '00')}/{table}.csv"}
         r.update(row)
+        if "source_row" not in row and "source_row" in cols:
+            f = r["source_file"]
+            if f not in next_row:
+                next_row[f] = con.execute(
+                    f"SELECT coalesce(max(source_row), 0) FROM {table} WHERE source_file = ?",
+                    [f]).fetchone()[0]
+            next_row[f] += 1
+            r["source_row"] = next_row[f]
         values = [r.get(c) for c in cols]
         con.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})", values)
 

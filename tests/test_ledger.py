@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, findings,
                             institution, record_ids, settlement, transfer, ts, warehouse)
-from transforms import ledger, rules_settlements
+from transforms import ledger, rules_persons, rules_settlements
 
 SHARER2 = "44000000000000000003"
 SHARER3 = "11000000000000000005"
@@ -19,6 +19,7 @@ GEN = f"G:{BENEFICIARY}:{SHARER}"
 
 def run_day(con, day=D, genesis=True, mode="hybrid"):
     ctx = context(con, day, genesis)
+    rules_persons.run(con, ctx)        # S07 holds, as in the nightly order
     rules_settlements.run(con, ctx)
     ledger.run(con, ctx, mode=mode)
     return ctx

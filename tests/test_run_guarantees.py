@@ -350,3 +350,12 @@ def test_lock_is_released_when_the_holder_dies(done):
     assert r.returncode == -signal.SIGKILL
     with wh.run_lock(done / "wh.duckdb"):
         pass
+
+
+def test_nightly_catches_up_from_the_first_stale_or_unprocessed_date(done):
+    from flows.nightly import Paths, pending_dates
+    paths = Paths.of(done / "inbox", done / "reports", done / "wh.duckdb")
+    assert pending_dates(paths, D3) == [D3]
+    assert pending_dates(paths, D2) == []
+    run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D1)  # D2 now STALE
+    assert pending_dates(paths, D3) == [D2, D3]

@@ -137,23 +137,6 @@ def _cell(column: str, value: Any) -> Any:
     return mask_text(str(value))
 
 
-def _table(con: duckdb.DuckDBPyConnection, key: str, zh: str, en: str, sql: str,
-           params: list, limit: int) -> dict | None:
-    """Run a SELECT; return {key, zh, en, columns, rows, more} or None when empty."""
-    try:
-        cur = con.execute(f"SELECT * FROM ({sql}) LIMIT {int(limit) + 1}", params)
-    except duckdb.CatalogException:
-        return None
-    cols = [c[0] for c in cur.description]
-    rows = cur.fetchall()
-    if not rows:
-        return None
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"key": key, "zh": zh, "en": en, "columns": cols,
-            "rows": [[_cell(c, v) for c, v in zip(cols, r)] for r in rows], "more": more}
-
-
 def province_label(code: str | None) -> str:
     if code is None:
         return ""
@@ -351,23 +334,325 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
     }
 
 
-# --------------------------------------------------------------------------- evidence
+# --------------------------------------------------------------------------- batched queries
+#
+# Evidence and family views are gathered in batch: every kind of evidence table is one
+# query for all the findings (or sharers) that want it, joined against a registered
+# frame of their keys; the rows are then grouped by key in Python. A national day
+# evidences hundreds of findings: one query each would cost tens of seconds.
 
 _PSN_RE = re.compile(r"(?<!\d)\d{20}(?!\d)")
+_PARAM_RE = re.compile(r"\$([a-z_0-9]+)")
 
 
-def _persons(con, d: date, psn_nos: list[str], limit: int) -> dict | None:
-    psn_nos = [p for p in dict.fromkeys(psn_nos) if p]
-    if not psn_nos:
+def _make_table(key: str, zh: str, en: str, columns: list[str], rows: list[tuple],
+                limit: int) -> dict | None:
+    """{key, zh, en, columns, rows, more} of at most `limit` rows (cells formatted), or None."""
+    if not rows:
         return None
-    return _table(con, "persons", "人员", "Persons", """
-        SELECT psn_no, certno, insutype, insu_status, insu_admdvs, birth_date, sex,
-               business_date AS delivered_on
-        FROM persons WHERE business_date <= ? AND list_contains(?, psn_no)
-        QUALIFY row_number() OVER (PARTITION BY psn_no
-                                   ORDER BY business_date DESC, file_province, source_row) = 1
-        ORDER BY psn_no""", [d, psn_nos], limit)
+    return {"key": key, "zh": zh, "en": en, "columns": columns,
+            "rows": [[_cell(c, v) for c, v in zip(columns, r)] for r in rows[:limit]],
+            "more": len(rows) > limit}
 
+
+_SQL_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT"}
+
+
+def _with_keys(sql: str, params: dict, keys: list[tuple], types: tuple) -> tuple[str, dict]:
+    """`sql` with {keys} as a relation (k0, k1, ...) of `keys`, passed as list parameters."""
+    cols = ", ".join(f"unnest($__k{i}::{_SQL_TYPES[t]}[]) AS k{i}" for i, t in enumerate(types))
+    text = sql.replace("{keys}", f"(SELECT {cols})")
+    used = {p: params[p] for p in dict.fromkeys(_PARAM_RE.findall(text)) if not p.startswith("__k")}
+    for i in range(len(types)):
+        used[f"__k{i}"] = [k[i] for k in keys]
+    return text, used
+
+
+def _batch(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: Iterable[tuple],
+           types: tuple, cap: int, out_keys: int | None = None
+           ) -> tuple[list[str], dict[tuple, list[tuple]]] | None:
+    """Run `sql` once for many keys; return (columns, rows by key), None when a table is missing.
+
+    `sql` reads the keys as the relation {keys} (columns k0, k1, ... of polars `types`)
+    and yields __k0, __k1, ... first and __n (the 1-based rank of the row within its
+    key, in the table's order) last; at most `cap` rows per key are fetched, in order.
+    Keys holding None are skipped (they match nothing, as `= NULL` would). `out_keys`:
+    how many __k columns the SQL yields (default: one per key column).
+    """
+    keys = [k for k in dict.fromkeys(keys) if all(x is not None for x in k)]
+    if not keys:
+        return [], {}
+    arity = len(types)
+    nk = arity if out_keys is None else out_keys
+    text, used = _with_keys(sql, params, keys, types)
+    try:
+        order = ", ".join(f"__k{i}" for i in range(nk))
+        cur = con.execute(f"SELECT * FROM ({text}) WHERE __n <= {int(cap)} ORDER BY {order}, __n",
+                          used)
+        cols = [c[0] for c in cur.description][nk:-1]
+        grouped: dict[tuple, list[tuple]] = {}
+        for r in cur.fetchall():
+            grouped.setdefault(r[:nk], []).append(r[nk:-1])
+        return cols, grouped
+    except duckdb.CatalogException:
+        return None
+
+
+# Evidence tables: kind -> (key, zh, en, key types, SQL over {keys}).
+_S = pl.String
+_EVIDENCE_KINDS: dict[str, tuple[str, str, str, tuple, str]] = {
+    "transfer": ("transfer", "转账记录(双边)", "Transfer records (both sides)", (_S,), """
+        SELECT k.k0 AS __k0, t.transfer_id, t.side, t.status, t.relation_id, t.sharer_psn_no,
+               t.beneficiary_psn_no, t.sharer_province, t.beneficiary_province, t.amount,
+               t.transfer_time, t.source_file, t.source_row,
+               row_number() OVER (PARTITION BY k.k0 ORDER BY t.side DESC, t.source_file,
+                                  t.source_row) AS __n
+        FROM {transfers} t JOIN {keys} k ON t.transfer_id = k.k0 WHERE t.business_date = $day"""),
+    "relation": ("relation", "共济关系事件", "Relationship events", (_S,), """
+        SELECT t.k0 AS __k0, r.business_date, r.event_id, r.event_type, r.relation_code,
+               r.commitment_signed, r.sharer_psn_no, r.beneficiary_psn_no, r.event_time, e.valid,
+               row_number() OVER (PARTITION BY t.k0 ORDER BY r.event_time, r.event_id) AS __n
+        FROM relationships r
+        JOIN (SELECT DISTINCT k.k0, x.relation_id FROM {transfers} x JOIN {keys} k
+                ON x.transfer_id = k.k0 WHERE x.business_date = $day) t
+          ON t.relation_id = r.relation_id
+        LEFT JOIN relation_events e ON e.event_id = r.event_id AND e.business_date = r.business_date
+        WHERE r.business_date <= $day"""),
+    "sharer_out": ("sharer_out", "共济人当日成功转出(按时间)",
+                   "Sharer's SUCCESS OUT transfers of the day, in order", (_S,), """
+        SELECT sharer_psn_no AS __k0,
+               row_number() OVER w AS n, transfer_id, beneficiary_psn_no, amount,
+               sum(amount) OVER w AS running_sum, transfer_time,
+               row_number() OVER w AS __n
+        FROM {transfers} WHERE business_date = $day AND side = 'OUT' AND status = 'SUCCESS'
+          AND sharer_psn_no IN (SELECT k0 FROM {keys})
+        WINDOW w AS (PARTITION BY sharer_psn_no ORDER BY transfer_time, transfer_id)"""),
+    "personal": ("personal", "共济人个人账户余额", "Sharer's personal account", (_S,), """
+        SELECT psn_no AS __k0, psn_no, account, opening_balance, closing_balance, source_file,
+               source_row,
+               row_number() OVER (PARTITION BY psn_no ORDER BY source_file, source_row) AS __n
+        FROM balances WHERE business_date = $day AND account = 'PERSONAL'
+          AND psn_no IN (SELECT k0 FROM {keys})"""),
+    "held_quota": ("held_quota", "共济人期初持有的受让额度",
+                   "Quota the sharer held at 00:00 (lots received)", (_S,), """
+        SELECT beneficiary_psn_no AS __k0, lot_id, sharer_psn_no AS from_sharer, payer_province,
+               original_amount, remaining,
+               row_number() OVER (PARTITION BY beneficiary_psn_no ORDER BY lot_id) AS __n
+        FROM lots WHERE business_date = $lots_before AND remaining > 0
+          AND beneficiary_psn_no IN (SELECT k0 FROM {keys})"""),
+    "received_today": ("received_today", "共济人当日收到的转账",
+                       "SUCCESS IN transfers to the sharer on D", (_S,), """
+        SELECT beneficiary_psn_no AS __k0, transfer_id, sharer_psn_no AS from_sharer, amount,
+               transfer_time,
+               row_number() OVER (PARTITION BY beneficiary_psn_no
+                                  ORDER BY transfer_time, transfer_id) AS __n
+        FROM {transfers} WHERE business_date = $day AND side = 'IN' AND status = 'SUCCESS'
+          AND beneficiary_psn_no IN (SELECT k0 FROM {keys})"""),
+    "settlement": ("settlement", "结算记录", "Settlement record", (_S,), """
+        SELECT setl_id AS __k0, setl_id, status, orig_setl_id, psn_no, expense_type,
+               fixmedins_code, total_amount, personal_burden, wallet_pay, setl_time, source_file,
+               source_row,
+               row_number() OVER (PARTITION BY setl_id ORDER BY source_file, source_row) AS __n
+        FROM settlements WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
+    "outcome": ("outcome", "结算结果", "Outcome", (_S,), """
+        SELECT setl_id AS __k0, setl_id, status, wallet_pay, outcome,
+               row_number() OVER (PARTITION BY setl_id ORDER BY status, outcome) AS __n
+        FROM settlement_outcomes
+        WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
+    "original": ("original", "被退费的原结算", "The settlement refunded", (_S,), """
+        SELECT q.k0 AS __k0, s.business_date, s.setl_id, s.status, s.expense_type, s.wallet_pay,
+               o.outcome,
+               row_number() OVER (PARTITION BY q.k0 ORDER BY s.business_date) AS __n
+        FROM settlements s
+        LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
+        JOIN (SELECT DISTINCT setl_id AS k0, orig_setl_id FROM settlements
+              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
+          ON s.setl_id = q.orig_setl_id
+        WHERE s.business_date <= $day"""),
+    "earlier_refunds": ("earlier_refunds", "原结算已有的退费", "Refunds of that settlement", (_S,), """
+        SELECT q.k0 AS __k0, s.business_date, s.setl_id, s.wallet_pay, s.setl_time,
+               row_number() OVER (PARTITION BY q.k0
+                                  ORDER BY s.business_date, s.setl_time, s.setl_id) AS __n
+        FROM settlements s
+        JOIN (SELECT DISTINCT setl_id AS k0, orig_setl_id FROM settlements
+              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
+          ON s.orig_setl_id = q.orig_setl_id
+        WHERE s.business_date <= $day AND s.status = 'REFUND'"""),
+    "institution": ("institution", "定点机构", "Institution", (_S,), """
+        SELECT q.k0 AS __k0, i.fixmedins_code, i.fixmedins_type, i.admdvs, i.designated_from,
+               i.designated_to,
+               row_number() OVER (PARTITION BY q.k0 ORDER BY i.fixmedins_code) AS __n
+        FROM institutions i
+        JOIN (SELECT DISTINCT setl_id AS k0, fixmedins_code FROM settlements
+              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
+          ON i.fixmedins_code = q.fixmedins_code
+        WHERE i.business_date = $day"""),
+    "opening_lots": ("opening_lots", "被共济人期初额度(按扣款顺序)",
+                     "Beneficiary's quota lots at 00:00, in consumption order", (_S,), """
+        SELECT beneficiary_psn_no AS __k0, lot_id, sharer_psn_no, payer_province,
+               original_amount, remaining,
+               row_number() OVER (PARTITION BY beneficiary_psn_no
+                                  ORDER BY genesis DESC, CASE WHEN genesis THEN sharer_psn_no END,
+                                           transfer_time, transfer_id) AS __n
+        FROM lots WHERE business_date = $lots_before
+          AND beneficiary_psn_no IN (SELECT k0 FROM {keys})"""),
+    "day_events": ("day_events", "被共济人当日额度变动", "Beneficiary's quota movements on D",
+                   (_S,), """
+        SELECT __k0, "at", event, quota_in, wallet_pay, outcome,
+               row_number() OVER (PARTITION BY __k0 ORDER BY "at", event) AS __n
+        FROM (
+          SELECT beneficiary_psn_no AS __k0, transfer_time AS "at", 'IN ' || transfer_id AS event,
+                 amount AS quota_in, NULL::DECIMAL(18,2) AS wallet_pay, NULL AS outcome
+          FROM {transfers} WHERE business_date = $day AND side = 'IN' AND status = 'SUCCESS'
+            AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
+          UNION ALL
+          SELECT s.psn_no, s.setl_time, s.status || ' ' || s.setl_id, NULL, s.wallet_pay, o.outcome
+          FROM settlements s LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
+          WHERE s.business_date = $day AND s.psn_no IN (SELECT k0 FROM {keys}))"""),
+    "consumed": ("consumed", "扣减的额度批次", "Lots consumed", (_S,), """
+        SELECT setl_id AS __k0, seq, lot_id, payer_province, amount,
+               row_number() OVER (PARTITION BY setl_id ORDER BY seq) AS __n
+        FROM consumptions WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
+    "event": ("event", "共济关系事件", "Relationship event", (_S,), """
+        SELECT event_id AS __k0, event_id, relation_id, event_type, relation_code,
+               commitment_signed, channel, sharer_psn_no, beneficiary_psn_no, beneficiary_province,
+               event_time, source_file, source_row,
+               row_number() OVER (PARTITION BY event_id ORDER BY source_file, source_row) AS __n
+        FROM relationships WHERE business_date = $day AND event_id IN (SELECT k0 FROM {keys})"""),
+    "history": ("history", "该关系的历史事件", "History of the relationship", (_S,), """
+        SELECT q.k0 AS __k0, e.business_date, e.event_id, e.event_type, e.event_time, e.valid,
+               row_number() OVER (PARTITION BY q.k0 ORDER BY e.event_time, e.event_id) AS __n
+        FROM relation_events e
+        JOIN (SELECT DISTINCT event_id AS k0, relation_id FROM relationships
+              WHERE business_date = $day AND event_id IN (SELECT k0 FROM {keys})) q
+          ON e.relation_id = q.relation_id
+        WHERE e.business_date <= $day"""),
+    "balance": ("balance", "报送的额度余额", "Delivered quota balance", (_S, _S), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, b.business_date, b.psn_no, b.account, b.sharer_psn_no,
+               b.opening_balance, b.closing_balance, b.source_file, b.source_row,
+               row_number() OVER (PARTITION BY k.k0, k.k1
+                                  ORDER BY b.business_date DESC, b.source_file, b.source_row) AS __n
+        FROM balances b JOIN {keys} k ON b.psn_no = k.k0 AND b.sharer_psn_no = k.k1
+        WHERE b.business_date BETWEEN $day_before AND $day AND b.account = 'QUOTA'"""),
+    "computed": ("computed", "计算的额度批次(日终)", "Computed lots (closing)", (_S, _S), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, l.business_date, l.lot_id, l.original_amount,
+               l.remaining,
+               row_number() OVER (PARTITION BY k.k0, k.k1
+                                  ORDER BY l.business_date DESC, l.lot_id) AS __n
+        FROM lots l JOIN {keys} k ON l.beneficiary_psn_no = k.k0 AND l.sharer_psn_no = k.k1
+        WHERE l.business_date IN ($day, $lots_before)"""),
+    "computed_total": ("computed_total", "计算的期末额度合计", "Computed closing quota", (_S, _S), """
+        SELECT __k0, __k1, business_date, remaining,
+               row_number() OVER (PARTITION BY __k0, __k1 ORDER BY business_date DESC) AS __n
+        FROM (SELECT k.k0 AS __k0, k.k1 AS __k1, l.business_date, sum(l.remaining) AS remaining
+              FROM lots l JOIN {keys} k ON l.beneficiary_psn_no = k.k0 AND l.sharer_psn_no = k.k1
+              WHERE l.business_date IN ($day, $lots_before)
+              GROUP BY k.k0, k.k1, l.business_date)"""),
+    "quarantine": ("quarantine", "隔离的记录", "Quarantined row", (_S, pl.Int64), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, q.source_file, q.source_row, q.record_id, q.rule_code,
+               q.reasons, q.raw,
+               row_number() OVER (PARTITION BY k.k0, k.k1 ORDER BY q.rule_code, q.record_id) AS __n
+        FROM quarantine q JOIN {keys} k ON q.source_file = k.k0 AND q.source_row = k.k1
+        WHERE q.business_date = $day"""),
+    "file": ("file", "文件装载", "File load", (_S,), """
+        SELECT source_file AS __k0, source_file, dataset, encoding, rows_read, rows_loaded,
+               rows_quarantined, rejected, reject_rule, reject_reason,
+               row_number() OVER (PARTITION BY source_file ORDER BY dataset) AS __n
+        FROM file_loads WHERE business_date = $day AND source_file IN (SELECT k0 FROM {keys})"""),
+    "files": ("files", "该省文件装载", "File loads of the province", (_S,), """
+        SELECT province AS __k0, source_file, dataset, rows_read, rows_loaded, rows_quarantined,
+               rejected, reject_rule, reject_reason,
+               row_number() OVER (PARTITION BY province ORDER BY source_file) AS __n
+        FROM file_loads WHERE business_date = $day AND province IN (SELECT k0 FROM {keys})"""),
+}
+
+_PERSONS_SQL = """
+    SELECT psn_no AS __k0, psn_no, certno, insutype, insu_status, insu_admdvs, birth_date, sex,
+           business_date AS delivered_on, 1 AS __n
+    FROM persons WHERE business_date <= $day AND psn_no IN (SELECT k0 FROM {keys})
+    QUALIFY row_number() OVER (PARTITION BY psn_no
+                               ORDER BY business_date DESC, file_province, source_row) = 1"""
+
+
+class _Gather:
+    """Requests for evidence tables, answered in batch: one query per kind of table.
+
+    want(kind, *key) and persons(psn_nos) return a reference; run() queries; table(ref)
+    gives the table dict (or None when there is no row), shared by equal references.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, lim: int):
+        self.con, self.d, self.lim = con, d, lim
+        self.wanted: dict[str, set[tuple]] = {}
+        self.psn_nos: set[str] = set()
+        self.results: dict[str, tuple | None] = {}
+        self.people: dict[str, tuple] | None = None
+        self.cache: dict[tuple, dict | None] = {}
+
+    def want(self, kind: str, *key) -> tuple | None:
+        if any(k is None for k in key):
+            return None
+        self.wanted.setdefault(kind, set()).add(key)
+        return ("t", kind, key)
+
+    def persons(self, psn_nos: Iterable[str | None]) -> tuple | None:
+        ps = tuple(p for p in dict.fromkeys(psn_nos) if p)
+        if not ps:
+            return None
+        self.psn_nos.update(ps)
+        return ("p", ps)
+
+    def run(self) -> None:
+        con, d = self.con, self.d
+        if not self.wanted and not self.psn_nos:
+            return
+        lots_before = None
+        if {"held_quota", "opening_lots", "computed", "computed_total"} & set(self.wanted):
+            try:
+                lots_before = con.execute("SELECT max(business_date) FROM lots WHERE business_date < ?",
+                                          [d]).fetchone()[0]
+            except duckdb.CatalogException:
+                lots_before = None
+        params = {"day": d, "day_before": d - timedelta(days=1), "lots_before": lots_before}
+        for kind, keys in self.wanted.items():
+            _k, _zh, _en, types, sql = _EVIDENCE_KINDS[kind]
+            self.results[kind] = _batch(con, sql, params, keys, types, self.lim + 1)
+        if self.psn_nos:
+            got = _batch(con, _PERSONS_SQL, params, [(p,) for p in self.psn_nos], (_S,), 1)
+            if got is None:
+                self.people = None
+            else:
+                cols, by = got
+                self.people_cols = cols
+                self.people = {k[0]: [_cell(c, v) for c, v in zip(cols, rows[0])]
+                               for k, rows in by.items()}
+
+    def table(self, ref: tuple | None) -> dict | None:
+        if ref is None:
+            return None
+        if ref in self.cache:
+            return self.cache[ref]
+        if ref[0] == "p":
+            out = None
+            if self.people:
+                rows = [self.people[p] for p in sorted(set(ref[1])) if p in self.people]
+                if rows:
+                    out = {"key": "persons", "zh": "人员", "en": "Persons",
+                           "columns": list(self.people_cols), "rows": rows[:self.lim],
+                           "more": len(rows) > self.lim}
+        else:
+            _t, kind, key = ref
+            tkey, zh, en, _types, _sql = _EVIDENCE_KINDS[kind]
+            got = self.results.get(kind)
+            out = None
+            if got is not None:
+                cols, by = got
+                out = _make_table(tkey, zh, en, cols, by.get(key, []), self.lim)
+        self.cache[ref] = out
+        return out
+
+
+# --------------------------------------------------------------------------- evidence
 
 def _limits(rule: str, policy: Policy | None) -> list[dict]:
     if policy is None:
@@ -392,61 +677,63 @@ def _limits(rule: str, policy: Policy | None) -> list[dict]:
     return []
 
 
-def _transfer_evidence(con, d: date, f: dict, policy: Policy | None, lim: int,
-                       window: list[tuple] | None = None) -> tuple[list, dict | None]:
-    rule = f["rule_code"]
-    tid = f["record_id"]
-    tables = [_table(con, "transfer", "转账记录(双边)", "Transfer records (both sides)", """
-        SELECT transfer_id, side, status, relation_id, sharer_psn_no, beneficiary_psn_no,
-               sharer_province, beneficiary_province, amount, transfer_time, source_file, source_row
-        FROM transfers WHERE business_date = ? AND transfer_id = ?
-        ORDER BY side DESC, source_file, source_row""", [d, tid], lim)]
-    sharer, beneficiary = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
-    chain = None
-    if rule in ("S05",):
-        tables.append(_table(con, "relation", "共济关系事件", "Relationship events", """
-            SELECT r.business_date, r.event_id, r.event_type, r.relation_code, r.commitment_signed,
-                   r.sharer_psn_no, r.beneficiary_psn_no, r.event_time, e.valid
-            FROM relationships r
-            JOIN (SELECT DISTINCT relation_id FROM transfers
-                  WHERE business_date = ? AND transfer_id = ?) t USING (relation_id)
-            LEFT JOIN relation_events e
-              ON e.event_id = r.event_id AND e.business_date = r.business_date
-            WHERE r.business_date <= ?
-            ORDER BY r.event_time, r.event_id""", [d, tid, d], lim))
-    if rule in ("S06",):
-        tables.append(_persons(con, d, [sharer], lim))
-    if rule in ("S09", "S10", "S11") and sharer:
-        tables.append(_table(con, "sharer_out", "共济人当日成功转出(按时间)",
-                             "Sharer's SUCCESS OUT transfers of the day, in order", """
-            SELECT row_number() OVER (ORDER BY transfer_time, transfer_id) AS n,
-                   transfer_id, beneficiary_psn_no, amount,
-                   sum(amount) OVER (ORDER BY transfer_time, transfer_id) AS running_sum,
-                   transfer_time
-            FROM transfers WHERE business_date = ? AND side = 'OUT' AND status = 'SUCCESS'
-              AND sharer_psn_no = ?
-            ORDER BY transfer_time, transfer_id""", [d, sharer], lim))
-    if rule in ("S10", "S11") and sharer:
-        tables.append(_table(con, "personal", "共济人个人账户余额", "Sharer's personal account", """
-            SELECT psn_no, account, opening_balance, closing_balance, source_file, source_row
-            FROM balances WHERE business_date = ? AND psn_no = ? AND account = 'PERSONAL'""",
-                             [d, sharer], lim))
-    if rule == "S11" and sharer:
-        tables.append(_table(con, "held_quota", "共济人期初持有的受让额度",
-                             "Quota the sharer held at 00:00 (lots received)", """
-            SELECT lot_id, sharer_psn_no AS from_sharer, payer_province, original_amount, remaining
-            FROM lots WHERE business_date = (SELECT max(business_date) FROM lots WHERE business_date < ?)
-              AND beneficiary_psn_no = ? AND remaining > 0 ORDER BY lot_id""", [d, sharer], lim))
-        tables.append(_table(con, "received_today", "共济人当日收到的转账",
-                             "SUCCESS IN transfers to the sharer on D", """
-            SELECT transfer_id, sharer_psn_no AS from_sharer, amount, transfer_time
-            FROM transfers WHERE business_date = ? AND side = 'IN' AND status = 'SUCCESS'
-              AND beneficiary_psn_no = ? ORDER BY transfer_time, transfer_id""", [d, sharer], lim))
-    if rule in ("S12", "S13") and sharer:
-        chain = _chain(con, d, f, policy, lim, window)
-        if chain and chain.get("table"):
-            tables.append(chain.pop("table"))
-    return tables, chain
+def _is_chain(f: dict) -> bool:
+    return (f.get("rule_code") in ("S12", "S13") and f.get("dataset") == "transfers"
+            and bool(f.get("sharer_psn_no")))
+
+
+def _plan(g: _Gather, f: dict) -> list:
+    """The evidence tables of one finding, in order, as references (or 'chain')."""
+    rule = str(f.get("rule_code"))
+    dataset = str(f.get("dataset"))
+    sharer, ben = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
+    rid = f.get("record_id")
+    rid = None if rid is None else str(rid)
+    plan: list = []
+    if rule in ("F04", "F05") or dataset == "manifest" or rule in ("F01", "F02", "F03"):
+        src, row = f.get("source_file"), f.get("source_row")
+        if src and row is not None:
+            plan.append(g.want("quarantine", src, int(row)))
+        if src:
+            plan.append(g.want("file", src))
+        else:
+            plan.append(g.want("files", f.get("province")))
+    elif dataset == "transfers":
+        plan.append(g.want("transfer", rid))
+        if rule == "S05":
+            plan.append(g.want("relation", rid))
+        if rule == "S06":
+            plan.append(g.persons([sharer]))
+        if rule in ("S09", "S10", "S11") and sharer:
+            plan.append(g.want("sharer_out", sharer))
+        if rule in ("S10", "S11") and sharer:
+            plan.append(g.want("personal", sharer))
+        if rule == "S11" and sharer:
+            plan.append(g.want("held_quota", sharer))
+            plan.append(g.want("received_today", sharer))
+        if rule in ("S12", "S13") and sharer:
+            plan.append("chain")
+    elif dataset == "settlements":
+        plan += [g.want("settlement", rid), g.want("outcome", rid)]
+        if rule == "S20":
+            plan += [g.want("original", rid), g.want("earlier_refunds", rid)]
+        if rule == "S15":
+            plan.append(g.want("institution", rid))
+        if rule in ("S07", "F06"):
+            plan.append(g.persons([ben]))
+        if rule == "S18" and ben:
+            plan += [g.want("opening_lots", ben), g.want("day_events", ben)]
+        plan.append(g.want("consumed", rid))
+    elif dataset == "relationships":
+        plan += [g.want("event", rid), g.persons([sharer, ben]), g.want("history", rid)]
+    elif dataset == "balances":
+        b, _, s = str(rid).partition(":")
+        plan += [g.want("balance", b, s), g.want("computed", b, s), g.want("computed_total", b, s)]
+    else:
+        plan.append(g.persons([sharer, ben]))
+    if rule == "F06":
+        plan.append(g.persons([sharer, ben]))
+    return plan
 
 
 def _window_start(d: date, policy: Policy | None) -> date:
@@ -464,39 +751,53 @@ def window_transfers(con, d: date, policy: Policy | None, persons: list[str]) ->
     Rows: (sharer, beneficiary, transfer_id, amount, transfer_time, side), every side."""
     if not persons:
         return []
-    return con.execute("""
+    text, used = _with_keys("""
         SELECT sharer_psn_no, beneficiary_psn_no, transfer_id, amount, transfer_time, side
         FROM transfers
-        WHERE business_date BETWEEN ? AND ? AND status = 'SUCCESS'
-          AND (list_contains(?, sharer_psn_no) OR list_contains(?, beneficiary_psn_no))""",
-        [_window_start(d, policy), d, persons, persons]).fetchall()
+        WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+          AND (sharer_psn_no IN (SELECT k0 FROM {keys})
+               OR beneficiary_psn_no IN (SELECT k0 FROM {keys}))""",
+                            {"start": _window_start(d, policy), "day": d},
+                            [(p,) for p in dict.fromkeys(persons)], (pl.String,))
+    return con.execute(text, used).fetchall()
 
 
-def _chain(con, d: date, f: dict, policy: Policy | None, lim: int,
-           window: list[tuple] | None = None) -> dict | None:
+class _Window:
+    """window_transfers() indexed once for many chains."""
+
+    def __init__(self, rows: list[tuple]):
+        by_id: dict[str, tuple] = {}
+        own: dict[str, Any] = {}
+        self.in_to: dict[str, list[tuple]] = {}
+        for r in rows:
+            if r[2] not in by_id or r[5] == "OUT":   # one row per transfer, OUT preferred
+                by_id[r[2]] = r
+            if r[4] is not None and (r[2] not in own or r[4] < own[r[2]]):
+                own[r[2]] = r[4]
+            if r[5] == "IN":
+                self.in_to.setdefault(r[1], []).append(r)
+        self.own = own
+        self.by_pair: dict[tuple, list[tuple]] = {}
+        for r in by_id.values():
+            self.by_pair.setdefault((r[0], r[1]), []).append(r)
+
+
+def _chain(d: date, f: dict, policy: Policy | None, lim: int, window: _Window) -> dict | None:
     """S12: upstream senders -> sharer -> beneficiary; S13: the cycle named in the detail.
 
     The detail text names the persons (20-digit psn_no) of the chain in order; the
     edges are drawn with the SUCCESS transfers of the window between them (one row
-    per transfer, the OUT side when both were delivered). `window` is the result of
-    window_transfers() for a set of persons including this chain's (else queried).
+    per transfer, the OUT side when both were delivered).
     """
     start = _window_start(d, policy)
     sharer, beneficiary = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
-    if window is None:
-        window = window_transfers(con, d, policy, _chain_persons(f))
-    by_id: dict[str, tuple] = {}
-    for r in window:   # one row per transfer, OUT preferred
-        if r[2] not in by_id or r[5] == "OUT":
-            by_id[r[2]] = r
-    own = [r[4] for r in window if r[2] == f["record_id"] and r[4] is not None]
-    t = min(own) if own else None
+    t = window.own.get(f["record_id"])
     named = _PSN_RE.findall(f.get("detail") or "")
     if f["rule_code"] == "S12":
         upstream = [p for p in dict.fromkeys(named) if p not in (sharer, beneficiary)]
         if not upstream and t is not None:
-            upstream = sorted({r[0] for r in window if r[5] == "IN" and r[1] == sharer
-                               and r[0] != beneficiary and r[4] < t})
+            upstream = sorted({r[0] for r in window.in_to.get(sharer, ())
+                               if r[0] != beneficiary and r[4] < t})
         nodes = list(dict.fromkeys(upstream + [sharer, beneficiary]))
         pairs = [(u, sharer) for u in upstream] + [(sharer, beneficiary)]
         kind = "forwarding"
@@ -516,12 +817,14 @@ def _chain(con, d: date, f: dict, policy: Policy | None, lim: int,
         kind = "cycle"
     if not pairs:
         return None
-    wanted = set(pairs)
-    edges_rows = sorted((r for r in by_id.values() if (r[0], r[1]) in wanted
-                         and (t is None or r[4] <= t)), key=lambda r: (r[4], r[2]))
+    edges_rows = sorted((r for p in dict.fromkeys(pairs) for r in window.by_pair.get(p, ())
+                         if t is None or r[4] <= t), key=lambda r: (r[4], r[2]))
+    by_pair: dict[tuple, list[tuple]] = {}
+    for r in edges_rows:
+        by_pair.setdefault((r[0], r[1]), []).append(r)
     edges = []
     for a, b in pairs:
-        ts = [r for r in edges_rows if r[0] == a and r[1] == b]
+        ts = by_pair.get((a, b), [])
         edges.append({"from": a, "to": b, "count": len(ts),
                       "amount": money(sum((r[3] for r in ts), Decimal("0"))),
                       "last": _cell("t", ts[-1][4]) if ts else None,
@@ -540,148 +843,38 @@ def _chain(con, d: date, f: dict, policy: Policy | None, lim: int,
             "table": table}
 
 
-def _settlement_evidence(con, d: date, f: dict, lim: int) -> list:
-    sid = f["record_id"]
-    rule = f["rule_code"]
-    tables = [_table(con, "settlement", "结算记录", "Settlement record", """
-        SELECT setl_id, status, orig_setl_id, psn_no, expense_type, fixmedins_code,
-               total_amount, personal_burden, wallet_pay, setl_time, source_file, source_row
-        FROM settlements WHERE business_date = ? AND setl_id = ?""", [d, sid], lim),
-        _table(con, "outcome", "结算结果", "Outcome", """
-        SELECT setl_id, status, wallet_pay, outcome FROM settlement_outcomes
-        WHERE business_date = ? AND setl_id = ?""", [d, sid], lim)]
-    if rule == "S20":
-        tables.append(_table(con, "original", "被退费的原结算", "The settlement refunded", """
-            SELECT s.business_date, s.setl_id, s.status, s.expense_type, s.wallet_pay, o.outcome
-            FROM settlements s
-            LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
-            WHERE s.business_date <= ? AND s.setl_id IN
-                  (SELECT orig_setl_id FROM settlements WHERE business_date = ? AND setl_id = ?)
-            ORDER BY s.business_date""", [d, d, sid], lim))
-        tables.append(_table(con, "earlier_refunds", "原结算已有的退费", "Refunds of that settlement", """
-            SELECT business_date, setl_id, wallet_pay, setl_time FROM settlements
-            WHERE business_date <= ? AND status = 'REFUND' AND orig_setl_id IN
-                  (SELECT orig_setl_id FROM settlements WHERE business_date = ? AND setl_id = ?)
-            ORDER BY business_date, setl_time, setl_id""", [d, d, sid], lim))
-    if rule == "S15":
-        tables.append(_table(con, "institution", "定点机构", "Institution", """
-            SELECT i.fixmedins_code, i.fixmedins_type, i.admdvs, i.designated_from, i.designated_to
-            FROM institutions i WHERE i.business_date = ? AND i.fixmedins_code IN
-                 (SELECT fixmedins_code FROM settlements WHERE business_date = ? AND setl_id = ?)""",
-                             [d, d, sid], lim))
-    if rule in ("S07", "F06"):
-        tables.append(_persons(con, d, [f.get("beneficiary_psn_no")], lim))
-    if rule == "S18" and f.get("beneficiary_psn_no"):
-        tables.append(_table(con, "opening_lots", "被共济人期初额度(按扣款顺序)",
-                             "Beneficiary's quota lots at 00:00, in consumption order", """
-            SELECT lot_id, sharer_psn_no, payer_province, original_amount, remaining
-            FROM lots WHERE business_date = (SELECT max(business_date) FROM lots WHERE business_date < ?)
-              AND beneficiary_psn_no = ?
-            ORDER BY genesis DESC, CASE WHEN genesis THEN sharer_psn_no END, transfer_time, transfer_id""",
-                             [d, f["beneficiary_psn_no"]], lim))
-        tables.append(_table(con, "day_events", "被共济人当日额度变动",
-                             "Beneficiary's quota movements on D", """
-            SELECT * FROM (
-              SELECT transfer_time AS "at", 'IN ' || transfer_id AS event, amount AS quota_in,
-                     NULL::DECIMAL(18,2) AS wallet_pay, NULL AS outcome
-              FROM transfers WHERE business_date = ? AND side = 'IN' AND status = 'SUCCESS'
-                AND beneficiary_psn_no = ?
-              UNION ALL
-              SELECT s.setl_time, s.status || ' ' || s.setl_id, NULL, s.wallet_pay, o.outcome
-              FROM settlements s LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
-              WHERE s.business_date = ? AND s.psn_no = ?)
-            ORDER BY "at", event""", [d, f["beneficiary_psn_no"], d, f["beneficiary_psn_no"]], lim))
-    tables.append(_table(con, "consumed", "扣减的额度批次", "Lots consumed", """
-        SELECT seq, lot_id, payer_province, amount FROM consumptions
-        WHERE business_date = ? AND setl_id = ? ORDER BY seq""", [d, sid], lim))
-    return tables
-
-
-def _relationship_evidence(con, d: date, f: dict, lim: int) -> list:
-    eid = f["record_id"]
-    return [
-        _table(con, "event", "共济关系事件", "Relationship event", """
-            SELECT event_id, relation_id, event_type, relation_code, commitment_signed, channel,
-                   sharer_psn_no, beneficiary_psn_no, beneficiary_province, event_time,
-                   source_file, source_row
-            FROM relationships WHERE business_date = ? AND event_id = ?""", [d, eid], lim),
-        _persons(con, d, [f.get("sharer_psn_no"), f.get("beneficiary_psn_no")], lim),
-        _table(con, "history", "该关系的历史事件", "History of the relationship", """
-            SELECT e.business_date, e.event_id, e.event_type, e.event_time, e.valid
-            FROM relation_events e WHERE e.business_date <= ? AND e.relation_id IN
-                 (SELECT relation_id FROM relationships WHERE business_date = ? AND event_id = ?)
-            ORDER BY e.event_time, e.event_id""", [d, d, eid], lim),
-    ]
-
-
-def _balance_evidence(con, d: date, f: dict, lim: int) -> list:
-    rid = str(f["record_id"])
-    ben, _, sharer = rid.partition(":")
-    tables = [_table(con, "balance", "报送的额度余额", "Delivered quota balance", """
-        SELECT business_date, psn_no, account, sharer_psn_no, opening_balance, closing_balance,
-               source_file, source_row
-        FROM balances WHERE business_date BETWEEN ? AND ? AND psn_no = ? AND sharer_psn_no = ?
-          AND account = 'QUOTA' ORDER BY business_date DESC""",
-        [d - timedelta(days=1), d, ben, sharer], lim)]
-    tables.append(_table(con, "computed", "计算的额度批次(日终)", "Computed lots (closing)", """
-        SELECT business_date, lot_id, original_amount, remaining FROM lots
-        WHERE business_date IN (?, (SELECT max(business_date) FROM lots WHERE business_date < ?))
-          AND beneficiary_psn_no = ? AND sharer_psn_no = ?
-        ORDER BY business_date DESC, lot_id""", [d, d, ben, sharer], lim))
-    tables.append(_table(con, "computed_total", "计算的期末额度合计", "Computed closing quota", """
-        SELECT business_date, sum(remaining) AS remaining FROM lots
-        WHERE business_date IN (?, (SELECT max(business_date) FROM lots WHERE business_date < ?))
-          AND beneficiary_psn_no = ? AND sharer_psn_no = ?
-        GROUP BY business_date ORDER BY business_date DESC""", [d, d, ben, sharer], lim))
-    return tables
-
-
-def _file_evidence(con, d: date, f: dict, lim: int) -> list:
-    tables = []
-    if f.get("source_file") and f.get("source_row") is not None:
-        tables.append(_table(con, "quarantine", "隔离的记录", "Quarantined row", """
-            SELECT source_file, source_row, record_id, rule_code, reasons, raw FROM quarantine
-            WHERE business_date = ? AND source_file = ? AND source_row = ?""",
-                             [d, f["source_file"], f["source_row"]], lim))
-    if f.get("source_file"):
-        tables.append(_table(con, "file", "文件装载", "File load", """
-            SELECT source_file, dataset, encoding, rows_read, rows_loaded, rows_quarantined,
-                   rejected, reject_rule, reject_reason
-            FROM file_loads WHERE business_date = ? AND source_file = ?""",
-                             [d, f["source_file"]], lim))
-    else:
-        tables.append(_table(con, "files", "该省文件装载", "File loads of the province", """
-            SELECT source_file, dataset, rows_read, rows_loaded, rows_quarantined, rejected,
-                   reject_rule, reject_reason
-            FROM file_loads WHERE business_date = ? AND province = ? ORDER BY source_file""",
-                             [d, f.get("province")], lim))
-    return tables
+def evidence_of(con: duckdb.DuckDBPyConnection, d: date, findings: list[dict],
+                policy: Policy | None, lim: int = 50) -> list[dict]:
+    """The evidence of each finding (records involved, limit broken, chain/cycle), in batch."""
+    g = _Gather(con, d, lim)
+    plans = [_plan(g, f) for f in findings]
+    g.run()
+    chains = [f for f in findings if _is_chain(f)]
+    window = None
+    if chains:
+        persons = sorted({p for f in chains for p in _chain_persons(f)})
+        window = _Window(window_transfers(con, d, policy, persons))
+    out = []
+    for f, plan in zip(findings, plans):
+        tables, chain = [], None
+        for ref in plan:
+            if ref == "chain":
+                chain = _chain(d, f, policy, lim, window) if window is not None else None
+                if chain and chain.get("table"):
+                    tables.append(chain.pop("table"))
+            else:
+                tables.append(g.table(ref))
+        e = {"tables": [t for t in tables if t], "limits": _limits(str(f.get("rule_code")), policy)}
+        if chain:
+            e["chain"] = chain
+        out.append(e)
+    return out
 
 
 def evidence_for(con: duckdb.DuckDBPyConnection, d: date, f: dict, policy: Policy | None,
-                 lim: int = 50, window: list[tuple] | None = None) -> dict:
-    """The evidence of one finding: records involved, limit broken, chain/cycle."""
-    rule = str(f.get("rule_code"))
-    dataset = str(f.get("dataset"))
-    chain = None
-    if rule in ("F04", "F05") or dataset == "manifest" or rule in ("F01", "F02", "F03"):
-        tables = _file_evidence(con, d, f, lim)
-    elif dataset == "transfers":
-        tables, chain = _transfer_evidence(con, d, f, policy, lim, window)
-    elif dataset == "settlements":
-        tables = _settlement_evidence(con, d, f, lim)
-    elif dataset == "relationships":
-        tables = _relationship_evidence(con, d, f, lim)
-    elif dataset == "balances":
-        tables = _balance_evidence(con, d, f, lim)
-    else:
-        tables = [_persons(con, d, [f.get("sharer_psn_no"), f.get("beneficiary_psn_no")], lim)]
-    if rule == "F06":
-        tables.append(_persons(con, d, [f.get("sharer_psn_no"), f.get("beneficiary_psn_no")], lim))
-    out = {"tables": [t for t in tables if t], "limits": _limits(rule, policy)}
-    if chain:
-        out["chain"] = chain
-    return out
+                 lim: int = 50) -> dict:
+    """The evidence of one finding."""
+    return evidence_of(con, d, [f], policy, lim)[0]
 
 
 def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
@@ -699,19 +892,68 @@ def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
     index = {str(r["exception_id"]): r for r in rows}
     for e in largest:
         chosen[e] = index[e]
-    chains = [r for r in chosen.values() if r.get("rule_code") in ("S12", "S13")
-              and r.get("dataset") == "transfers" and r.get("sharer_psn_no")]
-    persons = sorted({p for r in chains for p in _chain_persons(r)})
-    window = window_transfers(con, d, policy, persons) if chains else []
-    return ({e: evidence_for(con, d, r, policy, config.evidence_rows, window)
-             for e, r in chosen.items()}, largest)
+    found = evidence_of(con, d, list(chosen.values()), policy, config.evidence_rows)
+    return dict(zip(chosen, found)), largest
 
 
 # --------------------------------------------------------------------------- families
 
+def _keyed(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: list[tuple],
+           types: tuple) -> list[tuple]:
+    """Rows of `sql` (reading the keys as {keys}: k0, k1, ...), all of them, as fetched."""
+    if not keys:
+        return []
+    text, used = _with_keys(sql, params, keys, types)
+    return con.execute(text, used).fetchall()
+
+
+_FAMILY_TABLES: dict[str, tuple[str, str, str, tuple, str]] = {
+    "relationships": ("relationships", "共济关系事件", "Relationship events", (_S,), """
+        SELECT r.sharer_psn_no AS __k0, r.business_date, r.event_id, r.relation_id, r.event_type,
+               r.relation_code, r.commitment_signed, r.beneficiary_psn_no, r.event_time, e.valid,
+               row_number() OVER (PARTITION BY r.sharer_psn_no
+                                  ORDER BY r.event_time DESC, r.event_id) AS __n
+        FROM relationships r LEFT JOIN relation_events e
+          ON e.business_date = r.business_date AND e.event_id = r.event_id
+        WHERE r.business_date <= $day AND r.sharer_psn_no IN (SELECT k0 FROM {keys})"""),
+    "transfers": ("transfers", "转出与转入(窗口内)", "Transfers sent and received (window)", (_S,), """
+        SELECT __k0, transfer_time, transfer_id,
+               CASE WHEN sharer_psn_no = __k0 THEN 'OUT' ELSE 'IN' END AS direction,
+               sharer_psn_no, beneficiary_psn_no, amount, status,
+               row_number() OVER (PARTITION BY __k0 ORDER BY transfer_time DESC, transfer_id) AS __n
+        FROM (SELECT k.k0 AS __k0, t.* FROM {transfers} t JOIN {keys} k
+                ON t.sharer_psn_no = k.k0 OR t.beneficiary_psn_no = k.k0
+              WHERE t.business_date BETWEEN $start AND $day
+              QUALIFY row_number() OVER (PARTITION BY k.k0, t.transfer_id ORDER BY t.side DESC) = 1)"""),
+    "spending": ("spending", "被共济人的结算(窗口内)", "Beneficiaries' settlements (window)",
+                 (_S, _S), """
+        WITH sl AS (
+          SELECT k.k0 AS __k0, s.business_date, s.setl_time, s.setl_id, s.psn_no, s.status,
+                 s.expense_type, s.fixmedins_code, s.wallet_pay
+          FROM settlements s JOIN {keys} k ON s.psn_no = k.k1
+          WHERE s.business_date BETWEEN $start AND $day),
+        fs AS (
+          SELECT x.__k0, c.business_date, c.setl_id, sum(c.amount) AS amount
+          FROM consumptions c
+          JOIN (SELECT DISTINCT sharer_psn_no AS __k0, lot_id FROM lots
+                WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l ON l.lot_id = c.lot_id
+          JOIN (SELECT DISTINCT __k0, business_date, setl_id FROM sl) x
+            ON x.__k0 = l.__k0 AND x.business_date = c.business_date AND x.setl_id = c.setl_id
+          GROUP BY x.__k0, c.business_date, c.setl_id)
+        SELECT sl.__k0, sl.business_date, sl.setl_time, sl.setl_id, sl.psn_no, sl.status,
+               sl.expense_type, sl.fixmedins_code, sl.wallet_pay, o.outcome,
+               fs.amount AS from_this_sharer,
+               row_number() OVER (PARTITION BY sl.__k0 ORDER BY sl.setl_time DESC, sl.setl_id) AS __n
+        FROM sl LEFT JOIN settlement_outcomes o
+          ON o.business_date = sl.business_date AND o.setl_id = sl.setl_id
+        LEFT JOIN fs ON fs.__k0 = sl.__k0 AND fs.business_date = sl.business_date
+                    AND fs.setl_id = sl.setl_id"""),
+}
+
+
 def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
              config: AuditConfig) -> list[dict]:
-    """Family views of the top N sharers by the total |amount| of their findings."""
+    """Family views of the top N sharers by the total |amount| of their findings (in batch)."""
     score: dict[str, Decimal] = {}
     nfind: dict[str, int] = {}
     for r in rows:
@@ -721,84 +963,96 @@ def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
         score[s] = score.get(s, Decimal("0")) + max(_abs_amount(r), Decimal("0"))
         nfind[s] = nfind.get(s, 0) + 1
     top = sorted(score, key=lambda s: (-score[s], -nfind[s], s))[:config.families]
+    if not top:
+        return []
     window = policy.forwarding_window_days if policy else 30
     start = d - timedelta(days=window - 1)
     lim = config.family_rows
+    params = {"day": d, "start": start}
+    keys = [(s,) for s in top]
+    top_set = set(top)
+    involved: dict[str, list[str]] = {s: [] for s in top}
+    for r in rows:
+        for p in dict.fromkeys((r.get("sharer_psn_no"), r.get("beneficiary_psn_no"))):
+            if p in top_set:
+                involved[p].append(str(r["exception_id"]))
+
+    bens: dict[str, list[str]] = {s: [] for s in top}
+    for k, b in _keyed(con, """
+            SELECT DISTINCT __k0, b FROM (
+              SELECT sharer_psn_no AS __k0, beneficiary_psn_no AS b FROM relationships
+              WHERE business_date <= $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              UNION ALL
+              SELECT sharer_psn_no, beneficiary_psn_no FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              UNION ALL
+              SELECT sharer_psn_no, beneficiary_psn_no FROM lots
+              WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys}))
+            ORDER BY 1, 2""", params, keys, (_S,)):
+        bens[k].append(b)
+    sent: dict[str, dict[str, tuple]] = {s: {} for s in top}
+    for k, b, n, amount in _keyed(con, """
+            SELECT __k0, beneficiary_psn_no, count(*), sum(amount) FROM (
+              SELECT sharer_psn_no AS __k0, * FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+                AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              QUALIFY row_number() OVER (PARTITION BY sharer_psn_no, transfer_id
+                                         ORDER BY side DESC) = 1)
+            GROUP BY 1, 2""", params, keys, (_S,)):
+        sent[k][b] = (n, amount)
+    received: dict[str, list[tuple]] = {s: [] for s in top}
+    for k, p, n, amount in _keyed(con, """
+            SELECT __k0, sharer_psn_no, count(*), sum(amount) FROM (
+              SELECT beneficiary_psn_no AS __k0, * FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+                AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
+              QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, transfer_id
+                                         ORDER BY side) = 1)
+            GROUP BY 1, 2 ORDER BY 1, 2""", params, keys, (_S,)):
+        received[k].append((p, n, amount))
+    remaining: dict[str, dict[str, Any]] = {s: {} for s in top}
+    for k, b, v in _keyed(con, """
+            SELECT sharer_psn_no, beneficiary_psn_no, sum(remaining) FROM lots
+            WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+            GROUP BY 1, 2""", params, keys, (_S,)):
+        remaining[k][b] = v
+    spent: dict[str, dict[str, Any]] = {s: {} for s in top}
+    for k, b, v in _keyed(con, """
+            SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
+            JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
+            JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM lots
+                  WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
+              ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
+            WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2""", params, keys, (_S,)):
+        spent[k][b] = v
+
+    g = _Gather(con, d, lim)
+    people = {s: g.persons([s] + bens[s] + [r[0] for r in received[s]]) for s in top}
+    g.run()
+    fetched: dict[str, tuple | None] = {}
+    for kind, (_key, _zh, _en, types, sql) in _FAMILY_TABLES.items():
+        fam_keys = [(s, b) for s in top for b in bens[s]] if len(types) == 2 else keys
+        # the SQL of one family held LIMIT family_rows: at most that many rows, never "more"
+        fetched[kind] = _batch(con, sql, params, fam_keys, types, lim, out_keys=1)
     out = []
     for s in top:
-        involved = [str(r["exception_id"]) for r in rows
-                    if s in (r.get("sharer_psn_no"), r.get("beneficiary_psn_no"))]
-        bens = [r[0] for r in con.execute("""
-            SELECT DISTINCT beneficiary_psn_no FROM (
-              SELECT beneficiary_psn_no FROM relationships WHERE business_date <= ? AND sharer_psn_no = ?
-              UNION ALL
-              SELECT beneficiary_psn_no FROM transfers
-              WHERE business_date BETWEEN ? AND ? AND sharer_psn_no = ?
-              UNION ALL
-              SELECT beneficiary_psn_no FROM lots WHERE business_date = ? AND sharer_psn_no = ?)
-            ORDER BY 1""", [d, s, start, d, s, d, s]).fetchall()]
-        sent = con.execute("""
-            SELECT beneficiary_psn_no, count(*), sum(amount) FROM (
-              SELECT * FROM transfers
-              WHERE business_date BETWEEN ? AND ? AND sharer_psn_no = ? AND status = 'SUCCESS'
-              QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side DESC) = 1)
-            GROUP BY 1 ORDER BY 1""", [start, d, s]).fetchall()
-        received = con.execute("""
-            SELECT sharer_psn_no, count(*), sum(amount) FROM (
-              SELECT * FROM transfers
-              WHERE business_date BETWEEN ? AND ? AND beneficiary_psn_no = ? AND status = 'SUCCESS'
-              QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side) = 1)
-            GROUP BY 1 ORDER BY 1""", [start, d, s]).fetchall()
-        remaining = dict(con.execute("""
-            SELECT beneficiary_psn_no, sum(remaining) FROM lots
-            WHERE business_date = ? AND sharer_psn_no = ? GROUP BY 1""", [d, s]).fetchall())
-        spent = dict(con.execute("""
-            SELECT s.psn_no, sum(c.amount) FROM consumptions c
-            JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
-            JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no FROM lots
-                  WHERE sharer_psn_no = ?) l
-              ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
-            WHERE c.business_date BETWEEN ? AND ? GROUP BY 1""", [s, start, d]).fetchall())
-        tables = [
-            _persons(con, d, [s] + bens + [r[0] for r in received], lim),
-            _table(con, "relationships", "共济关系事件", "Relationship events", """
-                SELECT r.business_date, r.event_id, r.relation_id, r.event_type, r.relation_code,
-                       r.commitment_signed, r.beneficiary_psn_no, r.event_time, e.valid
-                FROM relationships r LEFT JOIN relation_events e
-                  ON e.business_date = r.business_date AND e.event_id = r.event_id
-                WHERE r.business_date <= ? AND r.sharer_psn_no = ?
-                ORDER BY r.event_time DESC, r.event_id LIMIT ?""", [d, s, lim], lim),
-            _table(con, "transfers", "转出与转入(窗口内)", "Transfers sent and received (window)", """
-                SELECT transfer_time, transfer_id,
-                       CASE WHEN sharer_psn_no = ? THEN 'OUT' ELSE 'IN' END AS direction,
-                       sharer_psn_no, beneficiary_psn_no, amount, status
-                FROM transfers
-                WHERE business_date BETWEEN ? AND ? AND (sharer_psn_no = ? OR beneficiary_psn_no = ?)
-                QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side DESC) = 1
-                ORDER BY transfer_time DESC, transfer_id LIMIT ?""", [s, start, d, s, s, lim], lim),
-            _table(con, "spending", "被共济人的结算(窗口内)", "Beneficiaries' settlements (window)", """
-                SELECT s.business_date, s.setl_time, s.setl_id, s.psn_no, s.status, s.expense_type,
-                       s.fixmedins_code, s.wallet_pay, o.outcome,
-                       (SELECT sum(c.amount) FROM consumptions c
-                        JOIN (SELECT DISTINCT lot_id FROM lots WHERE sharer_psn_no = ?) l USING (lot_id)
-                        WHERE c.business_date = s.business_date AND c.setl_id = s.setl_id)
-                         AS from_this_sharer
-                FROM settlements s LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
-                WHERE s.business_date BETWEEN ? AND ? AND list_contains(?, s.psn_no)
-                ORDER BY s.setl_time DESC, s.setl_id LIMIT ?""", [s, start, d, bens, lim], lim),
-        ]
+        tables = [g.table(people[s])]
+        for kind, (tkey, zh, en, _types, _sql) in _FAMILY_TABLES.items():
+            got = fetched[kind]
+            tables.append(_make_table(tkey, zh, en, got[0], got[1].get((s,), []), lim)
+                          if got is not None else None)
         out.append({
             "sharer": s, "province": s[:2] if s else None,
             "finding_amount": money(score[s]), "finding_count": nfind[s],
-            "involved": involved[:lim],
+            "involved": involved[s][:lim],
             "beneficiaries": [{"psn_no": b,
-                               "sent_count": next((r[1] for r in sent if r[0] == b), 0),
-                               "sent": money(next((r[2] for r in sent if r[0] == b), Decimal("0"))),
-                               "spent": money(spent.get(b, Decimal("0"))),
-                               "remaining": money(remaining.get(b, Decimal("0")))}
-                              for b in bens[:lim]],
+                               "sent_count": sent[s].get(b, (0, Decimal("0")))[0],
+                               "sent": money(sent[s].get(b, (0, Decimal("0")))[1]),
+                               "spent": money(spent[s].get(b, Decimal("0"))),
+                               "remaining": money(remaining[s].get(b, Decimal("0")))}
+                              for b in bens[s][:lim]],
             "received_from": [{"psn_no": r[0], "count": r[1], "amount": money(r[2])}
-                              for r in received[:lim]],
+                              for r in received[s][:lim]],
             "tables": [t for t in tables if t],
         })
     return out
