@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -155,12 +156,24 @@ def _exception_rows(exceptions: pl.DataFrame) -> list[dict]:
 
 def _abs_amount(row: dict) -> Decimal:
     a = row.get("amount")
-    return abs(Decimal(str(a))) if a is not None else Decimal("-1")
+    if a is None:
+        return Decimal("-1")
+    return abs(a) if isinstance(a, Decimal) else abs(Decimal(str(a)))
+
+
+_NO_AMOUNT = Decimal("1")
+
+
+def _amount_key(r: dict) -> tuple:
+    a = r.get("amount")
+    if a is None:
+        return (_NO_AMOUNT, str(r.get("exception_id")))
+    return (-(abs(a) if isinstance(a, Decimal) else abs(Decimal(str(a)))), str(r.get("exception_id")))
 
 
 def _by_amount(rows: Iterable[dict]) -> list[dict]:
     """Rows ordered by |amount| descending (no amount last), then exception_id."""
-    return sorted(rows, key=lambda r: (-_abs_amount(r), str(r.get("exception_id"))))
+    return sorted(rows, key=_amount_key)
 
 
 def compact_findings(rows: list[dict], cap: int) -> tuple[dict, int]:
@@ -274,7 +287,7 @@ def previous_date(con: duckdb.DuckDBPyConnection, d: date) -> date | None:
     for sql in ("SELECT max(business_date) FROM runs WHERE business_date < ?",
                 "SELECT max(business_date) FROM findings WHERE business_date < ?"):
         try:
-            v = con.execute(sql, [d]).fetchone()[0]
+            v = con.execute(sql, [d]).fetchall()[0][0]
         except duckdb.CatalogException:
             v = None
         if v is not None:
@@ -292,16 +305,15 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
     """
     prev = previous_date(con, d)
     current = {str(r["exception_id"]): r for r in rows}
-    prev_rows: list[tuple] = []
-    if prev is not None:
-        prev_rows = con.execute(
-            "SELECT exception_id, rule_code, severity, province, record_id, sharer_psn_no, "
-            "beneficiary_psn_no, amount, detail FROM findings WHERE business_date = ? "
-            "ORDER BY rule_code, province, record_id", [prev]).fetchall()
     d_iso = d.isoformat()
-    rekeyed = {}
-    for pr in prev_rows:
-        rekeyed[exception_id(pr[1], d_iso, pr[3], pr[4])] = pr
+    # (re-keyed id, rule_code, rowid) of P's findings; the columns only for the rows listed
+    rekeyed: dict[str, tuple] = {}
+    if prev is not None:
+        for k, code, rowid in con.execute(
+                "SELECT left(sha256(rule_code || '|' || ? || '|' || province || '|' || record_id), 16), "
+                "rule_code, rowid FROM findings WHERE business_date = ? "
+                "ORDER BY rule_code, province, record_id", [d_iso, prev]).fetchall():
+            rekeyed[k] = (code, rowid)
     recurring = [e for e in current if e in rekeyed]
     new = [e for e in current if e not in rekeyed] if prev is not None else []
     resolved = [k for k in rekeyed if k not in current]
@@ -312,14 +324,22 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
     for e in recurring:
         by_rule.setdefault(current[e]["rule_code"], {"new": 0, "recurring": 0, "resolved": 0})["recurring"] += 1
     for k in resolved:
-        by_rule.setdefault(rekeyed[k][1], {"new": 0, "recurring": 0, "resolved": 0})["resolved"] += 1
+        by_rule.setdefault(rekeyed[k][0], {"new": 0, "recurring": 0, "resolved": 0})["resolved"] += 1
 
     def _ordered(ids: list[str]) -> list[str]:
         return [str(r["exception_id"]) for r in _by_amount(current[i] for i in ids)][:limit]
 
+    listed = resolved[:limit]
+    by_rowid: dict[int, tuple] = {}
+    if listed:
+        by_rowid = {r[0]: r[1:] for r in con.execute(
+            "SELECT rowid, exception_id, rule_code, severity, province, record_id, sharer_psn_no, "
+            "beneficiary_psn_no, amount, detail FROM findings WHERE business_date = ? "
+            "AND rowid IN (SELECT unnest(?::BIGINT[]))",
+            [prev, [rekeyed[k][1] for k in listed]]).fetchall()}
     resolved_rows = []
-    for k in resolved[:limit]:
-        pr = rekeyed[k]
+    for k in listed:
+        pr = by_rowid[rekeyed[k][1]]
         resolved_rows.append({
             "exception_id": pr[0], "rekeyed_id": k, "rule_code": pr[1], "severity": pr[2],
             "province": pr[3], "record_id": mask_text(pr[4]), "sharer_psn_no": pr[5],
@@ -361,7 +381,8 @@ _SQL_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT"}
 def _with_keys(sql: str, params: dict, keys: list[tuple], types: tuple) -> tuple[str, dict]:
     """`sql` with {keys} as a relation (k0, k1, ...) of `keys`, passed as list parameters."""
     cols = ", ".join(f"unnest($__k{i}::{_SQL_TYPES[t]}[]) AS k{i}" for i, t in enumerate(types))
-    text = sql.replace("{keys}", f"(SELECT {cols})")
+    text = sql.replace("{keys}", f"(SELECT {cols})").replace(
+        "{transfers}", params.get("__transfers") or "transfers")
     used = {p: params[p] for p in dict.fromkeys(_PARAM_RE.findall(text)) if not p.startswith("__k")}
     for i in range(len(types)):
         used[f"__k{i}"] = [k[i] for k in keys]
@@ -574,6 +595,10 @@ _PERSONS_SQL = """
                                ORDER BY business_date DESC, file_province, source_row) = 1"""
 
 
+# kinds that read transfers: by transfer id (of D) and by person
+_TRANSFER_KINDS = {"transfer", "relation", "sharer_out", "received_today", "day_events"}
+
+
 class _Gather:
     """Requests for evidence tables, answered in batch: one query per kind of table.
 
@@ -581,8 +606,10 @@ class _Gather:
     gives the table dict (or None when there is no row), shared by equal references.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, lim: int):
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, lim: int,
+                 transfers: _Transfers | None = None):
         self.con, self.d, self.lim = con, d, lim
+        self.transfers = transfers
         self.wanted: dict[str, set[tuple]] = {}
         self.psn_nos: set[str] = set()
         self.results: dict[str, tuple | None] = {}
@@ -610,10 +637,12 @@ class _Gather:
         if {"held_quota", "opening_lots", "computed", "computed_total"} & set(self.wanted):
             try:
                 lots_before = con.execute("SELECT max(business_date) FROM lots WHERE business_date < ?",
-                                          [d]).fetchone()[0]
+                                          [d]).fetchall()[0][0]
             except duckdb.CatalogException:
                 lots_before = None
         params = {"day": d, "day_before": d - timedelta(days=1), "lots_before": lots_before}
+        if self.transfers is not None and _TRANSFER_KINDS & set(self.wanted):
+            params["__transfers"] = self.transfers.fetch()
         for kind, keys in self.wanted.items():
             _k, _zh, _en, types, sql = _EVIDENCE_KINDS[kind]
             self.results[kind] = _batch(con, sql, params, keys, types, self.lim + 1)
@@ -745,21 +774,63 @@ def _chain_persons(f: dict) -> list[str]:
     return [p for p in dict.fromkeys(named + [f.get("sharer_psn_no"), f.get("beneficiary_psn_no")]) if p]
 
 
-def window_transfers(con, d: date, policy: Policy | None, persons: list[str]) -> list[tuple]:
-    """SUCCESS transfers of the window that touch any of `persons`, one scan for many chains.
+class _Transfers:
+    """The transfers of the window [start, D] that touch given persons (as either party)
+    or are among D's given transfer ids: one scan of the warehouse for every evidence
+    and family query about transfers, which then read it as {transfers}.
 
-    Rows: (sharer, beneficiary, transfer_id, amount, transfer_time, side), every side."""
-    if not persons:
-        return []
-    text, used = _with_keys("""
-        SELECT sharer_psn_no, beneficiary_psn_no, transfer_id, amount, transfer_time, side
-        FROM transfers
-        WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
-          AND (sharer_psn_no IN (SELECT k0 FROM {keys})
-               OR beneficiary_psn_no IN (SELECT k0 FROM {keys}))""",
-                            {"start": _window_start(d, policy), "day": d},
-                            [(p,) for p in dict.fromkeys(persons)], (pl.String,))
-    return con.execute(text, used).fetchall()
+    need() what is wanted, fetch() once (registers the rows on the connection), close().
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: date, start: date):
+        self.con, self.d, self.start = con, d, start
+        self.persons: set[str] = set()
+        self.ids: set[str] = set()
+        self.name: str | None = None
+        self._registered = False
+
+    def need(self, persons: Iterable[str | None] = (), ids: Iterable[str | None] = ()) -> None:
+        if self.name is not None:
+            raise RuntimeError("transfers already fetched")
+        self.persons.update(p for p in persons if p)
+        self.ids.update(str(i) for i in ids if i is not None)
+
+    def fetch(self) -> str:
+        if self.name is None:
+            text, used = _with_keys("""
+                SELECT * FROM transfers
+                WHERE business_date BETWEEN $start AND $day
+                  AND (sharer_psn_no IN (SELECT k0 FROM {keys})
+                       OR beneficiary_psn_no IN (SELECT k0 FROM {keys})
+                       OR (business_date = $day AND transfer_id IN (SELECT unnest($ids::VARCHAR[]))))""",
+                                    {"start": self.start, "day": self.d, "ids": sorted(self.ids)},
+                                    [(p,) for p in sorted(self.persons)], (pl.String,))
+            try:
+                with warnings.catch_warnings():   # a small result: its extra copy is nothing
+                    warnings.simplefilter("ignore", UserWarning)
+                    # execute(), not sql(): it also ends a caller's unfinished result
+                    table = self.con.execute(text, used).to_arrow_table()
+            except duckdb.CatalogException:
+                self.name = "transfers"      # no such table: every query about it finds none
+                return self.name
+            self.name = f"__audit_transfers_{id(self):x}"
+            self.con.register(self.name, table)
+            self._registered = True
+        return self.name
+
+    def window(self) -> list[tuple]:
+        """SUCCESS rows (sharer, beneficiary, transfer_id, amount, transfer_time, side), every side."""
+        try:
+            return self.con.execute(f"""
+                SELECT sharer_psn_no, beneficiary_psn_no, transfer_id, amount, transfer_time, side
+                FROM {self.fetch()} WHERE status = 'SUCCESS'""").fetchall()
+        except duckdb.CatalogException:
+            return []
+
+    def close(self) -> None:
+        if self._registered:
+            self.con.unregister(self.name)
+            self._registered = False
 
 
 class _Window:
@@ -844,16 +915,28 @@ def _chain(d: date, f: dict, policy: Policy | None, lim: int, window: _Window) -
 
 
 def evidence_of(con: duckdb.DuckDBPyConnection, d: date, findings: list[dict],
-                policy: Policy | None, lim: int = 50) -> list[dict]:
-    """The evidence of each finding (records involved, limit broken, chain/cycle), in batch."""
-    g = _Gather(con, d, lim)
-    plans = [_plan(g, f) for f in findings]
-    g.run()
-    chains = [f for f in findings if _is_chain(f)]
-    window = None
-    if chains:
-        persons = sorted({p for f in chains for p in _chain_persons(f)})
-        window = _Window(window_transfers(con, d, policy, persons))
+                policy: Policy | None, lim: int = 50,
+                transfers: _Transfers | None = None) -> list[dict]:
+    """The evidence of each finding (records involved, limit broken, chain/cycle), in batch.
+
+    `transfers`: a not yet fetched _Transfers shared with other views (else one of its own).
+    """
+    own = transfers is None
+    if own:
+        transfers = _Transfers(con, d, _window_start(d, policy))
+    try:
+        g = _Gather(con, d, lim, transfers)
+        plans = [_plan(g, f) for f in findings]
+        chains = [f for f in findings if _is_chain(f)]
+        transfers.need(ids=[k[0] for kind in ("transfer", "relation") for k in g.wanted.get(kind, ())],
+                       persons=[k[0] for kind in ("sharer_out", "received_today", "day_events")
+                                for k in g.wanted.get(kind, ())]
+                       + [p for f in chains for p in _chain_persons(f)])
+        g.run()
+        window = _Window(transfers.window()) if chains else None
+    finally:
+        if own:
+            transfers.close()
     out = []
     for f, plan in zip(findings, plans):
         tables, chain = [], None
@@ -877,9 +960,8 @@ def evidence_for(con: duckdb.DuckDBPyConnection, d: date, f: dict, policy: Polic
     return evidence_of(con, d, [f], policy, lim)[0]
 
 
-def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
-             config: AuditConfig) -> tuple[dict[str, dict], list[str]]:
-    """Evidence for the top N findings per rule and the largest cases; returns (evidence, largest)."""
+def _evidence_choice(rows: list[dict], config: AuditConfig) -> tuple[dict[str, dict], list[str]]:
+    """The findings to evidence (top N per rule + the largest cases) and the largest cases."""
     largest = [str(r["exception_id"]) for r in _by_amount(r for r in rows if r.get("amount") is not None)
                ][:config.largest_cases]
     chosen: dict[str, dict] = {}
@@ -892,7 +974,15 @@ def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
     index = {str(r["exception_id"]): r for r in rows}
     for e in largest:
         chosen[e] = index[e]
-    found = evidence_of(con, d, list(chosen.values()), policy, config.evidence_rows)
+    return chosen, largest
+
+
+def evidence(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
+             config: AuditConfig, transfers: _Transfers | None = None
+             ) -> tuple[dict[str, dict], list[str]]:
+    """Evidence for the top N findings per rule and the largest cases; returns (evidence, largest)."""
+    chosen, largest = _evidence_choice(rows, config)
+    found = evidence_of(con, d, list(chosen.values()), policy, config.evidence_rows, transfers)
     return dict(zip(chosen, found)), largest
 
 
@@ -951,9 +1041,8 @@ _FAMILY_TABLES: dict[str, tuple[str, str, str, tuple, str]] = {
 }
 
 
-def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
-             config: AuditConfig) -> list[dict]:
-    """Family views of the top N sharers by the total |amount| of their findings (in batch)."""
+def _top_sharers(rows: list[dict], config: AuditConfig) -> tuple[list[str], dict, dict]:
+    """The top N sharers by the total |amount| of their findings: (top, score, count)."""
     score: dict[str, Decimal] = {}
     nfind: dict[str, int] = {}
     for r in rows:
@@ -963,12 +1052,34 @@ def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
         score[s] = score.get(s, Decimal("0")) + max(_abs_amount(r), Decimal("0"))
         nfind[s] = nfind.get(s, 0) + 1
     top = sorted(score, key=lambda s: (-score[s], -nfind[s], s))[:config.families]
+    return top, score, nfind
+
+
+def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
+             config: AuditConfig, transfers: _Transfers | None = None) -> list[dict]:
+    """Family views of the top N sharers by the total |amount| of their findings (in batch).
+
+    `transfers`: a _Transfers that already needs the top sharers (else one of its own).
+    """
+    top, score, nfind = _top_sharers(rows, config)
     if not top:
         return []
-    window = policy.forwarding_window_days if policy else 30
-    start = d - timedelta(days=window - 1)
+    start = _window_start(d, policy)
+    own = transfers is None
+    if own:
+        transfers = _Transfers(con, d, start)
+        transfers.need(persons=top)
+    try:
+        return _families(con, d, rows, top, score, nfind, start, config, transfers)
+    finally:
+        if own:
+            transfers.close()
+
+
+def _families(con, d: date, rows: list[dict], top: list[str], score: dict, nfind: dict,
+              start: date, config: AuditConfig, transfers: _Transfers) -> list[dict]:
     lim = config.family_rows
-    params = {"day": d, "start": start}
+    params = {"day": d, "start": start, "__transfers": transfers.fetch()}
     keys = [(s,) for s in top]
     top_set = set(top)
     involved: dict[str, list[str]] = {s: [] for s in top}
@@ -1099,7 +1210,14 @@ def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
             policy = None
     rows = _exception_rows(exceptions)
     dod = day_over_day(con, d, rows, config.day_over_day_rows)
-    ev, largest = evidence(con, d, rows, policy, config)
+    # one scan of the window's transfers serves the evidence and the family views
+    transfers = _Transfers(con, d, _window_start(d, policy))
+    transfers.need(persons=_top_sharers(rows, config)[0])
+    try:
+        ev, largest = evidence(con, d, rows, policy, config, transfers)
+        fams = families(con, d, rows, policy, config, transfers)
+    finally:
+        transfers.close()
     compact, total = compact_findings(rows, config.max_findings)
     embedded = {r[0] for r in compact["rows"]}
     # a finding that is evidenced, largest or listed day over day is always embedded
@@ -1127,7 +1245,7 @@ def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
         "clearing": clearing_view(settlement, positions),
         "largest": largest,
         "evidence": ev,
-        "families": families(con, d, rows, policy, config),
+        "families": fams,
         "day_over_day": dod,
         "warehouse_totals": warehouse_totals(con, d),
         "config": config.__dict__.copy(),
