@@ -16,11 +16,20 @@ free text are masked (first 6 + last 4).
 
 The rows are the exceptions frame that becomes exceptions.csv / .parquet,
 in its order, so the workbook never disagrees with them.
+
+Speed (a national day has tens of thousands of findings, 16 cells each): the
+workbook is laid out by xlsxwriter (sheets, header rows, widths, frozen panes,
+filters, formats), the data rows of the findings sheets are built as sheet XML
+by vectorised polars expressions (masking, the quote prefix, XML escaping as
+xlsxwriter does it) and put into the sheets' <sheetData> after xlsxwriter has
+written the file. Text cells are inline strings, amounts and rows numbers.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -99,6 +108,11 @@ class _Book:
         self.label = f({"bold": True, "font_color": "#34495E"})
         self.error = f({"font_color": "#B03A2E", "bold": True})
         self.ok = f({"font_color": "#1E8449", "bold": True})
+        # the data formats of the findings sheets are in the rows written after close:
+        # give them their style index now, so that styles.xml holds them
+        for fmt in (self.text, self.text_q, self.wrap, self.wrap_q, self.money, self.int):
+            fmt._get_xf_index()
+        self.pending: list[tuple] = []
 
     def string(self, ws, r: int, c: int, value: Any, wrap: bool = False) -> None:
         s = mask_text(_text(value))
@@ -116,54 +130,191 @@ class _Book:
         ws.write_number(r, c, float(d), self.money)
 
 
-def _rows_of(exceptions: pl.DataFrame | None) -> list[dict]:
-    if exceptions is None or exceptions.height == 0:
-        return []
-    return list(exceptions.iter_rows(named=True))
+_CANDIDATE_ID = r"\d{15}"                        # may hold a resident ID (mask_text decides)
+_FORMULA_RE = r"^[=+\-@\t\r]"                     # needs_escape, vectorised
+_CONTROL_RE = r"[\x00-\x08\x0b-\x1f]"
+_CONTROL_CHARS = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20))]
+XLS_STRMAX = 32767
 
 
-def _derived(row: dict) -> dict:
-    rule = RULES.get(str(row.get("rule_code")))
-    p = row.get("province")
-    out = dict(row)
-    out["rule_zh"] = rule.zh if rule else ""
-    if not out.get("rule_name") and rule:
-        out["rule_name"] = rule.name
-    out["province_name"] = PROVINCE_NAMES.get(str(p), ("", ""))[0] if p is not None else ""
+def _letter(c: int) -> str:
+    out = ""
+    c += 1
+    while c:
+        c, r = divmod(c - 1, 26)
+        out = chr(65 + r) + out
     return out
 
 
-def _write_findings_sheet(book: _Book, name: str, rows: list[dict]) -> None:
+def _text_expr(frame: pl.DataFrame, key: str) -> pl.Expr:
+    """The column as the text written (masked, '' for null), like _Book.string."""
+    if key == "rule_zh":
+        return (pl.col("rule_code").cast(pl.String)
+                .replace_strict({c: r.zh for c, r in RULES.items()}, default="", return_dtype=pl.String)
+                if "rule_code" in frame.columns else pl.lit(""))
+    if key == "rule_name":
+        name = pl.col("rule_name").cast(pl.String) if "rule_name" in frame.columns else pl.lit(None, pl.String)
+        known = (pl.col("rule_code").cast(pl.String)
+                 .replace_strict({c: r.name for c, r in RULES.items()}, default=None, return_dtype=pl.String)
+                 if "rule_code" in frame.columns else pl.lit(None, pl.String))
+        return pl.when((name.is_null() | (name == "")) & known.is_not_null()).then(known).otherwise(name)
+    if key == "province_name":
+        return (pl.col("province").cast(pl.String)
+                .replace_strict({c: v[0] for c, v in PROVINCE_NAMES.items()}, default="",
+                                return_dtype=pl.String)
+                if "province" in frame.columns else pl.lit(""))
+    if key not in frame.columns:
+        return pl.lit("")
+    dtype = frame.schema[key]
+    if dtype == pl.String:
+        return pl.col(key)
+    if dtype == pl.Datetime:
+        return pl.col(key).dt.strftime("%Y-%m-%d %H:%M:%S")
+    if dtype in (pl.Date, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
+                 pl.UInt64, pl.Boolean):
+        return pl.col(key).cast(pl.String)
+    return pl.col(key).map_elements(_text, return_dtype=pl.String)
+
+
+def _mask_column(col: pl.Series) -> pl.Series:
+    """mask_text on the values that may hold a resident ID (the others are kept as they are)."""
+    hits = col.filter(col.str.contains(_CANDIDATE_ID)).unique()
+    if hits.is_empty():
+        return col
+    return col.replace({v: mask_text(v) for v in hits.to_list()})
+
+
+def _xml_text(col: pl.Series) -> pl.Series:
+    """xlsxwriter's escaping of a shared string: _xHHHH_ escapes, control characters, & < >."""
+    col = col.str.slice(0, XLS_STRMAX)
+    if col.str.contains(r"_x[0-9a-fA-F]{4}_").any():
+        col = col.str.replace_all(r"(_x[0-9a-fA-F]{4}_)", "_x005F$1")
+    if col.str.contains(_CONTROL_RE).any():
+        for ch in _CONTROL_CHARS:
+            col = col.str.replace_all(ch, f"_x{ord(ch):04X}_", literal=True)
+    if col.str.contains("[\ufffe\uffff]").any():
+        col = (col.str.replace_all("\ufffe", "_xFFFE_", literal=True)
+               .str.replace_all("\uffff", "_xFFFF_", literal=True))
+    return (col.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
+            .str.replace_all(">", "&gt;", literal=True))
+
+
+def _money_text(frame: pl.DataFrame, key: str) -> pl.Series:
+    """Amounts as exact decimal text with two decimals (null stays null)."""
+    if key not in frame.columns:
+        return pl.Series(key, [None] * frame.height, dtype=pl.String)
+    col = frame.get_column(key)
+    if isinstance(col.dtype, pl.Decimal) and (col.dtype.scale or 0) <= 2:
+        return col.cast(pl.Decimal(38, 2)).cast(pl.String)
+    return col.map_elements(lambda v: str(Decimal(str(v)).quantize(Decimal("0.01"))),
+                            return_dtype=pl.String)
+
+
+def _int_text(frame: pl.DataFrame, key: str) -> pl.Series:
+    if key not in frame.columns:
+        return pl.Series(key, [None] * frame.height, dtype=pl.String)
+    col = frame.get_column(key)
+    if col.dtype.is_integer():
+        return col.cast(pl.String)
+    return col.map_elements(lambda v: str(int(v)), return_dtype=pl.String)
+
+
+def sheet_rows_xml(frame: pl.DataFrame, styles: dict[str, int], first_row: int = 2) -> str:
+    """The <row> elements of the findings in `frame` (Excel rows from first_row), as XML text.
+
+    styles: xf index of 'text', 'text_q', 'wrap', 'wrap_q', 'money', 'int'.
+    """
+    if frame.height == 0:
+        return ""
+    n = frame.height
+    rownum = pl.int_range(first_row, first_row + n, eager=True).cast(pl.String)
+    texts = frame.select([_text_expr(frame, key).alias(key) for key, _h, _w, kind in COLUMNS
+                          if kind == "text"])
+    cells: dict[str, pl.Series] = {}
+    for c, (key, _h, _w, kind) in enumerate(COLUMNS):
+        ref = _letter(c)
+        if kind == "text":
+            raw = _mask_column(texts.get_column(key).fill_null(""))
+            quoted = raw.str.contains(_FORMULA_RE)
+            esc = _xml_text(raw)
+            preserve = esc.str.contains(r"^\s|\s$")
+            plain, q = ("wrap", "wrap_q") if key == "detail" else ("text", "text_q")
+            df = pl.DataFrame({"r": rownum, "t": esc, "q": quoted, "p": preserve})
+            cells[key] = df.select(pl.concat_str([
+                pl.lit(f'<c r="{ref}'), pl.col("r"), pl.lit('" s="'),
+                pl.when(pl.col("q")).then(pl.lit(str(styles[q]))).otherwise(pl.lit(str(styles[plain]))),
+                pl.lit('" t="inlineStr"><is><t'),
+                pl.when(pl.col("p")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit("")),
+                pl.lit(">"), pl.col("t"), pl.lit("</t></is></c>")])).to_series()
+        else:
+            v = _money_text(frame, key) if kind == "money" else _int_text(frame, key)
+            s = str(styles["money" if kind == "money" else "int"])
+            df = pl.DataFrame({"r": rownum, "v": v})
+            cells[key] = df.select(
+                pl.when(pl.col("v").is_null())
+                .then(pl.concat_str([pl.lit(f'<c r="{ref}'), pl.col("r"), pl.lit(f'" s="{s}"/>')]))
+                .otherwise(pl.concat_str([pl.lit(f'<c r="{ref}'), pl.col("r"), pl.lit(f'" s="{s}"><v>'),
+                                          pl.col("v"), pl.lit("</v></c>")]))).to_series()
+    spans = f"1:{len(COLUMNS)}"
+    rows = pl.DataFrame({"r": rownum, **{k: v for k, v in cells.items()}}).select(
+        pl.concat_str([pl.lit('<row r="'), pl.col("r"), pl.lit(f'" spans="{spans}">'),
+                       *[pl.col(k) for k, _h, _w, _t in COLUMNS], pl.lit("</row>")]))
+    return rows.to_series().str.join("").item()
+
+
+def _findings_sheet(book: "_Book", name: str, frame: pl.DataFrame) -> None:
+    """The sheet with its header, widths, frozen header and filter; rows are added after close."""
     ws = book.wb.add_worksheet(name)
     ws.set_row(0, 32)
     for c, (_key, header, width, _kind) in enumerate(COLUMNS):
         ws.write_string(0, c, header, book.header)
         ws.set_column(c, c, width)
-    for r, row in enumerate(rows, start=1):
-        row = _derived(row)
-        for c, (key, _h, _w, kind) in enumerate(COLUMNS):
-            v = row.get(key)
-            if kind == "money":
-                book.money_cell(ws, r, c, v)
-            elif kind == "int":
-                if v is None:
-                    ws.write_blank(r, c, None, book.int)
-                else:
-                    ws.write_number(r, c, int(v), book.int)
-            else:
-                book.string(ws, r, c, v, wrap=(key == "detail"))
     ws.freeze_panes(1, 0)
-    ws.autofilter(0, 0, max(len(rows), 1), len(COLUMNS) - 1)
+    ws.autofilter(0, 0, max(frame.height, 1), len(COLUMNS) - 1)
+    book.pending.append((ws, frame))
 
 
-def _summary_sheet(book: _Book, summary: dict, rows: list[dict]) -> None:
+_DIMENSION_RE = re.compile(rb'<dimension ref="[^"]*"/>')
+
+
+def _fill_rows(path: Path, book: "_Book") -> None:
+    """Put the data rows of the findings sheets into the file xlsxwriter wrote."""
+    pending = [(ws, frame) for ws, frame in book.pending if frame.height]
+    if not pending:
+        return
+    styles = {k: getattr(book, k).xf_index for k in ("text", "text_q", "wrap", "wrap_q", "money", "int")}
+    by_part = {f"xl/worksheets/sheet{ws.index + 1}.xml": frame for ws, frame in pending}
+    out = path.with_name(path.name + ".rows")
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED,
+                                                        compresslevel=1) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            frame = by_part.get(info.filename)
+            if frame is not None:
+                rows = sheet_rows_xml(frame, styles).encode("utf-8")
+                last = _letter(len(COLUMNS) - 1)
+                data = _DIMENSION_RE.sub(f'<dimension ref="A1:{last}{frame.height + 1}"/>'.encode(),
+                                         data, count=1)
+                head, sep, tail = data.partition(b"</sheetData>")
+                if not sep:
+                    raise RuntimeError(f"no sheetData in {info.filename}")
+                data = head + rows + sep + tail
+            zi = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.external_attr = info.external_attr
+            zout.writestr(zi, data, compresslevel=1 if frame is not None else None)
+    os.replace(out, path)
+
+
+def _summary_sheet(book: _Book, summary: dict, frame: pl.DataFrame) -> None:
     ws = book.wb.add_worksheet(SUMMARY_SHEET)
     ws.set_column(0, 0, 30)
     ws.set_column(1, 1, 24)
     ws.set_column(2, 2, 34)
     ws.set_column(3, 3, 12)
     ws.set_column(4, 6, 16)
-    d = summary.get("business_date") or (rows[0].get("business_date") if rows else "")
+    d = summary.get("business_date") or (
+        frame.get_column("business_date")[0] if frame.height and "business_date" in frame.columns else "")
     ws.write_string(0, 0, f"共济对账异常汇总 Exceptions summary {_text(d)}", book.title)
 
     facts = [
@@ -228,11 +379,16 @@ def _summary_sheet(book: _Book, summary: dict, rows: list[dict]) -> None:
         ws.write_string(r, c, h, book.header)
     counts: dict[str, int] = {}
     sums: dict[str, Decimal] = {}
-    for row in rows:
-        code = str(row.get("rule_code"))
-        counts[code] = counts.get(code, 0) + 1
-        if row.get("amount") is not None:
-            sums[code] = sums.get(code, Decimal("0")) + Decimal(str(row["amount"]))
+    if frame.height:
+        code = (pl.col("rule_code").cast(pl.String).fill_null("None") if "rule_code" in frame.columns
+                else pl.lit("None"))
+        amount = pl.col("amount") if "amount" in frame.columns else pl.lit(None)
+        per_rule = frame.select(code.alias("code"), amount.alias("amount")).group_by("code").agg(
+            pl.len().alias("n"), pl.col("amount").count().alias("m"), pl.col("amount").alias("a"))
+        for c, n, m, amounts in per_rule.iter_rows():
+            counts[c] = n
+            if m:
+                sums[c] = sum((Decimal(str(a)) for a in amounts if a is not None), Decimal("0"))
     codes = list(RULES) + sorted(set(counts) - set(RULES))
     for code in codes:
         r += 1
@@ -247,7 +403,7 @@ def _summary_sheet(book: _Book, summary: dict, rows: list[dict]) -> None:
         book.money_cell(ws, r, 6, sums.get(code, Decimal("0")))
     r += 1
     ws.write_string(r, 0, "合计 Total", book.label)
-    ws.write_number(r, 5, len(rows), book.count)
+    ws.write_number(r, 5, frame.height, book.count)
     book.money_cell(ws, r, 6, sum(sums.values(), Decimal("0")))
     ws.set_column(5, 5, 12)
     ws.set_column(6, 6, 18)
@@ -260,25 +416,32 @@ def write(path, exceptions: pl.DataFrame, summary: dict | None) -> None:
     """Write exceptions.xlsx (aside, then renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = _rows_of(exceptions)
+    frame = exceptions if exceptions is not None else pl.DataFrame()
     fd, tmp = tempfile.mkstemp(prefix=".exceptions-", suffix=".xlsx", dir=path.parent)
     os.close(fd)
     try:
         book = _Book(Path(tmp))
-        _summary_sheet(book, summary or {}, rows)
+        _summary_sheet(book, summary or {}, frame)
+        family = (pl.col("rule_code").cast(pl.String).fill_null("").str.slice(0, 1)
+                  if "rule_code" in frame.columns else pl.lit(""))
+        fam_of = frame.select(family.alias("f")).get_column("f") if frame.height else None
         for fam, sheet in FAMILY_SHEETS.items():
-            fam_rows = [r for r in rows if str(r.get("rule_code", ""))[:1] == fam]
-            parts = [fam_rows[i:i + MAX_ROWS] for i in range(0, len(fam_rows), MAX_ROWS)] or [[]]
+            fam_rows = frame.filter(fam_of == fam) if frame.height else frame
+            parts = [fam_rows.slice(i, MAX_ROWS) for i in range(0, fam_rows.height, MAX_ROWS)] \
+                or [fam_rows.clear()]
             for n, part in enumerate(parts):
-                _write_findings_sheet(book, sheet if n == 0 else f"{sheet[:26]} ({n + 1})", part)
-        other = [r for r in rows if str(r.get("rule_code", ""))[:1] not in FAMILY_SHEETS]
-        if other:
-            _write_findings_sheet(book, "其他 Other", other)
+                _findings_sheet(book, sheet if n == 0 else f"{sheet[:26]} ({n + 1})", part)
+        if frame.height:
+            other = frame.filter(~fam_of.is_in(list(FAMILY_SHEETS)))
+            if other.height:
+                _findings_sheet(book, "其他 Other", other)
         book.wb.close()
+        _fill_rows(Path(tmp), book)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        Path(tmp + ".rows").unlink(missing_ok=True)
         raise
 
 

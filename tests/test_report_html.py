@@ -444,3 +444,22 @@ def test_js_has_no_inner_html():
     js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
     assert "</script" not in js.lower()
+
+
+def test_settlement_evidence_of_s18_and_batched_equals_one_by_one(sample):
+    """S18's quota movements (its SQL once failed to parse: `at` is a keyword), and a finding
+    evidenced alone gets the same tables as in the batch of all."""
+    from transforms.audit_view import evidence_for, evidence_of
+    con, ctx, *_rest = sample
+    s18 = _finding(D, "S18", "41", "S1", dataset="settlements", beneficiary=BENEFICIARY,
+                   amount="120.00", detail="quota short")
+    ev = evidence_for(con, D, s18, ctx.policy)
+    keys = [t["key"] for t in ev["tables"]]
+    assert keys[:2] == ["settlement", "outcome"] and "day_events" in keys and keys[-1] == "consumed"
+    events = next(t for t in ev["tables"] if t["key"] == "day_events")
+    assert events["columns"][:2] == ["at", "event"]
+    assert [r[1] for r in events["rows"]][:2] == ["IN T1", "IN T2"]
+    rows = list(sample[3].iter_rows(named=True)) + [s18]
+    batch = evidence_of(con, D, rows, ctx.policy)
+    for f, e in zip(rows, batch):
+        assert e == evidence_for(con, D, f, ctx.policy), f["rule_code"]

@@ -31,6 +31,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Iterable
 
 import duckdb
@@ -38,7 +39,6 @@ import polars as pl
 
 from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
 from contracts.policy import Policy, policy_for
-from transforms.findings import exception_id
 
 CENT = Decimal("0.01")
 
@@ -148,17 +148,21 @@ def province_label(code: str | None) -> str:
 # --------------------------------------------------------------------------- frames
 
 def _exception_rows(exceptions: pl.DataFrame) -> list[dict]:
+    """The findings as dicts, in the frame's order; each also carries "_rank", its place
+    in the order of _by_amount (|amount| descending, no amount last, then exception_id),
+    computed once here so that the many orderings of a national day cost nothing."""
     if exceptions is None or exceptions.height == 0:
         return []
     cols = [c for c in EXCEPTION_COLUMNS if c in exceptions.columns]
-    return list(exceptions.select(cols).iter_rows(named=True))
-
-
-def _abs_amount(row: dict) -> Decimal:
-    a = row.get("amount")
-    if a is None:
-        return Decimal("-1")
-    return abs(a) if isinstance(a, Decimal) else abs(Decimal(str(a)))
+    frame = exceptions.select(cols)
+    if "amount" in cols and "exception_id" in cols:
+        order = (frame.select(pl.col("amount").abs().alias("a"), pl.col("exception_id").cast(pl.String))
+                 .with_row_index("i")
+                 .sort(["a", "exception_id"], descending=[True, False], nulls_last=True,
+                       maintain_order=True)
+                 .get_column("i"))
+        frame = frame.with_columns(order.arg_sort().alias("_rank"))
+    return list(frame.iter_rows(named=True))
 
 
 _NO_AMOUNT = Decimal("1")
@@ -173,6 +177,9 @@ def _amount_key(r: dict) -> tuple:
 
 def _by_amount(rows: Iterable[dict]) -> list[dict]:
     """Rows ordered by |amount| descending (no amount last), then exception_id."""
+    rows = list(rows)
+    if all("_rank" in r for r in rows):   # ranked once by _exception_rows
+        return sorted(rows, key=itemgetter("_rank"))
     return sorted(rows, key=_amount_key)
 
 
@@ -1045,23 +1052,29 @@ def _top_sharers(rows: list[dict], config: AuditConfig) -> tuple[list[str], dict
     """The top N sharers by the total |amount| of their findings: (top, score, count)."""
     score: dict[str, Decimal] = {}
     nfind: dict[str, int] = {}
+    zero = Decimal("0")
     for r in rows:
         s = r.get("sharer_psn_no")
         if not s:
             continue
-        score[s] = score.get(s, Decimal("0")) + max(_abs_amount(r), Decimal("0"))
+        a = r.get("amount")
+        if a is not None:
+            a = abs(a if isinstance(a, Decimal) else Decimal(str(a)))
+        score[s] = score.get(s, zero) + (zero if a is None else a)
         nfind[s] = nfind.get(s, 0) + 1
     top = sorted(score, key=lambda s: (-score[s], -nfind[s], s))[:config.families]
     return top, score, nfind
 
 
 def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
-             config: AuditConfig, transfers: _Transfers | None = None) -> list[dict]:
+             config: AuditConfig, transfers: _Transfers | None = None,
+             top_sharers: tuple | None = None) -> list[dict]:
     """Family views of the top N sharers by the total |amount| of their findings (in batch).
 
-    `transfers`: a _Transfers that already needs the top sharers (else one of its own).
+    `transfers`: a _Transfers that already needs the top sharers (else one of its own);
+    `top_sharers`: _top_sharers(rows, config) when already known.
     """
-    top, score, nfind = _top_sharers(rows, config)
+    top, score, nfind = top_sharers or _top_sharers(rows, config)
     if not top:
         return []
     start = _window_start(d, policy)
@@ -1212,10 +1225,11 @@ def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
     dod = day_over_day(con, d, rows, config.day_over_day_rows)
     # one scan of the window's transfers serves the evidence and the family views
     transfers = _Transfers(con, d, _window_start(d, policy))
-    transfers.need(persons=_top_sharers(rows, config)[0])
+    top = _top_sharers(rows, config)
+    transfers.need(persons=top[0])
     try:
         ev, largest = evidence(con, d, rows, policy, config, transfers)
-        fams = families(con, d, rows, policy, config, transfers)
+        fams = families(con, d, rows, policy, config, transfers, top)
     finally:
         transfers.close()
     compact, total = compact_findings(rows, config.max_findings)
