@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/recon demo
 
 test: $(STAMP)
+	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
