@@ -364,9 +364,10 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
 # --------------------------------------------------------------------------- batched queries
 #
 # Evidence and family views are gathered in batch: every kind of evidence table is one
-# query for all the findings (or sharers) that want it, joined against a registered
-# frame of their keys; the rows are then grouped by key in Python. A national day
-# evidences hundreds of findings: one query each would cost tens of seconds.
+# query for all the findings (or sharers) that want it, joined against their keys
+# (passed as list parameters and unnested); the rows are then grouped by key in Python,
+# and the transfers of the window are read once (_Transfers). A national day evidences
+# hundreds of findings: a few queries each cost tens of seconds.
 
 _PSN_RE = re.compile(r"(?<!\d)\d{20}(?!\d)")
 _PARAM_RE = re.compile(r"\$([a-z_0-9]+)")
