@@ -28,6 +28,10 @@ class Policy:
     max_daily_out_transfers: int
     forwarding_window_days: int
     max_cycle_length: int
+    min_parent_child_age_gap_years: int
+    min_grandparent_age_gap_years: int
+    marriageable_age_male: int
+    marriageable_age_female: int
 
     @property
     def version(self) -> str:
@@ -57,6 +61,10 @@ def load_policies() -> tuple[Policy, ...]:
             max_daily_out_transfers=int(v["max_daily_out_transfers"]),
             forwarding_window_days=int(v["forwarding_window_days"]),
             max_cycle_length=int(v["max_cycle_length"]),
+            min_parent_child_age_gap_years=int(v["min_parent_child_age_gap_years"]),
+            min_grandparent_age_gap_years=int(v["min_grandparent_age_gap_years"]),
+            marriageable_age_male=int(v["marriageable_age_male"]),
+            marriageable_age_female=int(v["marriageable_age_female"]),
         ))
     return tuple(sorted(versions, key=lambda p: p.effective_from))
 

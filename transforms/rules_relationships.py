@@ -23,14 +23,18 @@ import duckdb
 from transforms.context import RunContext
 from transforms.findings import record
 
-# rules.md §2 S02: the birth-date gaps that define each kinship, as YYYYMMDD
-# integer offsets. They are the rule's own definition (not policy-table values).
-KINSHIP_GAPS = {
-    "parent_gap": 150000,       # PARENT / CHILD: 15 years
-    "grandparent_gap": 300000,  # GRANDPARENT_* / GRANDCHILD_*: 30 years
-    "male_marriage": 220000,    # SPOUSE: male of marriageable age at 22
-    "female_marriage": 200000,  # SPOUSE: female at 20
-}
+
+
+def kinship_gaps(ctx: RunContext) -> dict[str, int]:
+    """S02's birth-date gaps from the policy, as YYYYMMDD integer offsets
+    (N years = N * 10000: comparing YYYYMMDD integers compares dates)."""
+    p = ctx.policy
+    return {
+        "parent_gap": p.min_parent_child_age_gap_years * 10000,      # PARENT / CHILD
+        "grandparent_gap": p.min_grandparent_age_gap_years * 10000,  # GRANDPARENT_* / GRANDCHILD_*
+        "male_marriage": p.marriageable_age_male * 10000,            # SPOUSE, male
+        "female_marriage": p.marriageable_age_female * 10000,        # SPOUSE, female
+    }
 
 # The rules whose presence on an ESTABLISH event makes the relationship invalid.
 INVALIDATING = ("S01", "S02", "S03", "S04", "S06", "S07", "F06")
@@ -126,7 +130,7 @@ def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> 
            OR (r.relation_code IN ('GRANDCHILD_SON', 'GRANDCHILD_DAUGHTER')
                AND NOT r.bs + $grandparent_gap <= r.bt)
            OR (r.relation_code = 'SPOUSE' AND (r.s_of_age > r.d_int OR r.t_of_age > r.d_int))
-    """, dict(KINSHIP_GAPS))
+    """, kinship_gaps(ctx))
 
 
 def s03_no_commitment(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
