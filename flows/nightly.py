@@ -315,6 +315,9 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     ctx = RunContext.for_date(d, genesis)
     inbox_date = ex.call(READ_INBOX, paths.inbox, d)
     intakes = ex.map(LOAD_PROVINCE, list(inbox_date.deliveries), d)
+    sha = _reference_sha256(paths.inbox)
+    for intake in intakes:
+        sha.update(getattr(intake, "sha256", {}) or {})
     previous_run_id, previous_ids = wh.previous_findings(con, d)
     run_id = new_run_id(d)
     staged = False
@@ -324,6 +327,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     try:
         wh.delete_date(con, d)
         ex.call(STAGE, con, ctx, inbox_date, intakes)
+        intakes = None  # the loaded frames now live in the warehouse: free them for the rules
         kill_point("after_stage")
         for step in reconcile_steps():
             ex.call(step, con, ctx)
@@ -337,9 +341,6 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
             raise RunFailed(f"the invariant(s) {', '.join(map(str, failed))} failed on {d.isoformat()}, "
                             "so nothing was published.")
         validate_reports(frames, d)
-        sha = _reference_sha256(paths.inbox)
-        for intake in intakes:
-            sha.update(getattr(intake, "sha256", {}) or {})
         current_ids = set(frames["exceptions"]["exception_id"].to_list())
         summary = reports.summary(
             ctx=ctx, run_id=run_id, status=parts["status"],

@@ -48,3 +48,22 @@ def test_exception_id_sql_equals_python():
     (eid, name, sev), = con.execute("SELECT exception_id, rule_name, severity FROM findings").fetchall()
     assert eid == exception_id("S08", D.isoformat(), "44", "T1")
     assert (name, sev) == (RULES["S08"].name, "ERROR")
+
+
+def test_known_persons_table_equals_the_view_for_every_person_named_on_d():
+    """F06's 'known on D': delivered on some processed date <= D, latest record wins;
+    a later date's record (a re-run of an earlier D) is never seen."""
+    from datetime import timedelta
+    from tests.builders import BENEFICIARY, SHARER, add, person, transfer
+    from transforms.context import materialize_known_persons
+    earlier, later = D - timedelta(days=3), D + timedelta(days=1)
+    con = warehouse()
+    add(con, "persons", person(SHARER, status="SUSPENDED", day=earlier), earlier)   # not delivered on D
+    add(con, "persons", person(SHARER, status="TERMINATED", day=later), later)      # after D: unseen
+    add(con, "persons", person(BENEFICIARY, insutype="390"), D)
+    add(con, "transfers", transfer("T1"), D)
+    ctx = context(con)
+    view = con.execute("SELECT psn_no, insu_status, business_date FROM known_persons ORDER BY 1").fetchall()
+    materialize_known_persons(con, ctx)
+    table = con.execute("SELECT psn_no, insu_status, business_date FROM known_persons ORDER BY 1").fetchall()
+    assert table == view == [(BENEFICIARY, "ACTIVE", D), (SHARER, "SUSPENDED", earlier)]

@@ -58,6 +58,7 @@ def bind_date(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
               "institutions", "regions"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW d_{t} AS "
                     f"SELECT * FROM {t} WHERE business_date = DATE '{d}'")
+    _drop_temp(con, "known_persons")  # a previous run on this connection may have materialised it
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW known_persons AS
         SELECT * FROM persons WHERE business_date <= DATE '{d}'
@@ -69,3 +70,48 @@ def bind_date(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                     [(c,) for c in ctx.policy.near_relatives])
     from transforms.findings import create_findings_table
     create_findings_table(con)
+
+
+def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """Replace the known_persons view by a TEMP table, once D's rows are staged.
+
+    Same rows as the view for every person a record of D names: D's own
+    persons.csv (inbox.md: it lists every person referenced on D) plus, for
+    persons named on D but not delivered on D, their latest earlier record.
+    The view windows over the whole persons history on every lookup; this
+    looks the history up once, and only for the few persons missing today.
+    """
+    d = ctx.d
+    _drop_temp(con, "known_persons")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE known_persons AS
+        WITH today AS (
+            SELECT * FROM persons WHERE business_date = DATE '{d}'
+            QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1
+        ),
+        referenced AS (
+            SELECT sharer_psn_no AS psn_no FROM d_relationships
+            UNION SELECT beneficiary_psn_no FROM d_relationships
+            UNION SELECT sharer_psn_no FROM d_transfers
+            UNION SELECT beneficiary_psn_no FROM d_transfers
+            UNION SELECT psn_no FROM d_settlements
+            UNION SELECT psn_no FROM d_balances
+            UNION SELECT sharer_psn_no FROM d_balances WHERE sharer_psn_no IS NOT NULL
+        ),
+        missing AS (SELECT psn_no FROM referenced EXCEPT SELECT psn_no FROM today),
+        earlier AS (
+            SELECT p.* FROM persons p SEMI JOIN missing m ON p.psn_no = m.psn_no
+            WHERE p.business_date < DATE '{d}'
+            QUALIFY row_number() OVER (PARTITION BY p.psn_no
+                                       ORDER BY p.business_date DESC, p.file_province, p.source_row) = 1
+        )
+        SELECT * FROM today UNION ALL SELECT * FROM earlier
+    """)
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a TEMP view or table of that name, whichever it is."""
+    if con.execute("SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?", [name]).fetchone():
+        con.execute(f"DROP VIEW temp.{name}")
+    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchone():
+        con.execute(f"DROP TABLE temp.{name}")

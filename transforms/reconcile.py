@@ -11,9 +11,10 @@ import duckdb
 
 from transforms import (balances, clearing, findings, ledger, rules_files, rules_matching,
                         rules_persons, rules_relationships, rules_settlements, rules_transfers)
-from transforms.context import RunContext
+from transforms.context import RunContext, materialize_known_persons
 
 STEPS = (
+    ("known_persons", materialize_known_persons),      # persons known on D, looked up once
     ("rules_files", rules_files.run),                  # F06
     ("rules_persons", rules_persons.run),              # S06, S07 (before relationships: validity reads them)
     ("rules_relationships", rules_relationships.run),  # S01-S04, S21, relation_events
