@@ -8,21 +8,17 @@ for the journal that makes an interrupted swap recoverable.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
-import logging
 import os
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import polars as pl
 
+from flows import report_html, report_xlsx
 from flows.warehouse import fsync_dir, staging_root, write_json_atomic
 from transforms.context import RunContext
 from transforms.reports import csv_bytes
 
-log = logging.getLogger("recon.publish")
 
 REPORT_FILES = ("exceptions.parquet", "exceptions.csv", "settlement.parquet", "settlement.csv",
                 "positions.csv", "summary.json", "report.html", "exceptions.xlsx")
@@ -46,26 +42,6 @@ def _write_parquet(path: Path, df: pl.DataFrame) -> None:
         os.fsync(f.fileno())
 
 
-def _optional_writer(module: str) -> Callable | None:
-    """The auditors' report writers belong to another module; absent means skipped."""
-    try:
-        return importlib.import_module(module).write
-    except (ImportError, AttributeError):
-        log.warning("%s is not available; its report is not written", module)
-        return None
-
-
-def _call_with(writer: Callable, path: Path, available: dict) -> None:
-    """Call writer(path, ...) passing, by name, the arguments its signature asks for."""
-    params = list(inspect.signature(writer).parameters.values())[1:]
-    kwargs = {p.name: available[p.name] for p in params if p.name in available}
-    missing = [p.name for p in params if p.name not in available and p.default is p.empty
-               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if missing:
-        raise TypeError(f"{writer.__module__}.write needs {missing}, which the publish step lacks")
-    writer(path, **kwargs)
-
-
 def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: RunContext,
                   frames: dict[str, pl.DataFrame], summary: dict) -> Path:
     """Write every report of D into the staging folder of the run; returns that folder."""
@@ -77,13 +53,9 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
     _write_parquet(d / "settlement.parquet", settlement)
     _write_bytes(d / "settlement.csv", csv_bytes(settlement))
     _write_bytes(d / "positions.csv", csv_bytes(positions))
-    available = {"con": con, "ctx": ctx, "summary": summary, "exceptions": exceptions,
-                 "settlement": settlement, "positions": positions}
-    for module, name in (("flows.report_html", "report.html"),
-                         ("flows.report_xlsx", "exceptions.xlsx")):
-        writer = _optional_writer(module)
-        if writer is not None:
-            _call_with(writer, d / name, available)
+    # The auditors' views are built from the very frames written above, so they never disagree.
+    report_html.write(d / "report.html", con, ctx, summary, exceptions, settlement, positions)
+    report_xlsx.write(d / "exceptions.xlsx", exceptions, summary)
     write_json_atomic(d / "summary.json", summary)
     for f in d.iterdir():
         f.chmod(0o644)  # reports are for every reader of <out>, whatever a writer chose
