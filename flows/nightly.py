@@ -318,6 +318,10 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     sha = _reference_sha256(paths.inbox)
     for intake in intakes:
         sha.update(getattr(intake, "sha256", {}) or {})
+    for delivery in inbox_date.deliveries:  # the manifests are input too
+        if delivery.manifest_bytes is not None:
+            sha[f"{d.isoformat()}/{delivery.province}/manifest.json"] = \
+                hashlib.sha256(delivery.manifest_bytes).hexdigest()
     previous_run_id, previous_ids = wh.previous_findings(con, d)
     run_id = new_run_id(d)
     staged = False

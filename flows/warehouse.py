@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Iterator
@@ -116,10 +117,13 @@ def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) ->
         raise InputError(f"{prev.isoformat()} has not been processed yet, so {d.isoformat()} "
                          "cannot be reconciled; run that date first.")
     if done[prev] == STALE:
+        # outputs.md only asks that D-1 was processed, and a STALE date was; D then
+        # opens from D-1's closing state as it stands, so say how to bring it up to date.
         first_stale = min(x for x, s in done.items() if s == STALE)
-        raise InputError(f"{prev.isoformat()} is STALE because an earlier date was re-run; "
-                         f"bring it up to date with `recon backfill --start {first_stale.isoformat()} "
-                         f"--end {d.isoformat()}`.")
+        print(f"recon: warning: {prev.isoformat()} is STALE because an earlier date was re-run; "
+              f"{d.isoformat()} opens from its current closing state. `recon backfill --start "
+              f"{first_stale.isoformat()} --end {d.isoformat()}` brings the range up to date.",
+              file=sys.stderr)
     return False
 
 

@@ -1,7 +1,7 @@
 """B01 and B02 of rules.md §7."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tests.builders import (BENEFICIARY, D, SHARER, add, balance, context, findings, institution,
@@ -89,3 +89,15 @@ def test_b02_not_judged_at_genesis():
     run(con, D1, genesis=True)               # opens from the delivered balances
     assert findings(con, "B02") == []
     assert findings(con, "B01") == []       # 120.01 + 50.00 - 30.00 = 140.01 as delivered
+
+
+def test_b01_after_one_of_two_sharers_dissolved_its_pair_is_zero():
+    con = warehouse()
+    setup(con, "120.00")                                   # SHARER: 100 + 50 - 30 = 120
+    add(con, "transfers", transfer("TX", "7.00", side="IN", sharer=SHARER2, at="09:00:00"))
+    con.execute("INSERT INTO relation_events VALUES (?, 'E1', 'R2', 'DISSOLVE', ?, ?, ?, TRUE)",
+                [D, SHARER2, BENEFICIARY, datetime(2026, 11, 20, 20, 0, 0)])
+    add(con, "balances", balance(BENEFICIARY, "QUOTA", "0.00", "7.00", sharer=SHARER2))
+    run(con)
+    (f,) = findings(con, "B01")                            # the dissolved pair holds nothing
+    assert f["record_id"] == f"{BENEFICIARY}:{SHARER2}" and f["amount"] == Decimal("7.00")

@@ -367,3 +367,36 @@ def test_fast_path_plus_sequential_engine_equals_reference(genesis, days):
         from transforms.clearing import invariants
         quota = [i for i in invariants(con, ctx) if i["name"] == "quota"][0]
         assert quota["passed"], quota
+
+
+# ---------------------------------------------------------------- review: edge cases of the brief
+
+def test_refund_in_the_same_second_as_its_original_is_valid():
+    def build(con):
+        base(con)
+        in_lot(con, "T1", "100.00", "08:00:00")
+        add(con, "settlements", [settlement("S1", "60.00", at="09:00:00"),
+                                 refund("R1", "S1", "60.00", at="09:00:00")])   # NORMAL ranks first
+    con = both_modes(build)
+    assert outcome(con, "R1") == "REFUNDED" and record_ids(con, "S20") == []
+    assert lots(con) == {"T1": Decimal("100.00")}
+
+
+def test_two_sharers_one_dissolved_then_refund_of_an_earlier_days_spend_across_both():
+    def build(con):
+        base(con)
+        add(con, "balances", balance(BENEFICIARY, "QUOTA", "50.00", "0", sharer=SHARER2))
+        in_lot(con, "T1", "100.00", "08:00:00", sharer=SHARER)
+        add(con, "settlements", [settlement("S1", "120.00", at="09:00:00"),  # 50 genesis, 70 T1
+                                 refund("R0", "S1", "10.00", at="09:00:00")])  # back to T1
+        base(con, D1)
+        dissolve_event(con, "E1", "10:00:00", sharer=SHARER, day=D1)         # closes T1 (40)
+        add(con, "settlements", [refund("R1", "S1", "110.00", at="11:00:00", day=D1),
+                                 settlement("S2", "40.00", at="12:00:00", day=D1)], D1)
+    con = both_modes(build, days=((D, True), (D1, False)))
+    g2 = f"G:{BENEFICIARY}:{SHARER2}"
+    assert rows(con, "SELECT lot_id, amount, to_sharer FROM refund_returns "
+                     "WHERE setl_id = 'R1' ORDER BY lot_id") == [
+        (g2, Decimal("50.00"), False), ("T1", Decimal("60.00"), True)]
+    assert lots(con, D1) == {g2: Decimal("10.00")}
+    assert outcome(con, "S2", D1) == "SETTLED" and findings(con) == []

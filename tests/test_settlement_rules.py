@@ -69,3 +69,22 @@ def test_s17_wallet_pay_equal_to_burden_passes_a_fen_more_fails():
     assert record_ids(con, "S17") == ["S2"]
     (f,) = findings(con, "S17")
     assert f["amount"] == __import__("decimal").Decimal("50.01") and f["source_row"] == 2
+
+
+def test_s17_zero_burden_and_ineligible_types_get_s14_and_s17_not_s15():
+    con = judge(settlement("S1", "0.01", personal_burden="0.00"),
+                settlement("S2", "20.00", personal_burden="10.00", expense_type="NON_MEDICAL_GOODS"),
+                settlement("S3", "10.00", expense_type="RESIDENT_PREMIUM", fixmedins_code=None,
+                           personal_burden="10.00"))
+    assert record_ids(con, "S17") == ["S1", "S2"] and record_ids(con, "S14") == ["S2"]
+    assert record_ids(con, "S15") == [] and record_ids(con, "S16") == []
+
+
+def test_s15_institution_clause_holds_for_ineligible_types_too_premiums_exempt():
+    """'or the institution is unknown or not designated on D' names no expense type:
+    a purchase at an unknown shop is S14 and S15; a premium has no institution."""
+    con = judge(settlement("S1", expense_type="NON_MEDICAL_GOODS", fixmedins_code="P41999999999"),
+                settlement("S2", expense_type="NON_MEDICAL_GOODS", fixmedins_code="H41000000001"),
+                settlement("S3", expense_type="LTC_PREMIUM", fixmedins_code=None))
+    assert record_ids(con, "S15") == ["S1"]
+    assert record_ids(con, "S14") == ["S1", "S2"]

@@ -43,7 +43,9 @@ def s15_not_designated(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     PHARMACY, or the institution is unknown or not designated on D".
 
     Designated on D: designated_from <= D and (designated_to is null or >= D),
-    from the reference institutions loaded for D. NORMAL settlements only.
+    from the reference institutions loaded for D. NORMAL settlements only. The
+    type test concerns the three medical types; "unknown or not designated"
+    concerns every settlement made at an institution (premiums have none).
     """
     detail = """
         CASE
@@ -61,7 +63,7 @@ def s15_not_designated(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         FROM d_settlements s
         LEFT JOIN d_institutions i ON i.fixmedins_code = s.fixmedins_code
         WHERE s.status = 'NORMAL'
-          AND s.expense_type IN ('OUTPATIENT', 'INPATIENT', 'PHARMACY')
+          AND s.fixmedins_code IS NOT NULL
           AND (i.fixmedins_code IS NULL
                OR (s.expense_type IN ('OUTPATIENT', 'INPATIENT') AND i.fixmedins_type <> 'HOSPITAL')
                OR (s.expense_type = 'PHARMACY' AND i.fixmedins_type <> 'PHARMACY')
