@@ -92,3 +92,17 @@ def test_other_dates_are_not_matched():
     ctx = context(con)
     rules_matching.run(con, ctx)
     assert codes(con) == [("X01", "T1")]
+
+
+def test_an_in_side_delivered_twice_gives_one_finding_per_out_record():
+    # T1's IN side comes from Henan (amount 600) and again from Jiangsu (amount 700,
+    # beneficiary_province 32): one X03 and one X04 on the OUT record, naming both.
+    out, in_ = both_sides("T1")
+    in_.update(amount=Decimal("600.00"))
+    stray = dict(in_, file_province="32", beneficiary_province="32", amount=Decimal("700.00"))
+    con = match([out, in_, stray])
+    assert codes(con) == [("X03", "T1"), ("X04", "T1")]
+    x03, x04 = findings(con)
+    assert x03["province"] == "44" and x03["amount"] == Decimal("500.00")
+    assert "600.00 (41)" in x03["detail"] and "700.00 (32)" in x03["detail"]
+    assert "beneficiary_province OUT 41 vs IN 32" in x04["detail"]

@@ -458,3 +458,16 @@ def test_a_cycle_through_a_busy_graph_is_found():
     out = cycle_con(edges)
     assert list(out) == ["C1"]
     assert "cycle of 3" in out["C1"] and "(H7 " in out["C1"]
+
+
+def test_a_transfer_id_repeated_by_another_province_does_not_share_the_cycle():
+    # T9 closes a→b→a; another province delivers an unrelated OUT record also named T9.
+    a, b, x, y = p(1), p(2), "32000000000000000011", "32000000000000000012"
+    con = warehouse()
+    add(con, "transfers", transfer("T1", sharer=a, beneficiary=b, at="10:00:00", day=PREV), PREV)
+    add(con, "transfers", [transfer("T9", sharer=b, beneficiary=a, at="09:00:00"),
+                           transfer("T9", sharer=x, beneficiary=y, at="09:30:00")])
+    ctx = context(con)
+    rt.s13_cycle(con, ctx)
+    (f,) = findings(con, "S13")
+    assert f["record_id"] == "T9" and f["province"] == "44" and f["sharer_psn_no"] == b

@@ -23,10 +23,18 @@ X04_FIELDS = ("relation_id", "sharer_psn_no", "beneficiary_psn_no", "sharer_prov
 
 _PAIRS = """
     SELECT o.*, i.amount AS in_amount,
-           {in_fields}, i.file_province AS in_province
+           {in_fields}, i.file_province AS in_province,
+           i.source_file AS in_source_file, i.source_row AS in_source_row
     FROM d_transfers o JOIN d_transfers i ON i.transfer_id = o.transfer_id AND i.side = 'IN'
     WHERE o.side = 'OUT'
 """.format(in_fields=", ".join(f"i.{f} AS in_{f}" for f in X04_FIELDS))
+
+# X03 / X04 are one finding per OUT record: a transfer_id whose IN side is delivered
+# by more than one province pairs the OUT record with each IN record, and the
+# mismatching pairs are gathered into that one finding (else the report would hold
+# the same exception_id twice).
+_PER_OUT = """o.file_province, o.transfer_id, o.sharer_psn_no, o.beneficiary_psn_no, o.amount,
+              o.source_file, o.source_row"""
 
 
 def x01_missing_in(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -64,11 +72,14 @@ def x03_amount_mismatch(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None
     """X03 AMOUNT_MISMATCH: "both present, amounts differ". Province: the OUT file's."""
     record(con, "X03", f"""
         SELECT {_OUT_COMMON},
-               'OUT amount ' || o.amount || ' (' || o.source_file || ') differs from IN amount '
-                 || o.in_amount || ' (' || o.in_province || ') by ' || (o.amount - o.in_amount) || '.' AS detail,
+               'OUT amount ' || o.amount || ' (' || o.source_file || ') differs from '
+                 || string_agg('IN amount ' || o.in_amount || ' (' || o.in_province || ') by '
+                               || (o.amount - o.in_amount), '; '
+                               ORDER BY o.in_province, o.in_source_file, o.in_source_row) || '.' AS detail,
                o.source_file, o.source_row
         FROM ({_PAIRS}) o
         WHERE o.amount <> o.in_amount
+        GROUP BY {_PER_OUT}
     """)
 
 
@@ -85,10 +96,14 @@ def x04_field_mismatch(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     differ = " OR ".join(f"o.{f} IS DISTINCT FROM o.in_{f}" for f in X04_FIELDS)
     record(con, "X04", f"""
         SELECT {_OUT_COMMON},
-               'OUT and IN records of ' || o.transfer_id || ' differ: ' || concat_ws('; ', {diffs}) || '.' AS detail,
+               'OUT and IN records of ' || o.transfer_id || ' differ: '
+                 || CASE WHEN count(*) = 1 THEN min(o.diffs)
+                         ELSE string_agg('IN record of ' || o.in_province || ': ' || o.diffs, ' | '
+                                         ORDER BY o.in_province, o.in_source_file, o.in_source_row)
+                    END || '.' AS detail,
                o.source_file, o.source_row
-        FROM ({_PAIRS}) o
-        WHERE {differ}
+        FROM (SELECT o.*, concat_ws('; ', {diffs}) AS diffs FROM ({_PAIRS}) o WHERE {differ}) o
+        GROUP BY {_PER_OUT}
     """)
 
 

@@ -264,7 +264,9 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     Reading 9: edges are SUCCESS OUT-side records over D-29..D (a transfer_id
     delivered twice only repeats an edge, which changes no cycle);
     one finding per closing transfer of D, naming the shortest cycle, then the one
-    whose first transfer is earliest.
+    whose first transfer is earliest. A walk is keyed by its closing OUT record (its
+    lineage), not its transfer_id: an id repeated by another province's OUT record
+    is another edge and must not inherit or disturb this one's cycle.
 
     Set-based: the edges are first pruned to those whose sender also receives and
     whose receiver sends again later (or that close on D); a recursive CTE then walks backwards from each
@@ -278,7 +280,7 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         WITH RECURSIVE
         edges AS MATERIALIZED (
             SELECT transfer_id, sharer_psn_no AS src, beneficiary_psn_no AS dst,
-                   transfer_time AS t, business_date
+                   transfer_time AS t, business_date, source_file, source_row
             FROM transfers
             WHERE side = 'OUT' AND status = 'SUCCESS' AND sharer_psn_no <> beneficiary_psn_no
               AND business_date BETWEEN {_WINDOW_START} AND CAST($d AS DATE)
@@ -291,26 +293,27 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             WHERE (e.t < ls.last_t OR e.business_date = CAST($d AS DATE))   -- (or this edge closes)
               AND e.src IN (SELECT node FROM receivers)            -- and the sender receives
         ),
-        walk(closing_id, target, head, bound, depth, path) AS (
-            SELECT transfer_id, dst, src, t, 1,
+        walk(closing_file, closing_row, target, head, bound, depth, path) AS (
+            SELECT source_file, source_row, dst, src, t, 1,
                    [{{'id': transfer_id, 'src': src, 'dst': dst, 't': t}}]
             FROM core WHERE business_date = CAST($d AS DATE)
             UNION ALL
-            SELECT w.closing_id, w.target, e.src, e.t, w.depth + 1,
+            SELECT w.closing_file, w.closing_row, w.target, e.src, e.t, w.depth + 1,
                    list_prepend({{'id': e.transfer_id, 'src': e.src, 'dst': e.dst, 't': e.t}}, w.path)
             FROM walk w JOIN core e ON e.dst = w.head AND e.t < w.bound
             WHERE w.head <> w.target AND w.depth < $max_len
             QUALIFY row_number() OVER (
-                PARTITION BY w.closing_id, e.src
+                PARTITION BY w.closing_file, w.closing_row, e.src
                 ORDER BY CASE WHEN e.src = w.target THEN epoch_us(e.t) ELSE -epoch_us(e.t) END,
-                         e.transfer_id) = 1
+                         e.transfer_id, e.source_file, e.source_row) = 1
         ),
         cycle AS (
-            SELECT closing_id, depth, path,
+            SELECT closing_file, closing_row, depth, path,
                    path[1].src || '→' || array_to_string(list_transform(path, lambda x:
                        x.dst || ' (' || x.id || ' ' || strftime(x.t, {_FMT}) || ')'), ' → ') AS chain
             FROM walk WHERE head = target
-            QUALIFY row_number() OVER (PARTITION BY closing_id ORDER BY depth, path[1].t, path[1].id) = 1
+            QUALIFY row_number() OVER (PARTITION BY closing_file, closing_row
+                                       ORDER BY depth, path[1].t, path[1].id) = 1
         )
         SELECT {_COMMON},
                'Transfer ' || o.transfer_id || ' closes a cycle of ' || c.depth
@@ -318,8 +321,8 @@ def s13_cycle(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                  || strftime(CAST($d AS DATE), '%Y-%m-%d') || ' (at most ' || $max_len || '): '
                  || c.chain || '.' AS detail,
                {_LINEAGE}
-        FROM d_transfers o JOIN cycle c ON c.closing_id = o.transfer_id
-        WHERE o.side = 'OUT' AND o.status = 'SUCCESS'
+        FROM d_transfers o
+        JOIN cycle c ON c.closing_file = o.source_file AND c.closing_row = o.source_row
     """, {**_window_params(ctx), "max_len": ctx.policy.max_cycle_length})
 
 
