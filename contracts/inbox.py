@@ -187,8 +187,10 @@ def typed_helpers(dataset: str) -> tuple[pl.Expr, ...]:
             check = (total % 11).replace_strict(dict(enumerate(CHECK_CHARS)), default=None,
                                                 return_dtype=pl.String)
             out.append(pl.when(good).then(check).alias(f"{col.name}#check"))
-            out.append(pl.when(good).then(c.str.slice(6, 8)).str.to_date("%Y%m%d", strict=False)
-                       .alias(f"{col.name}#birth"))
+            # Year 0000 does not exist in the Gregorian calendar (1 BC is followed by
+            # AD 1), though polars' proleptic %Y reads it: not a real date.
+            out.append(pl.when(good & (c.str.slice(6, 4) != "0000")).then(c.str.slice(6, 8))
+                       .str.to_date("%Y%m%d", strict=False).alias(f"{col.name}#birth"))
             continue
         else:
             continue

@@ -24,7 +24,7 @@ from tests.inbox_builders import (BENEFICIARY, COLUMNS, D, SHARER, at, balance_r
                                   relationship_row, settlement_row, transfer_row, write_province,
                                   write_reference)
 from transforms.context import RunContext, bind_date, create_warehouse
-from transforms.intake import load_province, parse_csv, stage, validate_rows
+from transforms.intake import FileRejected, load_province, parse_csv, stage, validate_rows
 
 ROW_MAKERS = {"persons": person_row, "relationships": relationship_row,
               "transfers": transfer_row, "settlements": settlement_row, "balances": balance_row}
@@ -217,6 +217,25 @@ def test_utf8_bom_is_stripped(tmp_path):
     assert con.execute("SELECT count(*) FROM transfers").fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("bom", [False, True])
+def test_header_only_file_without_a_line_end_is_a_0_row_file(tmp_path, bom):
+    """inbox.md: a file may have 0 rows (header row only). The header's line end is
+    not data; a last line without one is still a line (RFC 4180 §2.2)."""
+    write_reference(tmp_path, live=("44",))
+    header = ",".join(reversed(COLUMNS["transfers"])).encode()
+    write_province(tmp_path, D, "44", persons=[person_row()],
+                   raw={"transfers.csv": (b"\xef\xbb\xbf" if bom else b"") + header})
+    con, *_ = run_intake(tmp_path)
+    assert findings(con) == []
+    fl = rows(con, "SELECT rows_read, rejected FROM file_loads WHERE dataset = 'transfers'")
+    assert fl == [{"rows_read": 0, "rejected": False}]
+    # still judged as a header: a missing column is F03 as before
+    p = parse_csv(b"transfer_id,side", ("transfer_id", "side"))
+    assert p.frame.height == 0
+    with pytest.raises(FileRejected, match="lacks the required column amount"):
+        parse_csv(b"transfer_id,side", ("transfer_id", "side", "amount"))
+
+
 def test_f03_missing_required_column_extra_columns_and_order_free(tmp_path):
     write_reference(tmp_path, live=("44",))
     cols = list(reversed(COLUMNS["transfers"])) + ["note"]
@@ -376,6 +395,10 @@ def test_certno_rules_and_masking():
     feb30 = "44010019800230001"
     from contracts.certno import check_char
     assert "holds no real birth date" in reasons_of("persons", {"certno": feb30 + check_char(feb30)})
+    year0 = "44010000000101001"      # there is no year 0000 in the Gregorian calendar
+    assert "holds no real birth date" in reasons_of("persons", {"certno": year0 + check_char(year0)})
+    first = "44010000010101001"      # 0001-01-01 is a real date (not after D)
+    assert reasons_of("persons", {"certno": first + check_char(first)}) == ""
     assert "is not 17 digits" in reasons_of("persons", {"certno": good[:17] + "x"})
 
 
@@ -506,6 +529,35 @@ def test_parquet_typed_values_judged_by_the_same_rules():
     assert "has no offset" in load(naive).findings["detail"][0]
     assert "more than 2 decimals" in load(three).findings["detail"][0]
     f = load(floaty).findings.to_dicts()
+    assert [(x["rule_code"], x["record_id"]) for x in f] == [("F03", "transfers.parquet")]
+    # a 256-bit decimal is still a decimal: loaded and judged like decimal128 (polars
+    # itself cannot take it and panics, which would end the whole run)
+    wide = t.set_column(t.column_names.index("amount"), "amount",
+                        pa_.array([Decimal("1999.50")], pa_.decimal256(40, 2)))
+    it = load(wide)
+    assert it.findings.height == 0 and it.transfers["amount"].to_list() == [Decimal("1999.50")]
+    wide0 = t.set_column(t.column_names.index("amount"), "amount",
+                         pa_.array([Decimal("0.00")], pa_.decimal256(40, 2)))
+    assert "is not > 0" in load(wide0).findings["detail"][0]
+    huge = t.set_column(t.column_names.index("amount"), "amount",
+                        pa_.array([Decimal("9" * 39)], pa_.decimal256(40, 0)))
+    f = load(huge).findings.to_dicts()
+    assert [(x["rule_code"], x["record_id"]) for x in f] == [("F03", "transfers.parquet")]
+    # a timestamp with a fixed-offset zone is a timestamp with a time zone (item 2),
+    # though polars knows no zone named +05:45: 02:00 UTC is 10:00 on D in Shanghai
+    from datetime import timezone
+    nepal = t.set_column(t.column_names.index("transfer_time"), "transfer_time", pa_.array(
+        [datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)], pa_.timestamp("us", tz="+05:45")))
+    it = load(nepal)
+    assert it.findings.height == 0
+    assert it.transfers["transfer_time"].to_list() == [datetime(2026, 11, 20, 10, 0)]
+    late = t.set_column(t.column_names.index("transfer_time"), "transfer_time", pa_.array(
+        [datetime(2026, 11, 20, 16, 0, tzinfo=timezone.utc)], pa_.timestamp("us", tz="-05:00")))
+    assert "is not on 2026-11-20" in load(late).findings["detail"][0]
+    # a date far beyond year 9999 makes polars panic: a finding, never a crash
+    far = t.set_column(t.column_names.index("transfer_time"), "transfer_time",
+                       pa_.array([2 ** 30], pa_.date32()))
+    f = load(far).findings.to_dicts()
     assert [(x["rule_code"], x["record_id"]) for x in f] == [("F03", "transfers.parquet")]
 
 

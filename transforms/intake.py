@@ -203,6 +203,10 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
     and does not count blank lines, so number - 1 is the data row)."""
     if not utf8.strip(b"\r\n\t "):
         raise FileRejected("is empty (no header row)")
+    if not utf8.endswith((b"\n", b"\r")) and b"\n" not in utf8 and b"\r" not in utf8:
+        # A header-only file (0 data rows) whose one line has no line end: pyarrow
+        # reads it as an empty block and fails, though it is a valid 0-row CSV.
+        utf8 = utf8 + b"\n"
     width = _header_width_bound(utf8)
     quoted = b'"' in utf8
     skipped: list[tuple[int | None, int, int, str]] = []
@@ -292,13 +296,28 @@ def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
     except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
         raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
     _check_header(list(table.column_names), required)
+    table = table.select(list(required))
+    for i, f in enumerate(table.schema):
+        if paw.types.is_decimal256(f.type):
+            # polars cannot take a 256-bit decimal (it panics): a decimal is still a
+            # decimal (docs/spec-readings.md item 2), so narrow it when its values fit.
+            try:
+                narrow = table.column(i).cast(paw.decimal128(min(f.type.precision, 38), f.type.scale))
+            except (paw.ArrowInvalid, paw.ArrowNotImplementedError):
+                raise FileRejected(f"has column {f.name} of type {f.type} whose values do not fit "
+                                   "38 digits") from None
+            table = table.set_column(i, f.name, narrow)
+        elif paw.types.is_timestamp(f.type) and f.type.tz is not None and f.type.tz != "UTC":
+            # The same instants in UTC: polars knows no fixed offset such as +05:45.
+            table = table.set_column(i, f.name, table.column(i).cast(paw.timestamp(f.type.unit, "UTC")))
     try:
-        frame = pl.from_arrow(table.select(list(required)), rechunk=True)
-    except Exception as e:  # noqa: BLE001
+        frame = pl.from_arrow(table, rechunk=True)
+    except (Exception, pl.exceptions.PanicException) as e:  # noqa: BLE001 - a panic must not end the run
         raise FileRejected(f"has columns that cannot be read ({type(e).__name__})") from None
     try:
         frame = pl.DataFrame([_canonical_text(frame[c]).alias(c) for c in required])
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:
+        # e.g. a date32 far beyond year 9999: polars panics rather than raise
         raise FileRejected(f"has values that cannot be read as text ({type(e).__name__})") from None
     frame = _nulls_for_empty(frame, required)
     return ParsedFile(frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int32)
