@@ -10,7 +10,9 @@
    the floor is the stricter for it;
 3. reconciles the day with the plain orchestration (`flows.nightly.run_date_plain`:
    intake, rules, ledger, clearing, every report) in a fresh subprocess, and
-   reads its wall time and peak memory (ru_maxrss of the child);
+   reads its wall time and peak memory (ru_maxrss of the child); steps 2 and 3
+   are alternated three times (--repeat) and the medians reported, since timings on
+   a shared 2-core machine wander by 10-15 % from run to run;
 4. prints rows, seconds, rows per second, peak memory, the ratio to the floor,
    and the growth from one tenth to full scale (target: at most 11x for 10x rows).
 
@@ -22,8 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,25 +105,34 @@ def reconcile(inbox: Path) -> tuple[float, float]:
         "import sys; from datetime import date; from pathlib import Path;"
         "from flows.nightly import run_date_plain;"
         f"run_date_plain(Path({str(inbox)!r}), Path({str(work / 'reports')!r}), "
-        f"Path({str(work / 'warehouse.duckdb')!r}), date.fromisoformat({DAY.isoformat()!r}))"
+        f"Path({str(work / 'warehouse.duckdb')!r}), date.fromisoformat({DAY.isoformat()!r}));"
+        "import resource; print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
         sys.exit(f"the reconciliation failed: {proc.stderr.strip().splitlines()[-1:]}")
+    peak_kib = int(next(x for x in proc.stdout.splitlines() if x.startswith("PEAK_KIB")).split()[1])
     shutil.rmtree(work, ignore_errors=True)
-    return elapsed, max(peak_kib, before) / 1024
+    return elapsed, peak_kib / 1024
 
 
-def measure(persons: int, seed: int) -> dict:
+def measure(persons: int, seed: int, repeat: int) -> dict:
+    """Floor and run, alternated `repeat` times on the same files: this machine's
+    timings wander by 10-15 % from one run to the next, so the medians are reported
+    (with the range), and the peak memory is the largest of the runs."""
     inbox = ensure_inbox(persons, seed)
     rows = input_rows(inbox)
-    floor = scan_floor(inbox)
-    wall, peak = reconcile(inbox)
-    return {"persons": persons, "rows": rows, "floor_s": floor, "wall_s": wall, "peak_mib": peak}
+    floors, walls, peaks = [], [], []
+    for _ in range(repeat):
+        floors.append(scan_floor(inbox))
+        wall, peak = reconcile(inbox)
+        walls.append(wall)
+        peaks.append(peak)
+    return {"persons": persons, "rows": rows, "floor_s": statistics.median(floors),
+            "wall_s": statistics.median(walls), "peak_mib": max(peaks),
+            "floors": floors, "walls": walls}
 
 
 def main() -> None:
@@ -130,22 +141,25 @@ def main() -> None:
                     help="persons of the full-scale day (default sized for >= 5M input rows)")
     ap.add_argument("--seed", type=int, default=20261120)
     ap.add_argument("--no-scale-check", action="store_true", help="skip the 1/10 run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per scale; medians are reported")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RECON_ORCHESTRATOR", "plain")
 
     runs = []
     if not args.no_scale_check:
-        runs.append(measure(args.persons // 10, args.seed))
-    runs.append(measure(args.persons, args.seed))
+        runs.append(measure(args.persons // 10, args.seed, args.repeat))
+    runs.append(measure(args.persons, args.seed, args.repeat))
 
-    print(f"\nnational day benchmark ({os.cpu_count()} cores)")
+    print(f"\nnational day benchmark ({os.cpu_count()} cores; median of {args.repeat} runs)")
     print(f"{'persons':>10} {'input rows':>12} {'floor s':>8} {'run s':>8} {'x floor':>8} "
           f"{'rows/s':>10} {'peak MiB':>9}")
     for r in runs:
         print(f"{r['persons']:>10,} {r['rows']:>12,} {r['floor_s']:>8.1f} {r['wall_s']:>8.1f} "
               f"{r['wall_s'] / r['floor_s']:>8.2f} {r['rows'] / r['wall_s']:>10,.0f} "
               f"{r['peak_mib']:>9,.0f}")
+        print(f"{'':>10} runs: floor {', '.join(f'{x:.1f}' for x in r['floors'])} s; "
+              f"run {', '.join(f'{x:.1f}' for x in r['walls'])} s")
     if len(runs) == 2:
         small, full = runs
         print(f"growth: {full['rows'] / small['rows']:.1f}x rows took "

@@ -160,7 +160,10 @@ class PlainExecutor:
         attempt = 0
         while True:
             try:
-                return step.fn(*args)
+                t0 = time.perf_counter()
+                result = step.fn(*args)
+                log.debug("step %s took %.2f s", step.name, time.perf_counter() - t0)
+                return result
             except OSError as e:
                 if attempt >= step.io_retries:
                     _tag(e, step)

@@ -8,6 +8,7 @@ for the journal that makes an interrupted swap recoverable.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
     _write_bytes(d / "settlement.csv", csv_bytes(settlement))
     _write_bytes(d / "positions.csv", csv_bytes(positions))
     # The auditors' views are built from the very frames written above, so they never disagree.
-    report_html.write(d / "report.html", con, ctx, summary, exceptions, settlement, positions)
-    report_xlsx.write(d / "exceptions.xlsx", exceptions, summary)
+    # The workbook is pure Python while the page mostly waits on DuckDB: build both at once.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        workbook = pool.submit(report_xlsx.write, d / "exceptions.xlsx", exceptions, summary)
+        report_html.write(d / "report.html", con, ctx, summary, exceptions, settlement, positions)
+        workbook.result()
     write_json_atomic(d / "summary.json", summary)
     for f in d.iterdir():
         f.chmod(0o644)  # reports are for every reader of <out>, whatever a writer chose

@@ -67,3 +67,21 @@ def test_known_persons_table_equals_the_view_for_every_person_named_on_d():
     materialize_known_persons(con, ctx)
     table = con.execute("SELECT psn_no, insu_status, business_date FROM known_persons ORDER BY 1").fetchall()
     assert table == view == [(BENEFICIARY, "ACTIVE", D), (SHARER, "SUSPENDED", earlier)]
+
+
+def test_known_persons_of_a_psn_no_delivered_by_two_provinces_on_d_is_the_first_by_province():
+    """The same person in two provinces' persons.csv of D: the record of the lower
+    province code (then the lower row) is the one the rules see, as in the view."""
+    from tests.builders import BENEFICIARY, SHARER, add, person, transfer
+    from transforms.context import materialize_known_persons
+    con = warehouse()
+    add(con, "persons", {**person(SHARER, status="SUSPENDED"), "file_province": "65"}, D)
+    add(con, "persons", {**person(SHARER), "file_province": "11"}, D)
+    add(con, "persons", {**person(SHARER, status="TERMINATED"), "file_province": "11"}, D)
+    add(con, "persons", person(BENEFICIARY, insutype="390"), D)
+    add(con, "transfers", transfer("T1"), D)
+    ctx = context(con)
+    view = con.execute("SELECT psn_no, insu_status, file_province FROM known_persons ORDER BY 1").fetchall()
+    materialize_known_persons(con, ctx)
+    table = con.execute("SELECT psn_no, insu_status, file_province FROM known_persons ORDER BY 1").fetchall()
+    assert table == view == [(BENEFICIARY, "ACTIVE", BENEFICIARY[:2]), (SHARER, "ACTIVE", "11")]

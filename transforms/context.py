@@ -85,9 +85,15 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     _drop_temp(con, "known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE known_persons AS
-        WITH today AS (
-            SELECT * FROM persons WHERE business_date = DATE '{d}'
-            QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1
+        WITH delivered AS MATERIALIZED (SELECT * FROM persons WHERE business_date = DATE '{d}'),
+        -- a psn_no delivered by two provinces is rare: rank only those rows (a window
+        -- over the whole nation's persons costs more than the rest of this lookup)
+        repeated AS (SELECT psn_no FROM delivered GROUP BY psn_no HAVING count(*) > 1),
+        today AS (
+            SELECT * FROM delivered ANTI JOIN repeated USING (psn_no)
+            UNION ALL
+            (SELECT d.* FROM delivered d SEMI JOIN repeated USING (psn_no)
+             QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1)
         ),
         referenced AS (
             SELECT sharer_psn_no AS psn_no FROM d_relationships
@@ -98,7 +104,7 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
             UNION SELECT psn_no FROM d_balances
             UNION SELECT sharer_psn_no FROM d_balances WHERE sharer_psn_no IS NOT NULL
         ),
-        missing AS (SELECT psn_no FROM referenced EXCEPT SELECT psn_no FROM today),
+        missing AS (SELECT psn_no FROM referenced ANTI JOIN delivered USING (psn_no)),
         earlier AS (
             SELECT p.* FROM persons p SEMI JOIN missing m ON p.psn_no = m.psn_no
             WHERE p.business_date < DATE '{d}'

@@ -50,7 +50,9 @@ def mask_certno_sql(col: str) -> str:
 
 
 def _yyyymmdd(col: str) -> str:
-    return f"CAST(strftime({col}, '%Y%m%d') AS INTEGER)"
+    """The date of a DATE or TIMESTAMP column as the integer YYYYMMDD (arithmetic, not
+    strftime: formatting a string per row costs more than the whole S02 join)."""
+    return f"(year({col}) * 10000 + month({col}) * 100 + day({col}))"
 
 
 def s01_not_near_relative(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
