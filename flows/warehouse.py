@@ -77,6 +77,7 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
     except duckdb.Error as e:
         first = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip("!. ")
         raise InputError(f"The warehouse {warehouse} cannot be opened ({first}).") from None
+    con.execute("SET enable_progress_bar = false")  # a nightly log is read later, not watched
     if not read_only:
         create_warehouse(con)
     return con
