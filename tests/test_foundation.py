@@ -50,22 +50,28 @@ def test_exception_id_sql_equals_python():
     assert (name, sev) == (RULES["S08"].name, "ERROR")
 
 
+def _known_persons_view_and_table(con, columns: str) -> tuple[list, list]:
+    """known_persons as the view sees it, then as materialize_known_persons stores it."""
+    from transforms.context import materialize_known_persons
+    ctx = context(con)
+    query = f"SELECT {columns} FROM known_persons ORDER BY 1"
+    view = con.execute(query).fetchall()
+    materialize_known_persons(con, ctx)
+    return view, con.execute(query).fetchall()
+
+
 def test_known_persons_table_equals_the_view_for_every_person_named_on_d():
     """F06's 'known on D': delivered on some processed date <= D, latest record wins;
     a later date's record (a re-run of an earlier D) is never seen."""
     from datetime import timedelta
     from tests.builders import BENEFICIARY, SHARER, add, person, transfer
-    from transforms.context import materialize_known_persons
     earlier, later = D - timedelta(days=3), D + timedelta(days=1)
     con = warehouse()
     add(con, "persons", person(SHARER, status="SUSPENDED", day=earlier), earlier)   # not delivered on D
     add(con, "persons", person(SHARER, status="TERMINATED", day=later), later)      # after D: unseen
     add(con, "persons", person(BENEFICIARY, insutype="390"), D)
     add(con, "transfers", transfer("T1"), D)
-    ctx = context(con)
-    view = con.execute("SELECT psn_no, insu_status, business_date FROM known_persons ORDER BY 1").fetchall()
-    materialize_known_persons(con, ctx)
-    table = con.execute("SELECT psn_no, insu_status, business_date FROM known_persons ORDER BY 1").fetchall()
+    view, table = _known_persons_view_and_table(con, "psn_no, insu_status, business_date")
     assert table == view == [(BENEFICIARY, "ACTIVE", D), (SHARER, "SUSPENDED", earlier)]
 
 
@@ -73,15 +79,11 @@ def test_known_persons_of_a_psn_no_delivered_by_two_provinces_on_d_is_the_first_
     """The same person in two provinces' persons.csv of D: the record of the lower
     province code (then the lower row) is the one the rules see, as in the view."""
     from tests.builders import BENEFICIARY, SHARER, add, person, transfer
-    from transforms.context import materialize_known_persons
     con = warehouse()
     add(con, "persons", {**person(SHARER, status="SUSPENDED"), "file_province": "65"}, D)
     add(con, "persons", {**person(SHARER), "file_province": "11"}, D)
     add(con, "persons", {**person(SHARER, status="TERMINATED"), "file_province": "11"}, D)
     add(con, "persons", person(BENEFICIARY, insutype="390"), D)
     add(con, "transfers", transfer("T1"), D)
-    ctx = context(con)
-    view = con.execute("SELECT psn_no, insu_status, file_province FROM known_persons ORDER BY 1").fetchall()
-    materialize_known_persons(con, ctx)
-    table = con.execute("SELECT psn_no, insu_status, file_province FROM known_persons ORDER BY 1").fetchall()
+    view, table = _known_persons_view_and_table(con, "psn_no, insu_status, file_province")
     assert table == view == [(BENEFICIARY, "ACTIVE", BENEFICIARY[:2]), (SHARER, "ACTIVE", "11")]

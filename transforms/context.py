@@ -51,6 +51,40 @@ def create_warehouse(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(WAREHOUSE_DDL.read_text(encoding="utf-8"))
 
 
+# One row per (record of D, role, psn_no) it names, across the four datasets: what F06
+# judges, and whom materialize_known_persons looks up.
+NAMED_PERSONS = """
+    SELECT 'relationships' AS dataset, file_province, event_id AS record_id,
+           sharer_psn_no, beneficiary_psn_no, CAST(NULL AS DECIMAL(18,2)) AS amount,
+           source_file, source_row, role,
+           CASE role WHEN 'sharer' THEN sharer_psn_no ELSE beneficiary_psn_no END AS psn
+    FROM d_relationships, (VALUES ('sharer'), ('beneficiary')) r(role)
+    UNION ALL
+    SELECT 'transfers', file_province, transfer_id,
+           sharer_psn_no, beneficiary_psn_no, amount,
+           source_file, source_row, role,
+           CASE role WHEN 'sharer' THEN sharer_psn_no ELSE beneficiary_psn_no END
+    FROM d_transfers, (VALUES ('sharer'), ('beneficiary')) r(role)
+    UNION ALL
+    SELECT 'settlements', file_province, setl_id,
+           NULL, psn_no, wallet_pay,
+           source_file, source_row, 'beneficiary', psn_no
+    FROM d_settlements
+    UNION ALL
+    SELECT 'balances', file_province,
+           psn_no || ':' || CASE account WHEN 'QUOTA' THEN sharer_psn_no ELSE 'PERSONAL' END,
+           CASE account WHEN 'QUOTA' THEN sharer_psn_no ELSE psn_no END,
+           CASE account WHEN 'QUOTA' THEN psn_no END,
+           NULL, source_file, source_row,
+           CASE account WHEN 'QUOTA' THEN 'beneficiary' ELSE 'account holder' END, psn_no
+    FROM d_balances
+    UNION ALL
+    SELECT 'balances', file_province, psn_no || ':' || sharer_psn_no,
+           sharer_psn_no, psn_no, NULL, source_file, source_row, 'sharer', sharer_psn_no
+    FROM d_balances WHERE account = 'QUOTA' AND sharer_psn_no IS NOT NULL
+"""
+
+
 def bind_date(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """Create the TEMP views of D and an empty d_findings table."""
     d = ctx.d
@@ -95,15 +129,7 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
             (SELECT d.* FROM delivered d SEMI JOIN repeated USING (psn_no)
              QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1)
         ),
-        referenced AS (
-            SELECT sharer_psn_no AS psn_no FROM d_relationships
-            UNION SELECT beneficiary_psn_no FROM d_relationships
-            UNION SELECT sharer_psn_no FROM d_transfers
-            UNION SELECT beneficiary_psn_no FROM d_transfers
-            UNION SELECT psn_no FROM d_settlements
-            UNION SELECT psn_no FROM d_balances
-            UNION SELECT sharer_psn_no FROM d_balances WHERE sharer_psn_no IS NOT NULL
-        ),
+        referenced AS (SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL),
         missing AS (SELECT psn_no FROM referenced ANTI JOIN delivered USING (psn_no)),
         earlier AS (
             SELECT p.* FROM persons p SEMI JOIN missing m ON p.psn_no = m.psn_no

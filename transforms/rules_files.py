@@ -13,40 +13,8 @@ from __future__ import annotations
 
 import duckdb
 
-from transforms.context import RunContext
+from transforms.context import NAMED_PERSONS, RunContext
 from transforms.findings import record
-
-# One row per (record, role, psn_no) it names, across the four datasets.
-_NAMED_PERSONS = """
-    SELECT 'relationships' AS dataset, file_province, event_id AS record_id,
-           sharer_psn_no, beneficiary_psn_no, CAST(NULL AS DECIMAL(18,2)) AS amount,
-           source_file, source_row, role,
-           CASE role WHEN 'sharer' THEN sharer_psn_no ELSE beneficiary_psn_no END AS psn
-    FROM d_relationships, (VALUES ('sharer'), ('beneficiary')) r(role)
-    UNION ALL
-    SELECT 'transfers', file_province, transfer_id,
-           sharer_psn_no, beneficiary_psn_no, amount,
-           source_file, source_row, role,
-           CASE role WHEN 'sharer' THEN sharer_psn_no ELSE beneficiary_psn_no END
-    FROM d_transfers, (VALUES ('sharer'), ('beneficiary')) r(role)
-    UNION ALL
-    SELECT 'settlements', file_province, setl_id,
-           NULL, psn_no, wallet_pay,
-           source_file, source_row, 'beneficiary', psn_no
-    FROM d_settlements
-    UNION ALL
-    SELECT 'balances', file_province,
-           psn_no || ':' || CASE account WHEN 'QUOTA' THEN sharer_psn_no ELSE 'PERSONAL' END,
-           CASE account WHEN 'QUOTA' THEN sharer_psn_no ELSE psn_no END,
-           CASE account WHEN 'QUOTA' THEN psn_no END,
-           NULL, source_file, source_row,
-           CASE account WHEN 'QUOTA' THEN 'beneficiary' ELSE 'account holder' END, psn_no
-    FROM d_balances
-    UNION ALL
-    SELECT 'balances', file_province, psn_no || ':' || sharer_psn_no,
-           sharer_psn_no, psn_no, NULL, source_file, source_row, 'sharer', sharer_psn_no
-    FROM d_balances WHERE account = 'QUOTA' AND sharer_psn_no IS NOT NULL
-"""
 
 
 def f06_unknown_person(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -55,7 +23,7 @@ def f06_unknown_person(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     Known on D = delivered by some processed date up to D (the known_persons view).
     """
     record(con, "F06", f"""
-        WITH named AS ({_NAMED_PERSONS}),
+        WITH named AS ({NAMED_PERSONS}),
         unknown AS (
             SELECT n.* FROM named n
             WHERE n.psn IS NOT NULL
