@@ -60,21 +60,38 @@ def _positive(text: str) -> int:
     return n
 
 
-def _shared(p: argparse.ArgumentParser, with_out: bool = True) -> None:
+TASK_RUNNERS = ("threads", "sequential", "dask")
+ORCHESTRATORS = ("auto", "prefect", "plain")
+
+
+def _paths_options(p: argparse.ArgumentParser, inbox: bool = True) -> None:
+    """--inbox / --out / --warehouse (outputs.md "Shared options")."""
     env = os.environ.get
-    p.add_argument("--inbox", default=env("RECON_INBOX", "data/inbox"),
-                   help="the inbox folder (RECON_INBOX, default data/inbox)")
-    if with_out:
-        p.add_argument("--out", default=env("RECON_OUT", "data/reports"),
-                       help="the reports folder (RECON_OUT, default data/reports)")
-    p.add_argument("--warehouse", default=env("RECON_WAREHOUSE", "data/warehouse.duckdb"),
-                   help="the DuckDB warehouse (RECON_WAREHOUSE, default data/warehouse.duckdb)")
-    p.add_argument("--task-runner", default=env("RECON_TASK_RUNNER", "threads"),
-                   choices=("threads", "sequential", "dask"),
-                   help="Prefect task runner for the province loads (RECON_TASK_RUNNER)")
-    p.add_argument("--orchestrator", default=env("RECON_ORCHESTRATOR", "auto"),
-                   choices=("auto", "prefect", "plain"),
-                   help="run with Prefect or the plain path (RECON_ORCHESTRATOR, default auto)")
+    if inbox:
+        p.add_argument("--inbox", metavar="DIR", default=env("RECON_INBOX", "data/inbox"),
+                       help="the inbox folder, one sub-folder per date YYYY-MM-DD "
+                            "(env RECON_INBOX; default data/inbox)")
+    p.add_argument("--out", metavar="DIR", default=env("RECON_OUT", "data/reports"),
+                   help="the reports folder, one sub-folder per date (env RECON_OUT; "
+                        "default data/reports)")
+    p.add_argument("--warehouse", metavar="FILE",
+                   default=env("RECON_WAREHOUSE", "data/warehouse.duckdb"),
+                   help="the DuckDB warehouse file (env RECON_WAREHOUSE; "
+                        "default data/warehouse.duckdb)")
+
+
+def _runner_options(p: argparse.ArgumentParser, orchestrator: bool = True) -> None:
+    """--task-runner (and --orchestrator): only on the commands that reconcile."""
+    env = os.environ.get
+    p.add_argument("--task-runner", metavar="NAME", default=env("RECON_TASK_RUNNER", "threads"),
+                   help="how the province loads run: threads (in parallel), sequential (one "
+                        "at a time) or dask (Prefect only, needs prefect-dask) "
+                        "(env RECON_TASK_RUNNER; default threads)")
+    if orchestrator:
+        p.add_argument("--orchestrator", metavar="NAME", default=env("RECON_ORCHESTRATOR", "auto"),
+                       help="prefect (Prefect flows, visible in the Prefect UI), plain (the same "
+                            "steps without Prefect) or auto (prefect when PREFECT_API_URL is "
+                            "set, else plain) (env RECON_ORCHESTRATOR; default auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,42 +101,84 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     r = sub.add_parser("run", help="reconcile one business date")
-    r.add_argument("--date", required=True, type=_date, help="business date YYYY-MM-DD")
-    _shared(r)
+    r.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="the business date to reconcile, e.g. 2026-11-21 (required)")
+    _paths_options(r)
+    _runner_options(r)
 
     b = sub.add_parser("backfill", help="reconcile a range of dates in order")
-    b.add_argument("--start", required=True, type=_date)
-    b.add_argument("--end", required=True, type=_date)
-    _shared(b)
+    b.add_argument("--start", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="the first business date of the range (required)")
+    b.add_argument("--end", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="the last business date of the range, inclusive (required)")
+    _paths_options(b)
+    _runner_options(b)
 
     s = sub.add_parser("status", help="processed dates, their status, stale dates")
-    _shared(s)
+    _paths_options(s, inbox=False)
 
     g = sub.add_parser("generate", help="write a synthetic inbox")
-    g.add_argument("--out", required=True, help="the inbox folder to write")
-    g.add_argument("--start", required=True, type=_date)
-    g.add_argument("--days", required=True, type=_positive)
-    g.add_argument("--persons", required=True, type=_positive)
-    g.add_argument("--seed", required=True, type=int)
-    g.add_argument("--violation-rate", type=float, default=0.01)
+    g.add_argument("--out", required=True, metavar="DIR",
+                   help="the inbox folder to write; must be new or empty (required)")
+    g.add_argument("--start", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="the first business date to generate (required)")
+    g.add_argument("--days", required=True, type=_positive, metavar="N",
+                   help="how many consecutive dates to generate, at least 1 (required)")
+    g.add_argument("--persons", required=True, type=_positive, metavar="N",
+                   help="how many insured persons across the 31 provinces, at least 1 (required)")
+    g.add_argument("--seed", required=True, type=int, metavar="S",
+                   help="random seed, a whole number: the same seed writes the same inbox (required)")
+    g.add_argument("--violation-rate", type=float, default=0.01, metavar="RATE",
+                   help="share of records with a planted violation, between 0 and 1 (default 0.01)")
 
     d = sub.add_parser("demo", help="generate a small inbox, reconcile it, show the reports")
-    d.add_argument("--start", type=_date, default=date(2026, 11, 20))
-    d.add_argument("--days", type=_positive, default=3)
-    d.add_argument("--persons", type=_positive, default=2000)
-    d.add_argument("--seed", type=int, default=20261120)
-    _shared(d)
+    d.add_argument("--start", type=_date, default=date(2026, 11, 20), metavar="YYYY-MM-DD",
+                   help="the first business date of the demo inbox (default 2026-11-20)")
+    d.add_argument("--days", type=_positive, default=3, metavar="N",
+                   help="how many dates to generate and reconcile (default 3)")
+    d.add_argument("--persons", type=_positive, default=2000, metavar="N",
+                   help="how many insured persons to generate (default 2000)")
+    d.add_argument("--seed", type=int, default=20261120, metavar="S",
+                   help="random seed of the demo inbox (default 20261120)")
+    _paths_options(d)
+    _runner_options(d)
 
     v = sub.add_parser("serve", help="start the nightly schedule (02:30 Asia/Shanghai)")
-    _shared(v)
+    _paths_options(v)
+    _runner_options(v, orchestrator=False)  # serve always runs Prefect
     return p
+
+
+def check_runner(a) -> None:
+    """Refuse (exit 2) a task runner that is unknown or cannot act under the chosen path."""
+    runner = a.task_runner
+    if runner not in TASK_RUNNERS:
+        raise UsageError(f"Unknown task runner {runner!r}; use {', '.join(TASK_RUNNERS)}.")
+    orchestrator = getattr(a, "orchestrator", "prefect")
+    if orchestrator not in ORCHESTRATORS:
+        raise UsageError(f"Unknown orchestrator {orchestrator!r}; use {', '.join(ORCHESTRATORS)}.")
+    prefect = orchestrator == "prefect" or (orchestrator == "auto"
+                                            and bool(os.environ.get("PREFECT_API_URL")))
+    if runner == "dask":
+        if not prefect:
+            raise UsageError("The task runner 'dask' acts only under Prefect; use threads or "
+                             "sequential with the plain path, or --orchestrator prefect.")
+        import importlib.util
+        if importlib.util.find_spec("prefect_dask") is None:
+            raise UsageError("The task runner 'dask' needs the package prefect-dask, which is "
+                             "not installed; use threads or sequential.")
+
+
+def _plain_executor(a):
+    from flows.nightly import PlainExecutor
+    return PlainExecutor(max_workers=1 if a.task_runner == "sequential" else None)
 
 
 # --------------------------------------------------------------------------- commands
 
 def _paths(a):
     from flows.nightly import Paths
-    return Paths.of(a.inbox, a.out, a.warehouse)
+    return Paths.of(getattr(a, "inbox", "data/inbox"), a.out, a.warehouse)  # status reads no inbox
 
 
 def _use_prefect(a) -> bool:
@@ -159,29 +218,38 @@ def _quiet_prefect_console() -> None:
                 h.setFormatter(NoTraceback(h.formatter))
 
 
+def result_line(summary: dict, out: Path) -> str:
+    """The CLI's line per reconciled date: status, why it is not COMPLETE, counts, where."""
+    from contracts.summary import parse
+    s = parse(summary)
+    d = s.business_date.isoformat()
+    ch = s.changes_since_previous_run
+    since = (f"; {len(ch.new)} new, {len(ch.disappeared)} disappeared since the previous run"
+             if ch.previous_run_id else "")
+    why = f"; {s.status} because: {s.why()}" if s.why() else ""
+    return (f"{d} {s.status}: {s.findings.total} findings, settled {s.amounts.settled:.2f}, "
+            f"held {s.amounts.held:.2f}{since}{why}; reports in {Path(out) / d}")
+
+
 def _print_summary(s: dict, out: Path) -> None:
-    n = s["findings"]["total"]
-    ch = s["changes_since_previous_run"]
-    extra = ""
-    if ch.get("previous_run_id"):
-        extra = f"; {len(ch['new'])} new, {len(ch['disappeared'])} disappeared since the previous run"
-    print(f"{s['business_date']} {s['status']}: {n} findings, settled {s['amounts'].get('settled', '?')}, "
-          f"held {s['amounts'].get('held', '?')}{extra}; reports in {Path(out) / s['business_date']}")
+    print(result_line(s, out), flush=True)
 
 
 def cmd_run(a) -> int:
+    check_runner(a)
     from flows import nightly
     paths = _paths(a)
     if _use_prefect(a):
         _quiet_prefect_console()
         s = nightly.run_date_prefect(paths, a.date, a.task_runner)
     else:
-        s = nightly.run_date(paths, a.date, nightly.PlainExecutor())
+        s = nightly.run_date(paths, a.date, _plain_executor(a))
     _print_summary(s, paths.out)
     return 0
 
 
 def cmd_backfill(a) -> int:
+    check_runner(a)
     from flows import nightly
     paths = _paths(a)
     if _use_prefect(a):
@@ -190,7 +258,7 @@ def cmd_backfill(a) -> int:
     else:
         summaries = []
         for d in nightly.preflight_range(paths, a.start, a.end):
-            summaries.append(nightly.run_date(paths, d, nightly.PlainExecutor()))
+            summaries.append(nightly.run_date(paths, d, _plain_executor(a)))
             _print_summary(summaries[-1], paths.out)
         return 0
     for s in summaries:
@@ -252,6 +320,7 @@ DEMO_MARKER = ".recon-demo"
 
 def cmd_demo(a) -> int:
     import shutil
+    check_runner(a)
     from flows import nightly
     inbox, paths = Path(a.inbox), _paths(a)
     if inbox.exists() and any(inbox.iterdir()) and not (inbox / DEMO_MARKER).exists():
@@ -271,7 +340,7 @@ def cmd_demo(a) -> int:
         _quiet_prefect_console()
         summaries = nightly.backfill_prefect(paths, start, end, a.task_runner)
     else:
-        summaries = [nightly.run_date(paths, d, nightly.PlainExecutor())
+        summaries = [nightly.run_date(paths, d, _plain_executor(a))
                      for d in nightly.preflight_range(paths, start, end)]
     for s in summaries:
         _print_summary(s, paths.out)
@@ -285,7 +354,7 @@ def cmd_serve(a) -> int:
     from flows import nightly
     _quiet_prefect_console()
     paths = _paths(a)
-    nightly.task_runner(a.task_runner)  # refuse an unavailable runner now, not at 02:30
+    check_runner(a)  # refuse an unavailable runner now, not at 02:30
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral API (set PREFECT_API_URL " \
                                                  "to use a Prefect server and its UI)"
     print(f"Serving deployment 'nightly/{nightly.DEPLOYMENT_NAME}' (cron '{nightly.NIGHTLY_CRON}', "
@@ -336,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         _release(e)
         code = 2
     except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
+        unreachable = prefect_unreachable(e)
+        if unreachable:
+            print(f"recon: {unreachable}", file=sys.stderr)
+            _release(e)
+            sys.stdout.flush()
+            return 2
         from contracts.reports import ReportContractError
         from flows.nightly import RunFailed
         if isinstance(e, (RunFailed, ReportContractError)):
@@ -352,6 +427,26 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     sys.stdout.flush()
     return code
+
+
+PREFECT_START_HINT = ("start `prefect server start` and set PREFECT_API_URL to its API "
+                      "(e.g. http://127.0.0.1:4200/api), or use --orchestrator plain")
+
+
+def prefect_unreachable(e: BaseException) -> str | None:
+    """The one sentence for a Prefect API that cannot be reached (exit 2), else None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if "ephemeral Prefect API server" in text:
+            return (f"Prefect's temporary API server did not start in time; {PREFECT_START_HINT}.")
+        if text.startswith("Failed to reach API at") or type(e).__name__ in (
+                "ConnectError", "ConnectTimeout", "PoolTimeout"):
+            where = os.environ.get("PREFECT_API_URL") or "its configured address"
+            return f"Prefect's API at {where} cannot be reached; {PREFECT_START_HINT}."
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _release(e: BaseException | None) -> None:

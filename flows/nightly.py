@@ -119,6 +119,7 @@ def _summary_parts(con, ctx) -> dict:
     return {"per_rule": per_rule, "status": reports.run_status(per_rule),
             "files": reports.file_loads(con, ctx), "amounts": clearing.amounts(con, ctx),
             "invariants": clearing.invariants(con, ctx),
+            "reasons": reports.partial_reasons(con, ctx),
             "by_rule_province": reports.findings_by_rule_and_province(con, ctx)}
 
 
@@ -242,14 +243,17 @@ class PrefectExecutor:
 
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
+        from contracts.summary import parse
         from transforms.reports import markdown_summary
-        key = f"recon-{summary['business_date']}"
-        create_markdown_artifact(key=f"{key}-summary", markdown=markdown_summary(summary),
-                                 description=f"Run summary of {summary['business_date']}")
+        s = parse(summary)
+        d = s.business_date.isoformat()
+        key = f"recon-{d}"
+        create_markdown_artifact(key=f"{key}-summary", markdown=markdown_summary(s),
+                                 description=f"Run summary of {d}")
         create_table_artifact(key=f"{key}-findings",
                               table=by_rule_province or [{"rule_code": "-", "province": "-",
                                                           "findings": 0}],
-                              description=f"Findings per rule and province, {summary['business_date']}")
+                              description=f"Findings per rule and province, {d}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -358,7 +362,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
             invariants=parts["invariants"], input_sha256=sha, code_version=code_version(),
             started=started, finished=now(),
             changes_=reports.changes(previous_run_id, previous_ids, current_ids),
-            genesis=genesis)
+            genesis=genesis, reasons=parts["reasons"])
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
         wh.write_journal(paths.out, run_id, d)

@@ -40,7 +40,7 @@ def one_sentence(stderr: str) -> str:
     (["run", "--date", "yesterday"], "not a date"),
     (["backfill", "--start", "2026-11-20"], "--end"),
     (["frobnicate"], "invalid choice"),
-    (["run", "--date", "2026-11-20", "--task-runner", "mpi"], "invalid choice"),
+    (["run", "--date", "2026-11-20", "--task-runner", "mpi"], "Unknown task runner"),
     (["generate", "--out", "x", "--start", "2026-11-20", "--days", "0", "--persons", "5",
       "--seed", "1"], "at least 1"),
 ])

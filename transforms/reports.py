@@ -12,7 +12,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from contracts import summary as summary_contract
 from contracts.codes import RULES
+from contracts.summary import REJECTING_RULES
 from transforms.context import RunContext
 
 MONEY = pl.Decimal(18, 2)
@@ -40,7 +42,6 @@ EXCEPTION_ORDER = ("rule_code", "province", "record_id", "dataset", "source_file
 SETTLEMENT_ORDER = ("payer_province", "payee_province", "expense_type")
 POSITION_ORDER = ("province",)
 
-REJECTING_RULES = ("F01", "F02", "F03")  # a province missing or a file rejected: PARTIAL
 
 
 def _shape(df: pl.DataFrame, columns: dict[str, pl.DataType], order) -> pl.DataFrame:
@@ -114,9 +115,21 @@ def file_loads(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> list[dict]:
     return [dict(zip(cols, r)) for r in rows]
 
 
+def partial_reasons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> list[dict]:
+    """Why D is PARTIAL: every F01 (province missing) and F02/F03 (file rejected)
+    finding of D, as (rule_code, province, file, reason)."""
+    rows = con.execute(
+        "SELECT rule_code, province, record_id, detail FROM findings "
+        "WHERE business_date = ? AND rule_code IN (SELECT unnest(?::VARCHAR[])) "
+        "ORDER BY rule_code, province, record_id", [ctx.business_date, list(REJECTING_RULES)]
+    ).fetchall()
+    return [{"rule_code": code, "province": prov, "file": None if code == "F01" else rec,
+             "reason": detail} for code, prov, rec, detail in rows]
+
+
 def run_status(per_rule: dict[str, int]) -> str:
     """COMPLETE, or PARTIAL when a live province is missing or a file was rejected."""
-    return "PARTIAL" if any(per_rule.get(c, 0) for c in REJECTING_RULES) else "COMPLETE"
+    return "PARTIAL" if any(per_rule[c] for c in REJECTING_RULES) else "COMPLETE"
 
 
 def changes(previous_run_id: str | None, previous_ids: set[str], current_ids: set[str]) -> dict:
@@ -148,9 +161,10 @@ def summary(*, ctx: RunContext, run_id: str, status: str, provinces_expected: li
             provinces_delivered: list[str], files: list[dict], per_rule: dict[str, int],
             amounts: dict, invariants: list[dict], input_sha256: dict[str, str],
             code_version: str, started: datetime, finished: datetime, changes_: dict,
-            genesis: bool) -> dict:
-    """summary.json of outputs.md (plus run_id, genesis and the changes since the last run)."""
-    return jsonable({
+            genesis: bool, reasons: list[dict]) -> dict:
+    """summary.json of outputs.md (plus run_id, genesis, why PARTIAL and the changes since
+    the last run), checked against contracts/summary.py and returned as its JSON dict."""
+    return summary_contract.dump(summary_contract.parse(jsonable({
         "business_date": ctx.d,
         "status": status,
         "run_id": run_id,
@@ -161,6 +175,7 @@ def summary(*, ctx: RunContext, run_id: str, status: str, provinces_expected: li
             "missing": sorted(set(provinces_expected) - set(provinces_delivered)),
         },
         "files": files,
+        "partial_because": reasons,
         "findings": {"total": sum(per_rule.values()), "per_rule": per_rule},
         "amounts": amounts,
         "invariants": invariants,
@@ -171,29 +186,28 @@ def summary(*, ctx: RunContext, run_id: str, status: str, provinces_expected: li
         "started_at": started,
         "finished_at": finished,
         "changes_since_previous_run": changes_,
-    })
+    })))
 
 
-def markdown_summary(s: dict) -> str:
+def markdown_summary(s: summary_contract.RunSummary) -> str:
     """The run summary as the markdown of the Prefect artifact."""
-    lines = [f"# Reconciliation {s['business_date']}: {s['status']}", "",
-             f"run `{s['run_id']}` · policy `{s['policy_version']}` · code `{s['code_version']}`", "",
-             f"Provinces expected {len(s['provinces']['expected'])}, delivered "
-             f"{len(s['provinces']['delivered'])}"
-             + (f", missing {', '.join(s['provinces']['missing'])}" if s['provinces']['missing'] else ""),
-             "", "## Amounts", "", "| amount | yuan |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in s["amounts"].items()]
-    lines += ["", "## Invariants", "", "| invariant | passed | values |", "|---|---|---|"]
-    for inv in s["invariants"]:
-        extra = {k: v for k, v in inv.items() if k not in ("name", "passed")}
-        lines.append(f"| {inv.get('name')} | {'yes' if inv.get('passed') else '**NO**'} | "
-                     f"{'; '.join(f'{k}={v}' for k, v in extra.items())} |")
+    p = s.provinces
+    lines = [f"# Reconciliation {s.business_date.isoformat()}: {s.status}", "",
+             f"run `{s.run_id}` · policy `{s.policy_version}` · code `{s.code_version}`", "",
+             f"Provinces expected {len(p.expected)}, delivered {len(p.delivered)}"
+             + (f", missing {', '.join(p.missing)}" if p.missing else "")]
+    if s.why():
+        lines += ["", f"**Why {s.status}:** {s.why()}"]
+    lines += ["", "## Amounts", "", "| amount | yuan |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in s.amounts]
+    lines += ["", "## Invariants", "", "| invariant | passed | value | detail |", "|---|---|---|---|"]
+    for inv in s.invariants:
+        lines.append(f"| {inv.name} | {'yes' if inv.passed else '**NO**'} | {inv.value} | {inv.detail} |")
     lines += ["", "## Findings per rule", "", "| rule | name | findings |", "|---|---|---:|"]
-    for code, n in s["findings"]["per_rule"].items():
-        if n:
-            lines.append(f"| {code} | {RULES[code].name} | {n} |")
-    ch = s["changes_since_previous_run"]
-    if ch.get("previous_run_id"):
-        lines += ["", f"Since run `{ch['previous_run_id']}`: {len(ch['new'])} new findings, "
-                  f"{len(ch['disappeared'])} disappeared."]
+    lines += [f"| {code} | {RULES[code].name} | {n} |" for code, n in s.findings.per_rule.items() if n]
+    ch = s.changes_since_previous_run
+    if ch.previous_run_id:
+        lines += ["", f"Since run `{ch.previous_run_id}`: {len(ch.new)} new findings "
+                  f"({', '.join(ch.new[:20]) or 'none'}), {len(ch.disappeared)} disappeared "
+                  f"({', '.join(ch.disappeared[:20]) or 'none'})."]
     return "\n".join(lines) + "\n"

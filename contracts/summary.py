@@ -1,0 +1,211 @@
+"""The contract of summary.json (outputs.md "summary.json"): one typed schema through
+which the run writes the file and every reader reads it.
+
+    parse(dict) -> RunSummary        a summary as the run wrote it (or as a reader got it)
+    load(path) -> RunSummary         summary.json of a date folder
+    dump(RunSummary) -> dict         the JSON-ready dict written to summary.json
+    mark_stale(summary, clear_with)  the same summary, marked STALE (outputs.md "Order")
+
+Readers (report.html, exceptions.xlsx, `recon status`, the Prefect artifacts, the
+CLI result line) use attributes of RunSummary, never `dict.get(key, default)`: a
+renamed or missing field fails at parse time, in the test of each reader.
+
+Money is Decimal with two places, written as text ("2220.00"), never a float.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError, field_validator
+
+COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
+Status = Literal["COMPLETE", "PARTIAL", "STALE"]
+REJECTING_RULES = ("F01", "F02", "F03")  # a province missing or a file rejected: PARTIAL
+
+
+class SummaryError(ValueError):
+    """A summary.json that does not match this contract; str() is one sentence."""
+
+
+def _two_places(v: Decimal) -> Decimal:
+    if isinstance(v, float):
+        raise ValueError("a float reached the run summary; money must be Decimal")
+    return Decimal(str(v)).quantize(Decimal("0.01"))
+
+
+Money = Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provinces(_Strict):
+    expected: list[str]
+    delivered: list[str]
+    missing: list[str]
+
+
+class FileLoad(_Strict):
+    """Per data file of D: rows read / loaded / quarantined, rejection, sha256."""
+    province: str
+    dataset: str
+    source_file: str
+    sha256: str | None
+    encoding: str | None
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rejected: bool
+    reject_rule: str | None
+    reject_reason: str | None
+
+
+class Findings(_Strict):
+    total: int
+    per_rule: dict[str, int]
+
+
+class Amounts(_Strict):
+    """The money of D (transforms/clearing.amounts), yuan."""
+    settled: Money
+    held: Money
+    refunded: Money
+    refund_held: Money
+    normal_wallet_pay: Money
+    transfers_in: Money
+    transfers_out: Money
+    opening_lots: Money
+    consumed: Money
+    refund_returned: Money
+    refund_to_sharer: Money
+    returned_to_sharers: Money
+    closing_lots: Money
+    cleared_settle: Money
+    cleared_refund: Money
+    cleared_cross_province: Money
+    dissolution_returned: Money
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _money(cls, v):
+        return _two_places(v)
+
+
+class Invariant(_Strict):
+    """One invariant of rules.md §8: its value (a count or an amount) and pass/fail."""
+    name: str
+    value: int | Money
+    passed: bool
+    detail: str
+
+
+class Changes(_Strict):
+    """Findings new and disappeared compared with the previous run of the same date."""
+    previous_run_id: str | None
+    new: list[str]
+    disappeared: list[str]
+    note: str | None = None
+
+
+class PartialReason(_Strict):
+    """Why a date is PARTIAL: a live province missing (F01) or a file rejected (F02/F03)."""
+    rule_code: Literal["F01", "F02", "F03"]
+    province: str
+    file: str | None  # the rejected file; None for a missing province
+    reason: str       # the finding's detail sentence
+
+    def sentence(self) -> str:
+        if self.rule_code == "F01":
+            return f"province {self.province} missing ({self.rule_code})"
+        return f"{self.province}/{self.file} rejected ({self.rule_code}: {self.reason.rstrip('.')})"
+
+
+class RunSummary(_Strict):
+    business_date: date
+    status: Status
+    run_id: str
+    genesis: bool
+    provinces: Provinces
+    files: list[FileLoad]
+    findings: Findings
+    partial_because: list[PartialReason]
+    amounts: Amounts
+    invariants: list[Invariant]
+    all_invariants_passed: bool
+    input_sha256: dict[str, str]
+    policy_version: str
+    code_version: str
+    started_at: datetime
+    finished_at: datetime
+    changes_since_previous_run: Changes
+    # Set when a re-run of an earlier date made this one STALE (absent before that).
+    status_before_stale: Literal["COMPLETE", "PARTIAL"] | None = None
+    stale_clear_command: str | None = None
+
+    # ------------------------------------------------------------------ what readers show
+
+    @property
+    def missing_provinces(self) -> list[str]:
+        return [r.province for r in self.partial_because if r.rule_code == "F01"]
+
+    @property
+    def rejected_files(self) -> list[PartialReason]:
+        return [r for r in self.partial_because if r.rule_code != "F01"]
+
+    def why(self) -> str:
+        """One line saying why the date is not COMPLETE ('' when it is)."""
+        parts = []
+        if self.status == STALE:
+            parts.append(f"STALE (was {self.status_before_stale}): an earlier date was re-run; "
+                         f"clear with `{self.stale_clear_command}`")
+        if self.missing_provinces:
+            parts.append("missing province(s) " + ", ".join(self.missing_provinces) + " (F01)")
+        parts += [r.sentence() for r in self.rejected_files]
+        return "; ".join(parts)
+
+
+def parse(data: dict) -> RunSummary:
+    """A summary dict as written by the run; SummaryError (one sentence) otherwise."""
+    try:
+        return RunSummary.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "summary"
+        raise SummaryError(f"summary.json does not match its contract at {where}: "
+                           f"{first['msg']}.") from None
+
+
+def load(path: Path) -> RunSummary:
+    """summary.json of a date folder, checked against this contract."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SummaryError(f"{path} cannot be read as JSON ({type(e).__name__}).") from None
+    if not isinstance(data, dict):
+        raise SummaryError(f"{path} does not hold a JSON object.")
+    return parse(data)
+
+
+def dump(summary: RunSummary) -> dict:
+    """The JSON-ready dict of summary.json (money as text, dates ISO)."""
+    return summary.model_dump(mode="json", exclude_none=False)
+
+
+def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
+    """The summary of a date made STALE by a re-run of an earlier date (idempotent)."""
+    if summary.status == STALE:
+        return summary.model_copy(update={"stale_clear_command": clear_with})
+    return summary.model_copy(update={"status_before_stale": summary.status, "status": STALE,
+                                      "stale_clear_command": clear_with})
+
+
+def clear_command(first_stale: date, last_processed: date) -> str:
+    """The command that brings STALE dates up to date."""
+    if first_stale == last_processed:
+        return f"recon run --date {first_stale.isoformat()}"
+    return f"recon backfill --start {first_stale.isoformat()} --end {last_processed.isoformat()}"
