@@ -27,9 +27,10 @@ intake adds before evaluating the rules.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import date
+from pathlib import Path
 from typing import Callable
 
 import pandera.polars as pa
@@ -39,6 +40,32 @@ from contracts import codes
 from contracts.certno import CHECK_CHARS, WEIGHTS
 
 SHANGHAI = "Asia/Shanghai"
+
+# ---------------------------------------------------------------- size limits
+# Declared maxima (docs/spec-readings.md "Size limits"). Memory of a run is
+# bounded by these, never by what a province sends.
+
+# Every column of the five data files holds an id, a code, a number, a date or
+# a timestamp: the longest legitimate value is a timestamp with nanoseconds and
+# an offset (35 characters). 64 leaves room for longer ids of a province.
+MAX_ID_CHARS = 64
+# A data file: a national day's biggest file (Guangdong's transfers of a 5M-row
+# day, about 1M rows of ~200 bytes = ~200 MB) with a margin of five.
+MAX_DATA_FILE_BYTES = 1 << 30
+# One CSV record (a row with all its fields): every field at its limit, quoted,
+# with separators, is below 2 KiB, so a longer record cannot hold a valid row.
+# Records up to this size are parsed (an over-long field is then F04); the CSV
+# reader works in blocks of this size and refuses the file (F03) when a record
+# does not fit in two of them, before any field of it is materialised.
+MAX_RECORD_BYTES = 1 << 20
+# A Parquet file is compressed: what it unpacks to is bounded too.
+MAX_PARQUET_UNPACKED_BYTES = 4 * MAX_DATA_FILE_BYTES
+# Reference files: free-text region names.
+MAX_NAME_CHARS = 200
+# Display in the auditors' views (report.html, exceptions.xlsx): longer text is
+# shortened there, the full value stays in exceptions.csv/parquet.
+MAX_DETAIL_DISPLAY_CHARS = 300
+MAX_RECORD_ID_DISPLAY_CHARS = MAX_ID_CHARS
 MONEY = pl.Decimal(18, 2)
 TIMESTAMP = pl.Datetime("us")
 
@@ -72,6 +99,11 @@ class Col:
     required: bool = True
     codes: tuple[str, ...] = ()
     sign: str = ""       # '>0' or '>=0' for money
+
+    @property
+    def max_chars(self) -> int:
+        """The longest field this column accepts (characters of its canonical text)."""
+        return MAX_ID_CHARS
 
     @property
     def dtype(self) -> pl.DataType:
@@ -214,6 +246,11 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
     c = pl.col(n)
     R = lambda desc, ok, reason: ColumnRule(dataset, n, desc, ok, reason)  # noqa: E731
     rules: list[ColumnRule] = []
+    limit = col.max_chars
+    rules.append(R(f"{n} is at most {limit} characters",
+                   lambda e: c.is_null() | (c.str.len_chars() <= limit),
+                   lambda e: pl.lit(f"{n} is ") + c.str.len_chars().cast(pl.String)
+                   + pl.lit(f" characters long, more than the limit of {limit}")))
     if col.required:
         rules.append(R(f"{n} is required", lambda e: c.is_not_null(),
                        lambda e: pl.lit(f"{n} is missing")))
@@ -522,3 +559,76 @@ REFERENCE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
         error="HOSPITAL codes start with H, PHARMACY codes with P")],
         strict=True, name="reference/institutions.csv"),
 }
+
+
+# ---------------------------------------------------------------- what the inbox reader hands on
+# flows/inbox.py reads the disk and fills these; transforms/intake.py reads them.
+# They live here so that transforms never import flows.
+
+DATA_FILE_NAMES: tuple[str, ...] = tuple(
+    f"{stem}.{ext}" for stem in codes.DATASETS for ext in ("csv", "parquet"))
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists five files; anything bigger is not one
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """The outcome of asking for one data file: its bytes, or why there are none.
+    status: 'ok' | 'absent' | 'refused' (link out of the folder, not a regular
+    file) | 'oversize' (larger than the declared limit; never read)."""
+    status: str
+    data: bytes | None = None
+    detail: str = ""
+
+
+@dataclass
+class ProvinceDelivery:
+    """One province folder of D. `manifest_bytes` is None when the folder has no
+    manifest.json (rules.md F01). Data files are read on demand by `read`, one at
+    a time, so the 31 provinces do not all sit in memory at once: `opener` is the
+    reader flows/inbox.py hands over (None = nothing on disk); `files` lets a
+    test or a caller hand over bytes without a disk."""
+    province: str
+    business_date: date
+    folder: Path | None = None
+    manifest_bytes: bytes | None = None
+    manifest_problem: str = ""          # e.g. manifest.json too big / a link out of the folder
+    files: dict[str, bytes] | None = None
+    opener: Callable[[str], FileRead] | None = None
+
+    def read(self, name: str) -> FileRead:
+        """Bytes of one of the ten known data file names; any other name is refused
+        without touching the disk. Handed-over bytes obey the size limit too."""
+        if name not in DATA_FILE_NAMES:
+            return FileRead("refused", detail=f"{name!r} is not a data file name of the inbox contract")
+        if self.files is not None:
+            if name not in self.files:
+                return FileRead("absent")
+            if len(self.files[name]) > MAX_DATA_FILE_BYTES:
+                return FileRead("oversize", detail=oversize_detail(name))
+            return FileRead("ok", self.files[name])
+        if self.opener is None:
+            return FileRead("absent")
+        return self.opener(name)
+
+
+def oversize_detail(name: str, limit: int = MAX_DATA_FILE_BYTES) -> str:
+    """Why a file larger than its limit was not read (the limit in bytes and MiB)."""
+    return f"{name} is larger than the limit of {limit} bytes ({limit / (1 << 20):g} MiB)"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """reference/ as typed frames (REFERENCE_COLUMNS)."""
+    regions: pl.DataFrame
+    institutions: pl.DataFrame
+
+
+@dataclass
+class InboxDate:
+    business_date: date
+    reference: Reference
+    live_provinces: list[str]
+    deliveries: list[ProvinceDelivery]
+    missing: list[str] = field(default_factory=list)            # live, no folder or no manifest
+    missing_detail: dict[str, str] = field(default_factory=dict)  # province -> what is missing

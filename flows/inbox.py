@@ -15,10 +15,10 @@ and so can be tested without a disk and run in threads.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -26,64 +26,11 @@ import polars as pl
 
 from contracts import codes
 from contracts.errors import InputError
-from contracts.inbox import REFERENCE_COLUMNS, REFERENCE_SCHEMAS
+from contracts.inbox import (DATA_FILE_NAMES, MANIFEST, MAX_DATA_FILE_BYTES,  # noqa: F401 (re-exported)
+                             MAX_MANIFEST_BYTES, REFERENCE_COLUMNS, REFERENCE_SCHEMAS, FileRead,
+                             InboxDate, ProvinceDelivery, Reference, oversize_detail)
 
-DATA_FILE_NAMES: tuple[str, ...] = tuple(
-    f"{stem}.{ext}" for stem in codes.DATASETS for ext in ("csv", "parquet"))
-MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists five files; anything bigger is not one
 _DATE_DIR = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-@dataclass(frozen=True)
-class FileRead:
-    """The outcome of asking for one data file: its bytes, or why there are none.
-    status: 'ok' | 'absent' | 'refused' (link out of the folder, not a regular file)."""
-    status: str
-    data: bytes | None = None
-    detail: str = ""
-
-
-@dataclass
-class ProvinceDelivery:
-    """One province folder of D. `manifest_bytes` is None when the folder has no
-    manifest.json (rules.md F01). Data files are read on demand by `read`, one at
-    a time, so the 31 provinces do not all sit in memory at once; `files` lets a
-    test or a caller hand over bytes without a disk."""
-    province: str
-    business_date: date
-    folder: Path | None = None
-    manifest_bytes: bytes | None = None
-    manifest_problem: str = ""          # e.g. manifest.json too big / a link out of the folder
-    files: dict[str, bytes] | None = None
-
-    def read(self, name: str) -> FileRead:
-        """Bytes of one of the ten known data file names; any other name is refused
-        without touching the disk."""
-        if name not in DATA_FILE_NAMES:
-            return FileRead("refused", detail=f"{name!r} is not a data file name of the inbox contract")
-        if self.files is not None:
-            return FileRead("ok", self.files[name]) if name in self.files else FileRead("absent")
-        if self.folder is None:
-            return FileRead("absent")
-        return _read_inside(self.folder, name)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """reference/ as typed frames (contracts.inbox.REFERENCE_COLUMNS)."""
-    regions: pl.DataFrame
-    institutions: pl.DataFrame
-
-
-@dataclass
-class InboxDate:
-    business_date: date
-    reference: Reference
-    live_provinces: list[str]
-    deliveries: list[ProvinceDelivery]
-    missing: list[str] = field(default_factory=list)            # live, no folder or no manifest
-    missing_detail: dict[str, str] = field(default_factory=dict)  # province -> what is missing
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -106,9 +53,13 @@ def _read_inside(folder: Path, name: str, limit: int | None = None) -> FileRead:
         if not stat.S_ISREG(st.st_mode):
             return FileRead("refused", detail=f"{name} is not a regular file")
         if limit is not None and st.st_size > limit:
-            return FileRead("refused", detail=f"{name} is larger than {limit} bytes")
+            return FileRead("oversize", detail=oversize_detail(name, limit))
         with open(real, "rb") as f:
-            return FileRead("ok", f.read())
+            # Read at most limit + 1 bytes: a file that grows after stat cannot make us read more.
+            data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            return FileRead("oversize", detail=oversize_detail(name, limit))
+        return FileRead("ok", data)
     except OSError as e:
         return FileRead("refused", detail=f"{name} cannot be read ({e.strerror or e})")
 
@@ -142,7 +93,7 @@ def _read_reference_csv(root: Path, name: str) -> pl.DataFrame:
     where = f"reference/{name}.csv"
     if not ref_dir.is_dir() or not _inside(ref_dir, root):
         raise InputError(f"The inbox has no reference folder, so {where} cannot be read.")
-    got = _read_inside(ref_dir.resolve(), f"{name}.csv")
+    got = _read_inside(ref_dir.resolve(), f"{name}.csv", limit=MAX_DATA_FILE_BYTES)
     if got.status != "ok":
         raise InputError(f"The reference file {where} is {got.status}"
                          + (f": {got.detail}." if got.detail else "."))
@@ -222,10 +173,11 @@ def read_inbox_date(inbox_dir: Path, business_date: date) -> InboxDate:
             continue
         folder = folder.resolve()
         got = _read_inside(folder, MANIFEST, limit=MAX_MANIFEST_BYTES)
-        delivery = ProvinceDelivery(pp, business_date, folder)
+        delivery = ProvinceDelivery(pp, business_date, folder, opener=functools.partial(
+            _read_inside, folder, limit=MAX_DATA_FILE_BYTES))
         if got.status == "ok":
             delivery.manifest_bytes = got.data
-        elif got.status == "refused":
+        elif got.status in ("refused", "oversize"):
             delivery.manifest_bytes = b""
             delivery.manifest_problem = got.detail
         elif pp in live:

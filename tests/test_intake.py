@@ -420,9 +420,10 @@ def test_one_f04_per_row_lists_every_broken_rule_and_record_ids():
 
 
 def test_huge_field_is_quarantined_with_a_short_reason():
-    it = load_one("transfers", [transfer_row(relation_id="R1"), transfer_row("T2", side="X" * 3_000_000)])
+    it = load_one("transfers", [transfer_row(relation_id="R1"), transfer_row("T2", side="X" * 300_000)])
     f4 = it.findings.filter(pl.col("rule_code") == "F04")
     assert f4.height == 1 and len(f4["detail"][0]) < 200
+    assert f4["detail"][0].startswith("side is 300000 characters long, more than the limit of 64")
     assert it.transfers.height == 1
 
 

@@ -42,11 +42,12 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from contracts import codes
-from contracts.inbox import (AMOUNT_COLUMN, DATASET_COLUMNS, KEY_COLUMNS, LOADED_SCHEMAS,
-                             MONEY, RE_PSN, REQUIRED_COLUMNS, SHANGHAI, Env, all_ok,
-                             derived_columns, key_label, loaded_columns, reasons_from_flags,
-                             record_id_expr, rule_flags, typed_helpers)
-from flows.inbox import DATA_FILE_NAMES, MANIFEST, InboxDate, ProvinceDelivery
+from contracts.inbox import (AMOUNT_COLUMN, DATA_FILE_NAMES, DATASET_COLUMNS, KEY_COLUMNS,
+                             LOADED_SCHEMAS, MANIFEST, MAX_PARQUET_UNPACKED_BYTES,
+                             MAX_RECORD_BYTES, MONEY, RE_PSN, REQUIRED_COLUMNS, SHANGHAI, Env,
+                             InboxDate, ProvinceDelivery, all_ok, derived_columns, key_label,
+                             loaded_columns, reasons_from_flags, record_id_expr, rule_flags,
+                             typed_helpers)
 from transforms.context import RunContext
 from transforms.findings import FINDING_COLUMNS
 
@@ -201,8 +202,11 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
     Rows with the wrong number of fields are skipped by the parser and returned
     in bad_rows with their data-row number (pyarrow numbers records, not lines,
     and does not count blank lines, so number - 1 is the data row)."""
-    if not utf8.strip(b"\r\n\t "):
+    if not utf8.lstrip(b"\r\n\t "):   # lstrip copies nothing when the file starts with text
         raise FileRejected("is empty (no header row)")
+    first_line = utf8[: MAX_RECORD_BYTES + 1]
+    if len(utf8) > MAX_RECORD_BYTES and b"\n" not in first_line and b"\r" not in first_line:
+        raise FileRejected(f"has a header line longer than the limit of {MAX_RECORD_BYTES} bytes")
     if not utf8.endswith((b"\n", b"\r")) and b"\n" not in utf8 and b"\r" not in utf8:
         # A header-only file (0 data rows) whose one line has no line end: pyarrow
         # reads it as an empty block and fails, though it is a valid 0-row CSV.
@@ -217,9 +221,10 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
 
     def read(block_size: int | None, threads: bool = True):
         skipped.clear()
-        ro = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=threads)
-        if block_size:
-            ro.block_size = block_size
+        # Blocks of MAX_RECORD_BYTES: a record that does not fit is refused below,
+        # so no field larger than the limit is ever built.
+        ro = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=threads,
+                              block_size=block_size or MAX_RECORD_BYTES)
         return pcsv.read_csv(
             io.BytesIO(utf8), read_options=ro,
             # Without a quote character no value can hold a newline, and the
@@ -233,9 +238,10 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
         try:
             table = read(None)
         except paw.ArrowInvalid as e:
-            if "straddl" not in str(e) or len(utf8) >= (1 << 31) - 1:
-                raise
-            table = read(len(utf8) + 1)   # a field bigger than a block: read as one block
+            if "straddl" in str(e):
+                raise FileRejected(f"has a record longer than the limit of {MAX_RECORD_BYTES} bytes "
+                                   "(a field far beyond its column's limit)") from None
+            raise
         if skipped:   # malformed rows are numbered only by a single-threaded read
             table = read(len(utf8) + 1 if len(utf8) < (1 << 31) - 1 else None, threads=False)
     except (paw.ArrowInvalid, paw.ArrowNotImplementedError, paw.ArrowTypeError, OSError) as e:
@@ -290,7 +296,21 @@ def _canonical_text(s: pl.Series) -> pl.Series:
                        "boolean, date or timestamp")
 
 
+def _check_unpacked_size(data: bytes) -> None:
+    """A Parquet file is compressed: refuse one whose row groups unpack to more than
+    MAX_PARQUET_UNPACKED_BYTES (as its footer declares) before reading any of them."""
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
+        raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
+    unpacked = sum(max(meta.row_group(i).total_byte_size, 0) for i in range(meta.num_row_groups))
+    if unpacked > MAX_PARQUET_UNPACKED_BYTES:
+        raise FileRejected(f"unpacks to {unpacked} bytes, more than the limit of "
+                           f"{MAX_PARQUET_UNPACKED_BYTES} bytes")
+
+
 def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
+    _check_unpacked_size(data)
     try:
         table = pq.read_table(io.BytesIO(data))
     except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
@@ -574,6 +594,9 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
         got = delivery.read(name)
         if got.status == "absent":
             reject("F02", f"{name} is listed in manifest.json but absent")
+            continue
+        if got.status == "oversize":
+            reject("F03", f"{got.detail}; it was not read")
             continue
         if got.status != "ok":
             reject("F02", f"{name} was not opened: {got.detail}")
