@@ -352,6 +352,8 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     s = P.person(home=True, insutype="390")
     P.settle(d, s, 8_000, 45_000, expense="COMMERCIAL_INSURANCE", inst=P.inst(P.by_idx(s).prov, "H"))
     P.settle(d, s, 8_000, 45_100, expense=("NON_MEDICAL_GOODS", "CASH_WITHDRAWAL")[(d + rep) % 2])
+    P.settle(d, s, 8_000, 45_150, expense="NON_MEDICAL_GOODS",
+             inst=f"P{P.by_idx(s).prov}010099903")                           # S14 + S15 (unknown institution)
     s = P.person(home=True, insutype="390")
     pv = P.by_idx(s).prov
     P.settle(d, s, 6_000, 45_200, expense="OUTPATIENT", inst=P.inst(pv, "P"))
@@ -387,8 +389,26 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.dissolve(d, a, b, "PARENT", rid, 79_000)                               # effective
     P.dissolve(d, a, b, "PARENT", rid, 80_100)                               # again: S21
     a, b = P.family("PARENT")
+    rid = P.establish(d, a, b, "PARENT", 1002)
+    P.transfer(d, a, b, rid, 20_000, 30_000)                                 # clean; its lot stays open
+    P.dissolve(d, b, a, "PARENT", rid, 80_300)                               # persons swapped: S21, does nothing
+    P.dissolve(d, a, a, "PARENT", rid, 80_400)                               # sharer written twice: S21
+
+    # --- rulings of 2026-12-02: an invalid relationship is active until dissolved
+    a, b = P.family("PARENT")
     rid = P.establish(d, a, b, "PARENT", 1001, signed=False)                 # S03: not valid
-    P.dissolve(d, a, b, "PARENT", rid, 80_200)                               # S21
+    P.transfer(d, a, b, rid, 30_000, 30_000)                                 # S05 (not valid); lot of 300.00
+    P.settle(d, b, 10_000, 46_000, expense="OUTPATIENT")                     # spends 100.00 of it
+    P.dissolve(d, a, b, "PARENT", rid, 80_200)                               # effective: 200.00 back, no S21
+    # --- the latest ESTABLISH at or before t defines validity
+    a, b = P.family("PARENT")
+    rid = P.establish(d, a, b, "PARENT", 1003)                               # valid
+    P.establish(d, a, b, "PARENT", 1004, signed=False, rid=rid)              # S03: from now on not valid
+    P.transfer(d, a, b, rid, 10_000, 30_000)                                 # S05
+    a, b = P.family("PARENT")
+    rid = P.establish(d, a, b, "PARENT", 1005, signed=False)                 # S03
+    P.establish(d, a, b, "PARENT", 1006, rid=rid)                            # valid again
+    P.transfer(d, a, b, rid, 10_000, 30_000)                                 # clean
 
     # --- X01-X04: two-sided matching
     a, b = P.family("PARENT")
@@ -461,6 +481,11 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.dissolve(d, a, b, "PARENT", rid, 82_000)
     P.transfer(e, a, b, rid, 10_000, 30_000)
     P.dissolve(e, a, b, "PARENT", rid, 82_000)
+    # an invalid relationship (S01) funded on d and dissolved on d+1: effective, lot closed
+    a, b = P.family("PARENT")
+    rid = P.establish(d, a, b, "COUSIN", 1207)
+    P.transfer(d, a, b, rid, 25_000, 30_000)                                 # S05
+    P.dissolve(e, a, b, "COUSIN", rid, 82_100)
     # S07 the next day; the premium is exempt and is paid from yesterday's quota
     a = P.person()
     b = P.relative(a, "PARENT", insutype="390", status={e: "SUSPENDED"})
@@ -510,15 +535,40 @@ class Engine:
             return not (ok(s) and ok(t))
         return False
 
+    def _latest_establish(self, evs: list, t: int, upto: int | None = None) -> int | None:
+        """Index in evs of the latest ESTABLISH at or before t, valid or not (rules.md §2:
+        "any loaded ESTABLISH event establishes its relation_id ... the latest at or
+        before t defines its sharer, beneficiary and validity at t"). evs is in
+        processing order: time, ESTABLISH before DISSOLVE at the same second, event_id."""
+        last = None
+        for k, e in enumerate(evs[:upto]):
+            if e[1] == "E" and e[0] <= t:
+                last = k
+        return last
+
     def active(self, rid, sharer, ben, t) -> bool:
+        """No S05: established at or before t, its latest ESTABLISH valid and naming these
+        persons, and no effective DISSOLVE after that ESTABLISH at or before t."""
         evs = self.relreg.get(rid, [])
-        est = [e for e in evs if e[1] == "E" and e[2] and e[0] <= t]
-        if not est:
+        k = self._latest_establish(evs, t)
+        if k is None:
             return False
-        e = est[-1]
+        e = evs[k]
+        if not e[2] or (e[3], e[4]) != (sharer, ben):
+            return False
+        return not any(x[1] == "D" and x[2] and x[0] <= t for x in evs[k + 1:])
+
+    def dissolve_effective(self, rid, sharer, ben, t) -> bool:
+        """rules.md §6: a DISSOLVE of an active relationship (valid or not) naming its
+        sharer and beneficiary is effective; else S21 and it does nothing."""
+        evs = self.relreg.get(rid, [])
+        k = self._latest_establish(evs, t)
+        if k is None:
+            return False
+        e = evs[k]
         if (e[3], e[4]) != (sharer, ben):
             return False
-        return not any(x[1] == "D" and x[2] and e[0] <= x[0] <= t for x in evs)
+        return not any(x[1] == "D" and x[2] for x in evs[k + 1:])
 
     def day(self, d: int, held_at_start: set, personal_open: dict) -> dict:
         P, D = self.P, self.start + timedelta(days=d)
@@ -534,7 +584,8 @@ class Engine:
 
         # relationships, in (time, event_id) order
         dissolves = []
-        for ev in sorted(P.rel[d], key=lambda e: (e["sec"], e["event_id"])):
+        for ev in sorted(P.rel[d], key=lambda e: (e["sec"], e["event_type"] != "ESTABLISH",
+                                                  e["event_id"])):
             s, b, t = ev["sharer"], ev["ben"], base_t + ev["sec"]
             fp = self.prov(s)
             if ev["event_type"] == "ESTABLISH":
@@ -557,9 +608,7 @@ class Engine:
                     f(c, fp, ev["event_id"])
                 self.relreg[ev["relation_id"]].append((t, "E", not codes, s, b))
             else:
-                evs = self.relreg.get(ev["relation_id"], [])
-                est = [e for e in evs if e[1] == "E" and e[2] and e[0] <= t]
-                eff = bool(est) and not any(x[1] == "D" and x[2] and x[0] >= est[-1][0] for x in evs)
+                eff = self.dissolve_effective(ev["relation_id"], s, b, t)
                 self.relreg[ev["relation_id"]].append((t, "D", eff, s, b))
                 if eff:
                     dissolves.append((b, s, ev["sec"], ev["event_id"]))
@@ -624,11 +673,8 @@ class Engine:
                 codes.append("S07")
             if st["expense"] in ("COMMERCIAL_INSURANCE", "CASH_WITHDRAWAL", "NON_MEDICAL_GOODS"):
                 codes.append("S14")
-            if st["expense"] in ("OUTPATIENT", "INPATIENT", "PHARMACY"):
-                want = "PHARMACY" if st["expense"] == "PHARMACY" else "HOSPITAL"
-                ins_ = self.inst.get(st["fixmedins"])
-                if ins_ is None or ins_[0] != want or not (ins_[1] <= D and (ins_[2] is None or D <= ins_[2])):
-                    codes.append("S15")
+            if self._s15(st, D):
+                codes.append("S15")
             if st["expense"] in ("RESIDENT_PREMIUM", "LTC_PREMIUM"):
                 if st["wallet"] != st["burden"]:
                     codes.append("S16")
@@ -639,6 +685,20 @@ class Engine:
             if codes:
                 held.add(st["setl_id"])
         return {"findings": found, "held": held, "dissolves": dissolves}
+
+    def _s15(self, st: dict, D: date) -> bool:
+        """S15: OUTPATIENT/INPATIENT not at a HOSPITAL, PHARMACY not at a PHARMACY, or the
+        institution unknown or not designated on D (this last clause for every settlement
+        that names an institution, ineligible types included)."""
+        code = st["fixmedins"]
+        ins_ = self.inst.get(code) if code else None
+        if st["expense"] in ("OUTPATIENT", "INPATIENT", "PHARMACY"):
+            want = "PHARMACY" if st["expense"] == "PHARMACY" else "HOSPITAL"
+            if ins_ is None or ins_[0] != want:
+                return True
+        if code:
+            return ins_ is None or not (ins_[1] <= D and (ins_[2] is None or D <= ins_[2]))
+        return False
 
     def _cycle(self, start, target, t_close, win, max_len) -> bool:
         """A time-increasing path start -> ... -> target, all edges in [win, t_close)."""

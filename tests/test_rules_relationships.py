@@ -236,7 +236,7 @@ def test_dissolve_of_an_unknown_relation_is_s21():
     add(con, "relationships", dissolve("X1", relation_id="R9"))
     judge(con)
     (f,) = findings(con, "S21")
-    assert f["record_id"] == "X1" and "no valid ESTABLISH" in f["detail"]
+    assert f["record_id"] == "X1" and "no ESTABLISH at or before" in f["detail"]
     assert relation_events(con) == {"X1": False}
 
 
@@ -279,12 +279,79 @@ def test_dissolve_at_the_same_second_as_the_establish_is_effective():
     assert relation_events(con) == {"E1": True, "X1": True}
 
 
-def test_dissolve_of_an_invalid_relation_is_s21():
+def test_dissolve_of_an_invalid_relation_is_effective_without_s21():
+    """rules.md §2: "any loaded ESTABLISH event establishes its relation_id, valid or not
+    (an invalid relationship is still active"; §6: "DISSOLVE of an active relationship
+    (valid or not)" closes its lots."""
     con = warehouse()
     family(con)
     add(con, "relationships", [establish("E1", signed=False), dissolve("X1")])
     judge(con)
+    assert codes(con) == ["S03"]
+    assert relation_events(con) == {"E1": False, "X1": True}
+
+
+def test_dissolve_of_a_relation_made_invalid_by_s06_on_an_earlier_date_is_effective():
+    con = warehouse()
+    family(con, day=PREV, insutype="390")            # a resident cannot share: S06
+    add(con, "relationships", establish("E1", day=PREV), PREV)
+    judge(con, PREV)
+    family(con)
+    add(con, "relationships", dissolve("X1"))
+    judge(con)
+    assert findings(con) == []
+    assert relation_events(con) == {"X1": True}
+
+
+def test_dissolve_with_the_sharer_written_as_beneficiary_is_s21():
+    """rules.md §6: a DISSOLVE "whose sharer_psn_no or beneficiary_psn_no differ from
+    the relationship's, gets S21 and does nothing"."""
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E1", at="08:00:00"),
+                               dissolve("X1", beneficiary=SHARER, at="09:00:00")])
+    judge(con)
+    (f,) = findings(con, "S21")
+    assert f["record_id"] == "X1"
+    assert f"links sharer {SHARER} to beneficiary {BENEFICIARY}" in f["detail"]
+    assert relation_events(con) == {"E1": True, "X1": False}
+
+
+def test_dissolve_with_the_two_persons_swapped_is_s21():
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E1", at="08:00:00"),
+                               dissolve("X1", sharer=BENEFICIARY, beneficiary=SHARER, at="09:00:00")])
+    judge(con)
     assert record_ids(con, "S21") == ["X1"]
+    assert relation_events(con) == {"E1": True, "X1": False}
+
+
+def test_dissolve_naming_other_persons_leaves_the_relation_active_for_a_later_dissolve():
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E1", at="08:00:00"),
+                               dissolve("X1", beneficiary=SHARER, at="09:00:00"),
+                               dissolve("X2", at="10:00:00")])
+    judge(con)
+    assert record_ids(con, "S21") == ["X1"]
+    assert relation_events(con) == {"E1": True, "X1": False, "X2": True}
+
+
+def test_latest_establish_defines_the_persons_a_dissolve_must_name():
+    """rules.md §2: "the latest at or before t defines its sharer, beneficiary and
+    validity at t"."""
+    con = warehouse()
+    family(con)
+    other = "41000000000000000003"
+    add(con, "persons", person(other, birth="19560101", insutype="390"))
+    add(con, "relationships", [establish("E1", at="08:00:00"),
+                               establish("E2", beneficiary=other, at="09:00:00"),
+                               dissolve("X1", at="10:00:00"),              # names E1's pair
+                               dissolve("X2", beneficiary=other, at="11:00:00")])
+    judge(con)
+    assert record_ids(con, "S21") == ["X1"]
+    assert relation_events(con) == {"E1": True, "E2": True, "X1": False, "X2": True}
 
 
 def test_reestablished_relation_can_be_dissolved_again():

@@ -277,13 +277,62 @@ def test_invalid_relation_is_s05():
     assert "not valid" in s05(con, ctx)["T1"]
 
 
+def test_invalid_second_establish_makes_the_next_transfer_s05():
+    """rules.md §2: "the latest [ESTABLISH] at or before t defines its sharer,
+    beneficiary and validity at t"."""
+    con = warehouse()
+    related(con)                                                  # E0 valid on D-1
+    add(con, "relationships", establish("E1", signed=False, at="09:00:00"))   # S03
+    add(con, "transfers", [transfer("T1", at="08:59:59"), transfer("T2", at="09:00:00")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert sorted(out) == ["T2"]
+    assert "latest ESTABLISH E1" in out["T2"] and "not valid" in out["T2"]
+
+
+def test_valid_establish_after_an_invalid_one_clears_s05():
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E1", signed=False, at="08:00:00"),
+                               establish("E2", at="09:00:00")])
+    add(con, "transfers", [transfer("T1", at="08:30:00"), transfer("T2", at="09:00:00")])
+    ctx = judge(con)
+    assert sorted(s05(con, ctx)) == ["T1"]
+
+
+def test_invalid_relation_is_active_so_a_transfer_before_its_dissolve_is_only_not_valid():
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E1", signed=False, at="08:00:00"),
+                               dissolve("X1", at="10:00:00")])
+    add(con, "transfers", [transfer("T1", at="09:00:00"), transfer("T2", at="10:00:00")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert "not valid" in out["T1"]
+    assert "dissolved by X1" in out["T2"]          # X1 was effective: no S21
+    assert record_ids(con, "S21") == []
+
+
+def test_latest_establish_naming_another_beneficiary_makes_the_old_pair_s05():
+    con = warehouse()
+    related(con)                                                  # E0: SHARER -> BENEFICIARY
+    add(con, "relationships", establish("E1", beneficiary=UPSTREAM, relation_code="SIBLING",
+                                        at="09:00:00"))
+    add(con, "transfers", [transfer("T1", at="08:00:00"), transfer("T2", at="10:00:00"),
+                           transfer("T3", beneficiary=UPSTREAM, at="10:00:01")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert sorted(out) == ["T2"]
+    assert f"links sharer {SHARER} to beneficiary {UPSTREAM} (ESTABLISH E1)" in out["T2"]
+
+
 def test_relation_established_after_the_transfer_time_is_s05():
     con = warehouse()
     family(con)
     add(con, "relationships", establish("E1", at="10:00:01"))
     add(con, "transfers", transfer("T1", at="10:00:00"))
     ctx = judge(con)
-    assert "first valid ESTABLISH is at 2026-11-20 10:00:01" in s05(con, ctx)["T1"]
+    assert "first ESTABLISH is at 2026-11-20 10:00:01" in s05(con, ctx)["T1"]
 
 
 def test_relation_established_at_the_transfer_second_is_active():

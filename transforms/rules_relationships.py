@@ -7,9 +7,12 @@ and later dates read:
   (rules.md §1: "a relationship with F06 is not valid"); S06 and S07 are
   judged in transforms/rules_persons.py, whose `run` must come first (their
   findings on the event row are read from d_findings);
-- a DISSOLVE is **effective** when it is the first DISSOLVE after the latest
-  valid ESTABLISH of its relation_id at or before it (spec-readings item 10);
-  every other DISSOLVE gets S21.
+- established and active are facts, valid is a verdict (rules.md §2): every
+  loaded ESTABLISH establishes its relation_id, and the latest one at or
+  before t defines its sharer, beneficiary and validity at t;
+- a DISSOLVE is **effective** when the relationship is active at its time
+  (valid or not) and it names the relationship's sharer and beneficiary;
+  every other DISSOLVE gets S21 and does nothing (rules.md §6).
 
 Every finding here: dataset 'relationships', record_id event_id, province the
 file's (the sharer's province), amount NULL, lineage of the event row.
@@ -175,9 +178,12 @@ def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """TEMP table d_relation_events: every event of D with its validity / effect.
 
     ESTABLISH valid: none of INVALIDATING recorded on that row, both persons known.
-    DISSOLVE effective: in the order (event_time, ESTABLISH before DISSOLVE, event_id)
-    of the valid ESTABLISHes and all DISSOLVEs of its relation_id on dates <= D, the
-    event just before it is a valid ESTABLISH (spec-readings item 10).
+    DISSOLVE effective (rules.md §2, §6): every ESTABLISH, valid or not, establishes
+    its relation_id and the latest one at or before the DISSOLVE defines its persons.
+    In the order (event_time, ESTABLISH before DISSOLVE, event_id) of the relation's
+    events on dates <= D, the DISSOLVE is effective when an ESTABLISH precedes it, it
+    names that ESTABLISH's sharer and beneficiary, and no earlier DISSOLVE after that
+    ESTABLISH did (that one already dissolved it). Every other DISSOLVE is S21.
     """
     invalidating = ", ".join(f"'{c}'" for c in INVALIDATING)
     con.execute(f"""
@@ -192,62 +198,90 @@ def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                    AS valid
             FROM d_relationships r WHERE r.event_type = 'ESTABLISH'
         ),
-        chain AS (   -- valid ESTABLISHes and all DISSOLVEs of the relation_ids dissolved on D
-            SELECT business_date, event_id, relation_id, event_type, event_time,
+        dissolved_ids AS (SELECT DISTINCT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE'),
+        chain AS (   -- every event of the relation_ids dissolved on D, earlier dates included
+            SELECT event_id, relation_id, event_type, sharer_psn_no, beneficiary_psn_no, event_time,
                    NULL AS source_file, NULL AS source_row
             FROM relation_events
-            WHERE business_date < CAST($d AS DATE)
-              AND (event_type = 'DISSOLVE' OR valid)
-              AND relation_id IN (SELECT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE')
+            WHERE business_date < CAST($d AS DATE) AND relation_id IN (SELECT relation_id FROM dissolved_ids)
             UNION ALL
-            SELECT business_date, event_id, relation_id, event_type, event_time, source_file, source_row
-            FROM est WHERE valid
-              AND relation_id IN (SELECT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE')
-            UNION ALL
-            SELECT business_date, event_id, relation_id, event_type, event_time, source_file, source_row
-            FROM d_relationships WHERE event_type = 'DISSOLVE'
+            SELECT event_id, relation_id, event_type, sharer_psn_no, beneficiary_psn_no, event_time,
+                   source_file, source_row
+            FROM d_relationships WHERE relation_id IN (SELECT relation_id FROM dissolved_ids)
         ),
-        ordered AS (
+        segmented AS (   -- seg: how many ESTABLISHes up to here; 0 = not established yet
             SELECT *,
-                   lag(event_type) OVER w AS prev_type,
-                   lag(event_id) OVER w AS prev_event_id,
-                   lag(event_time) OVER w AS prev_time
+                   row_number() OVER w AS ord,
+                   count(*) FILTER (WHERE event_type = 'ESTABLISH') OVER w AS seg
             FROM chain
             WINDOW w AS (PARTITION BY relation_id
                          ORDER BY event_time, CASE event_type WHEN 'ESTABLISH' THEN 0 ELSE 1 END,
-                                  event_id, source_row)
+                                  event_id, source_file, source_row
+                         ROWS UNBOUNDED PRECEDING)
+        ),
+        with_est AS (    -- the segment's ESTABLISH is its first event
+            SELECT *,
+                   first_value(event_id) OVER s AS est_event_id,
+                   first_value(sharer_psn_no) OVER s AS est_sharer,
+                   first_value(beneficiary_psn_no) OVER s AS est_beneficiary,
+                   seg > 0 AND event_type = 'DISSOLVE'
+                     AND sharer_psn_no = first_value(sharer_psn_no) OVER s
+                     AND beneficiary_psn_no = first_value(beneficiary_psn_no) OVER s AS names_its_persons
+            FROM segmented
+            WINDOW s AS (PARTITION BY relation_id, seg ORDER BY ord)
+        ),
+        judged AS (
+            SELECT *,
+                   min(ord) FILTER (WHERE names_its_persons) OVER s AS first_ord,
+                   arg_min(event_id, ord) FILTER (WHERE names_its_persons) OVER s AS first_id,
+                   arg_min(event_time, ord) FILTER (WHERE names_its_persons) OVER s AS first_time
+            FROM with_est
+            WINDOW s AS (PARTITION BY relation_id, seg)
         )
         SELECT e.business_date, e.file_province, e.event_id, e.relation_id, e.event_type,
                e.sharer_psn_no, e.beneficiary_psn_no, e.event_time, e.valid,
-               CAST(NULL AS VARCHAR) AS prev_type, CAST(NULL AS VARCHAR) AS prev_event_id,
-               CAST(NULL AS TIMESTAMP) AS prev_time, e.source_file, e.source_row
+               CAST(NULL AS VARCHAR) AS reason, CAST(NULL AS VARCHAR) AS prev_event_id,
+               CAST(NULL AS TIMESTAMP) AS prev_time, CAST(NULL AS VARCHAR) AS est_sharer,
+               CAST(NULL AS VARCHAR) AS est_beneficiary, e.source_file, e.source_row
         FROM est e
         UNION ALL
         SELECT r.business_date, r.file_province, r.event_id, r.relation_id, r.event_type,
                r.sharer_psn_no, r.beneficiary_psn_no, r.event_time,
-               coalesce(o.prev_type = 'ESTABLISH', false),
-               o.prev_type, o.prev_event_id, o.prev_time, r.source_file, r.source_row
+               coalesce(j.seg > 0 AND j.first_ord = j.ord, false),
+               CASE WHEN j.seg = 0 THEN 'not established'
+                    WHEN j.first_ord < j.ord THEN 'dissolved'
+                    WHEN NOT j.names_its_persons THEN 'other persons' END,
+               CASE WHEN j.first_ord < j.ord THEN j.first_id ELSE j.est_event_id END,
+               CASE WHEN j.first_ord < j.ord THEN j.first_time END,
+               j.est_sharer, j.est_beneficiary, r.source_file, r.source_row
         FROM d_relationships r
-        JOIN ordered o ON o.source_file = r.source_file AND o.source_row = r.source_row
+        JOIN judged j ON j.source_file = r.source_file AND j.source_row = r.source_row
         WHERE r.event_type = 'DISSOLVE'
     """, {"d": ctx.business_date})
 
 
 def s21_dissolve_inactive(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """S21 DISSOLVE_INACTIVE: "DISSOLVE of a relationship that is not active".
+    """S21 DISSOLVE_INACTIVE: "DISSOLVE of a relationship that is unknown or not active,
+    or that names other persons than the relationship's".
 
-    Reading (spec-readings item 10): a DISSOLVE is effective when it is the first
-    DISSOLVE after the latest valid ESTABLISH at or before it; every other
-    DISSOLVE is S21. Needs d_relation_events (built by `run`).
+    Active (rules.md §2): established at or before the DISSOLVE (by any ESTABLISH,
+    valid or not) and not dissolved since; the relationship's persons are those of
+    its latest ESTABLISH. Needs d_relation_events (built by `run`).
     """
     record(con, "S21", f"""
         SELECT {_COMMON},
                'DISSOLVE of relation ' || r.relation_id || ' at '
-                 || strftime(r.event_time, '%Y-%m-%d %H:%M:%S') || ', which is not active: '
-                 || CASE WHEN r.prev_type IS NULL
-                         THEN 'it has no valid ESTABLISH at or before that time.'
-                         ELSE 'it was already dissolved by ' || r.prev_event_id || ' at '
-                              || strftime(r.prev_time, '%Y-%m-%d %H:%M:%S') || '.'
+                 || strftime(r.event_time, '%Y-%m-%d %H:%M:%S') || ': '
+                 || CASE r.reason
+                      WHEN 'not established' THEN
+                        'the relationship is not active: it has no ESTABLISH at or before that time.'
+                      WHEN 'dissolved' THEN
+                        'the relationship is not active: it was already dissolved by ' || r.prev_event_id
+                        || ' at ' || strftime(r.prev_time, '%Y-%m-%d %H:%M:%S') || '.'
+                      ELSE
+                        'it names sharer ' || r.sharer_psn_no || ' and beneficiary ' || r.beneficiary_psn_no
+                        || ', but the relationship (ESTABLISH ' || r.prev_event_id || ') links sharer '
+                        || r.est_sharer || ' to beneficiary ' || r.est_beneficiary || '.'
                     END AS detail,
                {_LINEAGE}
         FROM d_relation_events r

@@ -46,28 +46,30 @@ def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     """S05 NO_VALID_RELATIONSHIP: "relation_id unknown, not valid, not active at
     transfer_time, or its sharer/beneficiary differ from the transfer's".
 
-    Active at t (docs/design.md): a valid ESTABLISH at or before t and no effective
-    DISSOLVE between it and t (both inclusive). relation_events of dates <= D.
-    The latest of {valid ESTABLISH, effective DISSOLVE} at or before t decides;
-    at the same instant the DISSOLVE counts as later.
+    rules.md §2: any loaded ESTABLISH establishes its relation_id, valid or not; it is
+    active at t when established at or before t and not dissolved at or before t; the
+    latest ESTABLISH at or before t defines its sharer, beneficiary and validity at t.
+    The latest of {ESTABLISH, effective DISSOLVE} at or before t decides; at the same
+    instant the DISSOLVE counts as later (spec-readings item 26). relation_events of
+    dates <= D.
     """
     record(con, "S05", f"""
         WITH o AS (SELECT * FROM d_transfers WHERE side = 'OUT' AND status = 'SUCCESS'),
-        ev AS (SELECT * FROM relation_events WHERE business_date <= CAST($d AS DATE)),
+        ev AS (SELECT * FROM relation_events WHERE business_date <= CAST($d AS DATE)
+                                             AND (event_type = 'ESTABLISH' OR valid)),
         rel AS (
-            SELECT relation_id,
-                   min(event_time) FILTER (WHERE event_type = 'ESTABLISH' AND valid) AS first_valid
+            SELECT relation_id, min(event_time) AS first_est
             FROM ev WHERE event_type = 'ESTABLISH' GROUP BY relation_id
         ),
         last_ev AS (
-            SELECT o.source_file, o.source_row, e.event_type, e.event_id, e.event_time,
+            SELECT o.source_file, o.source_row, e.event_type, e.event_id, e.event_time, e.valid,
                    e.sharer_psn_no, e.beneficiary_psn_no
-            FROM o JOIN ev e
-              ON e.relation_id = o.relation_id AND e.valid AND e.event_time <= o.transfer_time
+            FROM o JOIN ev e ON e.relation_id = o.relation_id AND e.event_time <= o.transfer_time
             QUALIFY row_number() OVER (
                 PARTITION BY o.source_file, o.source_row
                 ORDER BY e.event_time DESC, CASE e.event_type WHEN 'DISSOLVE' THEN 0 ELSE 1 END,
-                         e.event_id DESC) = 1
+                         e.event_id DESC, e.sharer_psn_no DESC, e.beneficiary_psn_no DESC,
+                         e.valid) = 1
         ),
         judged AS (
             SELECT o.*,
@@ -75,17 +77,18 @@ def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
                      WHEN rel.relation_id IS NULL THEN
                        'relation_id ' || o.relation_id || ' is unknown: no ESTABLISH of it up to '
                        || strftime(CAST($d AS DATE), '%Y-%m-%d') || '.'
-                     WHEN rel.first_valid IS NULL THEN
-                       'relation ' || o.relation_id || ' is not valid: none of its ESTABLISH events '
-                       || 'passed the relationship rules.'
                      WHEN l.event_type IS NULL THEN
                        'relation ' || o.relation_id || ' is not active at '
-                       || strftime(o.transfer_time, {_FMT}) || ': its first valid ESTABLISH is at '
-                       || strftime(rel.first_valid, {_FMT}) || ', after the transfer.'
+                       || strftime(o.transfer_time, {_FMT}) || ': its first ESTABLISH is at '
+                       || strftime(rel.first_est, {_FMT}) || ', after the transfer.'
                      WHEN l.event_type = 'DISSOLVE' THEN
                        'relation ' || o.relation_id || ' is not active at '
                        || strftime(o.transfer_time, {_FMT}) || ': dissolved by ' || l.event_id
                        || ' at ' || strftime(l.event_time, {_FMT}) || '.'
+                     WHEN NOT l.valid THEN
+                       'relation ' || o.relation_id || ' is not valid at '
+                       || strftime(o.transfer_time, {_FMT}) || ': its latest ESTABLISH ' || l.event_id
+                       || ' (at ' || strftime(l.event_time, {_FMT}) || ') failed the relationship rules.'
                      WHEN l.sharer_psn_no <> o.sharer_psn_no OR l.beneficiary_psn_no <> o.beneficiary_psn_no THEN
                        'relation ' || o.relation_id || ' links sharer ' || l.sharer_psn_no
                        || ' to beneficiary ' || l.beneficiary_psn_no || ' (ESTABLISH ' || l.event_id
