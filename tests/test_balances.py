@@ -101,3 +101,27 @@ def test_b01_after_one_of_two_sharers_dissolved_its_pair_is_zero():
     run(con)
     (f,) = findings(con, "B01")                            # the dissolved pair holds nothing
     assert f["record_id"] == f"{BENEFICIARY}:{SHARER2}" and f["amount"] == Decimal("7.00")
+
+
+def test_f04_on_a_balances_row_is_keyed_by_its_pair_or_personal_else_by_row_number():
+    """rules.md §1 F04 record_id: "balances rows use the key `psn_no:sharer_psn_no`
+    (QUOTA) or `psn_no:PERSONAL`" when readable, else `row:<n>` (1-based data row)."""
+    import json
+
+    from flows.inbox import ProvinceDelivery
+    from tests.inbox_builders import COLUMNS, balance_row, csv_bytes, manifest_for
+    from transforms.intake import load_province
+    ben = "44" + BENEFICIARY[2:]
+    rows = [balance_row(ben, "QUOTA", closing="1.234", sharer=SHARER),        # QUOTA: pair
+            balance_row(SHARER, opening="-1.00"),                              # PERSONAL
+            balance_row(ben, "QUOTA", sharer=""),                              # QUOTA without sharer
+            balance_row("", opening="-1.00"),                                  # no psn_no
+            balance_row(SHARER, "QUOTA", sharer=SHARER2)]                      # clean
+    files = {f"{ds}.csv": (len(rows) if ds == "balances" else 0,
+                           csv_bytes(rows if ds == "balances" else [], COLUMNS[ds]))
+             for ds in COLUMNS}
+    delivery = ProvinceDelivery("44", D, manifest_bytes=json.dumps(manifest_for("44", D, files)).encode(),
+                                files={n: b for n, (_r, b) in files.items()})
+    it = load_province(delivery, D)
+    f04 = [(f["record_id"], f["source_row"]) for f in it.findings.to_dicts() if f["rule_code"] == "F04"]
+    assert f04 == [(f"{ben}:{SHARER}", 1), (f"{SHARER}:PERSONAL", 2), ("row:3", 3), ("row:4", 4)]

@@ -200,7 +200,9 @@ def test_refund_of_a_held_or_unknown_settlement_or_one_not_yet_settled_is_s20():
     assert record_ids(con, "S20") == ["R1", "R2", "R3"]
 
 
-def test_refund_of_another_persons_settlement_is_s20():
+def test_refund_of_another_persons_settlement_is_s20_and_held():
+    """rules.md §6: a REFUND is valid only if orig_setl_id is a settled NORMAL settlement
+    "of the same psn_no"; S20: "refund ... of another person's settlement"."""
     other = "41000000000000000009"
     def build(con):
         _spent(con)
@@ -208,6 +210,8 @@ def test_refund_of_another_persons_settlement_is_s20():
                                            orig_setl_id="S1", at="15:00:00"))
     con = both_modes(build)
     assert record_ids(con, "S20") == ["R1"]
+    assert outcome(con, "R1") == "HELD"
+    assert rows(con, "SELECT count(*) FROM refund_returns") == [(0,)]
 
 
 def test_refund_of_an_earlier_dates_settlement_and_lots_carried_to_the_next_day():
@@ -400,3 +404,61 @@ def test_two_sharers_one_dissolved_then_refund_of_an_earlier_days_spend_across_b
         (g2, Decimal("50.00"), False), ("T1", Decimal("60.00"), True)]
     assert lots(con, D1) == {g2: Decimal("10.00")}
     assert outcome(con, "S2", D1) == "SETTLED" and findings(con) == []
+
+
+# ------------------------------------ rulings of 2026-12-02: the whole night on a DISSOLVE
+
+def night(con, *, established_signed=True, dissolves=(), closing="0.00"):
+    """A sharer, a beneficiary, relation R1 established at 08:00, 300.00 sent at 10:00,
+    100.00 spent at 12:00, the given DISSOLVE rows at 20:00 and the delivered QUOTA
+    closing of the pair; every step of the nightly reconciliation runs."""
+    from tests.builders import both_sides, dissolve, establish, person
+    from transforms import clearing
+    from transforms.reconcile import reconcile
+    base(con)
+    add(con, "persons", [person(SHARER), person(BENEFICIARY, birth="19550101", insutype="390")])
+    add(con, "relationships", [establish("E1", signed=established_signed, at="08:00:00")]
+        + [dissolve(eid, at="20:00:00", **kw) for eid, kw in dissolves])
+    add(con, "transfers", both_sides("T1", amount="300.00", at="10:00:00"))
+    add(con, "settlements", settlement("S1", "100.00", at="12:00:00"))
+    add(con, "balances", [balance(SHARER, opening="10000.00", closing="9700.00"),
+                          balance(BENEFICIARY, "QUOTA", "0.00", closing, sharer=SHARER)])
+    ctx = context(con)
+    reconcile(con, ctx)
+    return {i["name"]: i["passed"] for i in clearing.invariants(con, ctx)}
+
+
+def test_dissolve_of_an_invalid_relationship_closes_its_lots_and_returns_the_quota():
+    """rules.md §6: "DISSOLVE of an active relationship (valid or not, see §2): every lot
+    of that sharer in that beneficiary's wallet is closed; its remaining quota goes back
+    to the sharer"."""
+    con = warehouse()
+    invariants = night(con, established_signed=False, dissolves=[("X1", {})], closing="0.00")
+    assert sorted({f["rule_code"] for f in findings(con)}) == ["S03", "S05"]   # no S21, no B01
+    assert rows(con, "SELECT event_id, lot_id, amount FROM dissolution_returns") == [
+        ("X1", "T1", Decimal("200.00"))]
+    assert lots(con) == {}
+    assert outcome(con, "S1") == "SETTLED"
+    assert invariants == {"files": True, "quota": True, "clearing": True, "settlements": True}
+
+
+def test_a_delivered_balance_still_holding_the_dissolved_quota_is_b01():
+    con = warehouse()
+    night(con, established_signed=False, dissolves=[("X1", {})], closing="200.00")
+    (f,) = findings(con, "B01")
+    assert f["amount"] == Decimal("200.00")
+
+
+def test_dissolve_naming_other_persons_is_s21_and_closes_no_lot():
+    """rules.md §6: a DISSOLVE "whose sharer_psn_no or beneficiary_psn_no differ from the
+    relationship's, gets S21 and does nothing"."""
+    con = warehouse()
+    invariants = night(con, closing="200.00", dissolves=[
+        ("X1", {"beneficiary": SHARER}),                          # the sharer written twice
+        ("X2", {"sharer": BENEFICIARY, "beneficiary": SHARER}),   # the two persons swapped
+    ])
+    assert record_ids(con, "S21") == ["X1", "X2"]
+    assert sorted({f["rule_code"] for f in findings(con)}) == ["S21"]
+    assert rows(con, "SELECT count(*) FROM dissolution_returns") == [(0,)]
+    assert lots(con) == {"T1": Decimal("200.00")}
+    assert all(invariants.values())
