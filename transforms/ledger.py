@@ -25,13 +25,15 @@ its lot was closed: spec-readings item 12; event_id = the refund's setl_id), and
 records S18 and S20. Rows of dates after D are never read, so a re-run of an
 earlier date sees only its past.
 
-Readings (see the report to the lead / docs/spec-readings.md):
+rules.md §6, and its readings in docs/spec-readings.md:
 * a refund is matched only to a NORMAL settlement of the same psn_no (the wallet
-  the quota came from); another person's settlement is S20;
-* a dissolution closes every lot whose sharer is the dissolving sharer, whatever
-  relation_id the transfer named; every closed lot is written to
-  dissolution_returns, an amount of 0.00 included, so that a later refund can
-  name its sharer.
+  the quota came from); another person's settlement is S20 and held;
+* the DISSOLVEs applied are the effective ones of relation_events (judged by
+  transforms/rules_relationships.py: valid or not, naming the relationship's
+  persons); a dissolution closes every lot whose sharer is the dissolving
+  sharer, whatever relation_id the transfer named; every closed lot is written
+  to dissolution_returns, an amount of 0.00 included, so that a later refund
+  can name its sharer.
 """
 from __future__ import annotations
 
