@@ -1,0 +1,217 @@
+"""Reads what the runs publish under <out> into the workbench's cases.
+
+For every folder <out>/<YYYY-MM-DD>/ with exceptions.parquet: the findings become
+sightings of their cases (keys.case_key); a case is created, with a `created`
+event, the first time its key is seen. summary.json gives the run's status, and
+report.html the drill-down evidence it embedded (only for the findings the page
+evidences: the top ones per rule and the largest).
+
+Idempotent: a date whose files did not change is skipped; a date whose files did
+change (a re-run) has its sightings replaced as a whole, in one transaction, so
+a finding is never counted twice. A finding that disappears from a re-run date
+leaves its case in place (its events stay), only with fewer sightings.
+
+<out> is not trusted: only real folders named like a date are read (no symlinks),
+a file that cannot be read or lacks a column is reported as a problem of that
+date and its earlier sightings are kept, and every resident ID in text is masked
+before it is stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from transforms.audit_view import mask_text
+from workbench import keys
+from workbench.store import append_event, now_utc, transaction
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FILES = ("exceptions.parquet", "summary.json", "report.html")
+REQUIRED = ("exception_id", "business_date", "rule_code", "rule_name", "severity", "province",
+            "dataset", "record_id", "sharer_psn_no", "beneficiary_psn_no", "amount", "detail",
+            "source_file", "source_row")
+MAX_REPORT_BYTES = 512 * 1024 * 1024   # a national day's page is tens of MB
+_DATA_OPEN = '<script type="application/json" id="report-data">'
+
+
+@dataclass
+class IngestResult:
+    ingested: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def published_dates(out: Path) -> list[tuple[str, Path]]:
+    """(YYYY-MM-DD, folder) of every published date under <out>, in date order."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = []
+    for entry in out.iterdir():
+        if not DATE_RE.match(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            date.fromisoformat(entry.name)
+        except ValueError:
+            continue
+        p = entry / "exceptions.parquet"
+        if p.is_file() and not p.is_symlink():
+            found.append((entry.name, entry))
+    return sorted(found)
+
+
+def _fingerprint(folder: Path) -> str:
+    parts = []
+    for name in FILES:
+        p = folder / name
+        try:
+            st = p.stat() if not p.is_symlink() else None
+        except OSError:
+            st = None
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}" if st else f"{name}:-")
+    return ";".join(parts)
+
+
+def _sha256(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in FILES:
+        p = folder / name
+        if p.is_file() and not p.is_symlink():
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _money(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float):
+        raise ValueError("amount is a binary float, not a decimal")
+    try:
+        return str(Decimal(str(v)).quantize(Decimal("0.01")))
+    except InvalidOperation:
+        raise ValueError(f"amount {str(v)[:40]!r} is not a number") from None
+
+
+def read_findings(folder: Path, day: str) -> list[dict]:
+    """The findings of exceptions.parquet as dicts; ValueError with one sentence when unusable."""
+    import polars as pl
+    try:
+        frame = pl.read_parquet(folder / "exceptions.parquet")
+    except Exception as e:  # noqa: BLE001 - hostile file: one sentence, no crash
+        raise ValueError(f"exceptions.parquet cannot be read ({type(e).__name__})") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"exceptions.parquet lacks column(s) {', '.join(missing)}")
+    rows = []
+    for r in frame.select(REQUIRED).iter_rows(named=True):
+        if str(r["business_date"]) != day:
+            raise ValueError(f"exceptions.parquet holds a finding of {r['business_date']}, not {day}")
+        if not r["exception_id"] or not r["rule_code"] or r["province"] is None:
+            raise ValueError("exceptions.parquet has a finding without exception_id, rule_code or province")
+        row = {k: (None if r[k] is None else str(r[k])) for k in REQUIRED}
+        row["amount"] = _money(r["amount"])
+        try:
+            row["source_row"] = None if r["source_row"] is None else int(r["source_row"])
+        except (TypeError, ValueError):
+            raise ValueError("exceptions.parquet has a source_row that is not a number") from None
+        rows.append(row)
+    return rows
+
+
+def read_evidence(folder: Path) -> dict[str, dict]:
+    """The drill-down evidence embedded in report.html, by exception_id ({} when absent)."""
+    p = folder / "report.html"
+    try:
+        if not p.is_file() or p.is_symlink() or p.stat().st_size > MAX_REPORT_BYTES:
+            return {}
+        text = p.read_text(encoding="utf-8", errors="replace")
+        i = text.find(_DATA_OPEN)
+        if i < 0:
+            return {}
+        i += len(_DATA_OPEN)
+        j = text.find("</script>", i)
+        data = json.loads(text[i:j])
+        ev = data.get("evidence") if isinstance(data, dict) else None
+        return {str(k): v for k, v in ev.items() if isinstance(v, dict)} if isinstance(ev, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _status(folder: Path) -> str | None:
+    try:
+        s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        return str(s.get("status"))[:20] if isinstance(s, dict) and s.get("status") else None
+    except (OSError, ValueError):
+        return None
+
+
+def _store_date(con: sqlite3.Connection, day: str, rows: list[dict], evidence: dict,
+                fingerprint: str, sha: str, status: str | None) -> None:
+    at = now_utc()
+    with transaction(con):
+        con.execute("DELETE FROM sightings WHERE business_date = ?", (day,))
+        for r in rows:
+            kind, subject, text = keys.case_key(r["rule_code"], r["province"], r["record_id"],
+                                                r["sharer_psn_no"], r["detail"])
+            cid = keys.case_id(text)
+            if con.execute("SELECT 1 FROM cases WHERE case_id = ?", (cid,)).fetchone() is None:
+                con.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?)",
+                            (cid, kind, r["rule_code"], r["province"], mask_text(subject), at))
+                append_event(con, cid, "system", "created", None,
+                             {"status": "open", "first_seen": day, "rule_code": r["rule_code"],
+                              "province": r["province"]}, at)
+            ev = evidence.get(r["exception_id"])
+            con.execute(
+                "INSERT OR REPLACE INTO sightings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (day, r["exception_id"], cid, r["rule_code"], r["rule_name"], r["severity"],
+                 r["province"], r["dataset"], mask_text(r["record_id"]), r["sharer_psn_no"],
+                 r["beneficiary_psn_no"], r["amount"], mask_text(r["detail"]),
+                 mask_text(r["source_file"]), r["source_row"],
+                 None if ev is None else mask_text(json.dumps(ev, ensure_ascii=False))))
+        con.execute("INSERT OR REPLACE INTO report_dates VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (day, fingerprint, sha, status, len(rows), at))
+
+
+def _note_problem(con: sqlite3.Connection, day: str, fingerprint: str, sha: str, problem: str) -> None:
+    with transaction(con):
+        old = con.execute("SELECT status, findings, ingested_at FROM report_dates WHERE business_date = ?",
+                          (day,)).fetchone()
+        con.execute("INSERT OR REPLACE INTO report_dates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (day, fingerprint, sha, old["status"] if old else None,
+                     old["findings"] if old else 0, old["ingested_at"] if old else now_utc(), problem))
+
+
+def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:
+    """Bring the cases up to date with every date published under <out>."""
+    res = IngestResult()
+    for day, folder in published_dates(out):
+        fp = _fingerprint(folder)
+        known = con.execute("SELECT fingerprint, content_sha256 FROM report_dates WHERE business_date = ?",
+                            (day,)).fetchone()
+        if known and known["fingerprint"] == fp:
+            res.unchanged.append(day)
+            continue
+        sha = _sha256(folder)
+        if known and known["content_sha256"] == sha:
+            with transaction(con):
+                con.execute("UPDATE report_dates SET fingerprint = ? WHERE business_date = ?", (fp, day))
+            res.unchanged.append(day)
+            continue
+        try:
+            rows = read_findings(folder, day)
+        except ValueError as e:
+            _note_problem(con, day, fp, sha, str(e))
+            res.problems[day] = str(e)
+            continue
+        _store_date(con, day, rows, read_evidence(folder), fp, sha, _status(folder))
+        res.ingested.append(day)
+    return res
