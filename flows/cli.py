@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="start the nightly schedule (02:30 Asia/Shanghai)")
     _paths_options(v)
     _runner_options(v, orchestrator=False)  # serve always runs Prefect
+
+    w = sub.add_parser("audit", help="serve the auditors' workbench on 127.0.0.1 (cases across "
+                       "dates, decisions, audit trail; login required); `recon audit user add` adds users")
+    from workbench.cli import add_arguments as audit_arguments  # argparse only; web stack when serving
+    audit_arguments(w)
     return p
 
 
@@ -363,8 +368,13 @@ def cmd_serve(a) -> int:
     return 0
 
 
+def cmd_audit(a) -> int:
+    from workbench.cli import run
+    return run(a)
+
+
 COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
-            "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve}
+            "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve, "audit": cmd_audit}
 
 
 def _one_sentence(text: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from contracts.privacy import scrub_frame, scrub_json, scrub_text
 from flows import report_html, report_xlsx
 from flows.warehouse import fsync_dir, staging_root, write_json_atomic
 from transforms.context import RunContext
@@ -48,7 +49,12 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
     """Write every report of D into the staging folder of the run; returns that folder."""
     d = staged_dir(out, run_id, ctx.d)
     d.mkdir(parents=True, exist_ok=False)
-    exceptions, settlement, positions = frames["exceptions"], frames["settlement"], frames["positions"]
+    # No full resident ID in any written text (contracts/privacy.py); the page reads the
+    # warehouse by the raw record ids, so it gets the raw findings and is scrubbed as text.
+    raw_exceptions = frames["exceptions"]
+    exceptions, settlement, positions = (scrub_frame(frames[k]) for k in
+                                         ("exceptions", "settlement", "positions"))
+    summary = scrub_json(summary)
     _write_parquet(d / "exceptions.parquet", exceptions)
     _write_bytes(d / "exceptions.csv", csv_bytes(exceptions))
     _write_parquet(d / "settlement.parquet", settlement)
@@ -58,7 +64,10 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
     # The workbook is pure Python while the page mostly waits on DuckDB: build both at once.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         workbook = pool.submit(report_xlsx.write, d / "exceptions.xlsx", exceptions, summary)
-        report_html.write(d / "report.html", con, ctx, summary, exceptions, settlement, positions)
+        report_html.write(d / "report.html", con, ctx, summary, raw_exceptions, settlement, positions)
+        page = (d / "report.html").read_text(encoding="utf-8")
+        if (clean := scrub_text(page)) != page:
+            _write_bytes(d / "report.html", clean.encode("utf-8"))
         workbook.result()
     write_json_atomic(d / "summary.json", summary)
     for f in d.iterdir():

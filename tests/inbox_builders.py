@@ -40,6 +40,11 @@ def at(hhmmss: str = "10:00:00", day: date = D, offset: str = "+08:00") -> str:
     return f"{day.isoformat()}T{hhmmss}{offset}"
 
 
+def resident_id(n: int) -> str:
+    """The n-th of many distinct valid resident ID numbers (GB 11643 check character)."""
+    return make_certno(f"{110100 + n % 900:06d}", "19860315", n % 1000, male=n % 2 == 0)
+
+
 # ------------------------------------------------------------------ rows (text)
 
 def person_row(psn_no: str = SHARER, birth: str = "19800101", male: bool = True,
