@@ -388,7 +388,8 @@ def _error_log(a) -> Path | None:
         base = Path(getattr(a, "warehouse", None) or "data/warehouse.duckdb").parent
         base.mkdir(parents=True, exist_ok=True)
         p = base / "recon-last-error.log"
-        p.write_text(traceback.format_exc(), encoding="utf-8")
+        from contracts.privacy import scrub_text
+        p.write_text(scrub_text(traceback.format_exc()), encoding="utf-8")
         return p
     except Exception:  # noqa: BLE001
         return None
@@ -396,6 +397,8 @@ def _error_log(a) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry noise
+    from contracts.privacy import scrub_process_output
+    scrub_process_output()  # no full resident ID in a log line or on the terminal
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="recon: %(message)s")
     logging.captureWarnings(True)
     import warnings
