@@ -1,0 +1,481 @@
+"""Operations around the nightly run (issue 11): waiting for late provinces, finding
+processed dates whose inputs changed since their run, and catching them up in order.
+
+    wait_for_provinces   poll the inbox until every live province of D has delivered a
+                         complete folder (manifest and every file it names) or the
+                         deadline passes; returns the provinces still missing
+    changed_dates        processed dates of the look-back window whose delivered files
+                         differ from what their run read (summary.json `input_sha256`)
+    nightly_run          what the 02:30 schedule does: wait -> look back -> re-run the
+                         changed dates and the STALE ones after them -> the new date
+    catch_up             `recon catch-up`: the same without the new date and the wait
+
+The clock and the sleep are injected (`Clock`), so tests drive a whole night with a
+fake clock. How one date is reconciled is injected too (`run_one`): the plain path or
+the Prefect subflow; this module never imports Prefect except in `prefect_wait`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+import time as _time
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Callable, Protocol
+
+from contracts import codes
+from contracts import operations as ops
+from contracts.errors import InputError
+from flows import warehouse as wh
+from flows.alerts import Alerter
+from flows.nightly import SHANGHAI, Paths, dates_between
+
+log = logging.getLogger("recon")
+
+
+# --------------------------------------------------------------------------- configuration
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(SHANGHAI)
+
+    def sleep(self, seconds: float) -> None:
+        _time.sleep(seconds)
+
+
+def parse_deadline(text: str) -> time:
+    """'HH:MM' (Asia/Shanghai) as a time; anything else is a usage error."""
+    try:
+        t = time.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InputError(f"The deadline {text!r} is not a time HH:MM (Asia/Shanghai).") from None
+    return t.replace(second=0, microsecond=0, tzinfo=None)
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """Settings of the nightly run; defaults from contracts/operations.py."""
+    lookback_days: int = ops.LOOKBACK_DAYS
+    deadline: time = ops.DEADLINE
+    poll_seconds: float = ops.POLL_SECONDS
+    alerts: tuple[str, ...] = ()
+    digest: bool = False
+    spike_factor: float = ops.ERROR_SPIKE_FACTOR
+
+    @classmethod
+    def from_env(cls, env=None, **given) -> "OpsConfig":
+        """RECON_LOOKBACK_DAYS, RECON_DEADLINE, RECON_POLL_SECONDS, RECON_ALERTS (apprise
+        URLs separated by whitespace), RECON_ALERT_DIGEST, RECON_ERROR_SPIKE_FACTOR;
+        a value given here (not None) wins over the environment."""
+        env = os.environ if env is None else env
+        raw = {"lookback_days": env.get("RECON_LOOKBACK_DAYS"), "deadline": env.get("RECON_DEADLINE"),
+               "poll_seconds": env.get("RECON_POLL_SECONDS"), "alerts": env.get("RECON_ALERTS"),
+               "digest": env.get("RECON_ALERT_DIGEST"),
+               "spike_factor": env.get("RECON_ERROR_SPIKE_FACTOR")}
+        raw.update({k: v for k, v in given.items() if v is not None})
+        cfg = cls()
+        try:
+            if raw["lookback_days"] not in (None, ""):
+                cfg = replace(cfg, lookback_days=int(raw["lookback_days"]))
+            if raw["poll_seconds"] not in (None, ""):
+                cfg = replace(cfg, poll_seconds=float(raw["poll_seconds"]))
+            if raw["spike_factor"] not in (None, ""):
+                cfg = replace(cfg, spike_factor=float(raw["spike_factor"]))
+        except ValueError as e:
+            raise InputError(f"An operations setting is not a number ({e}).") from None
+        if raw["deadline"] not in (None, ""):
+            cfg = replace(cfg, deadline=raw["deadline"] if isinstance(raw["deadline"], time)
+                          else parse_deadline(raw["deadline"]))
+        alerts = raw["alerts"]
+        if alerts:
+            cfg = replace(cfg, alerts=tuple(alerts.split() if isinstance(alerts, str) else alerts))
+        digest = raw["digest"]
+        if digest is not None:
+            cfg = replace(cfg, digest=digest if isinstance(digest, bool)
+                          else str(digest).strip().lower() in ("1", "true", "yes", "on"))
+        if cfg.lookback_days < 1 or cfg.poll_seconds <= 0 or cfg.spike_factor <= 0:
+            raise InputError("The look-back days, the poll seconds and the error spike factor "
+                             "must be positive.")
+        return cfg
+
+
+def deadline_at(d: date, deadline: time) -> datetime:
+    """The moment the run for D stops waiting: `deadline` on D+1, Asia/Shanghai."""
+    return datetime.combine(d + timedelta(days=1), deadline, SHANGHAI)
+
+
+# --------------------------------------------------------------------------- reading the inbox
+
+def _hash_inside(folder: Path, name: str, limit: int | None = None) -> tuple[str, str | None]:
+    """('ok', sha256) of folder/name streamed in chunks, with the checks of
+    flows.inbox._read_inside (inside the folder, a regular file, size limit);
+    ('absent', None) or ('refused', None) otherwise."""
+    from flows.inbox import _inside
+    path = folder / name
+    if not os.path.lexists(path):
+        return "absent", None
+    if not _inside(path, folder):
+        return "refused", None
+    try:
+        real = path.resolve(strict=True)
+        st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+            return "refused", None
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            while chunk := f.read(ops.HASH_CHUNK_BYTES):
+                h.update(chunk)
+        return "ok", h.hexdigest()
+    except OSError:
+        return "refused", None
+
+
+def _province_folders(inbox: Path, d: date) -> dict[str, Path]:
+    """Province folders of D that the run would open (flows.inbox.read_inbox_date's rules)."""
+    from flows.inbox import _inside
+    root = Path(inbox)
+    if not root.is_dir():
+        return {}
+    root = root.resolve()
+    day = root / d.isoformat()
+    if not day.is_dir() or not _inside(day, root):
+        return {}
+    day = day.resolve()
+    out = {}
+    for pp in codes.PROVINCES:
+        folder = day / pp
+        if os.path.lexists(folder) and folder.is_dir() and _inside(folder, day):
+            out[pp] = folder.resolve()
+    return out
+
+
+def _manifest(folder: Path, pp: str, d: date):
+    """(status, raw bytes, parsed manifest or None) of a province folder's manifest.json."""
+    from flows.inbox import MANIFEST, MAX_MANIFEST_BYTES, _read_inside
+    from transforms.intake import ManifestInvalid, parse_manifest
+    got = _read_inside(folder, MANIFEST, limit=MAX_MANIFEST_BYTES)
+    if got.status != "ok":
+        return got.status, b"" if got.status == "refused" else None, None
+    try:
+        return "ok", got.data, parse_manifest(got.data, pp, d)
+    except ManifestInvalid:
+        return "ok", got.data, None
+
+
+def _named_files(manifest) -> list[str]:
+    """The data files a run opens: one listing per stem with readable rows and sha256."""
+    from transforms.intake import _entry
+    names = []
+    for ds in codes.DATASETS:
+        listed = [n for n in (f"{ds}.csv", f"{ds}.parquet") if n in manifest.files]
+        if len(listed) == 1 and _entry(manifest.files[listed[0]]) is not None:
+            names.append(listed[0])
+    return names
+
+
+def current_inputs(inbox: Path, d: date) -> dict[str, str]:
+    """sha256 of D's delivered files, keyed as summary.json `input_sha256` keys them
+    (`<D>/<PP>/manifest.json`, `<D>/<PP>/<data file>`): exactly the files a run of D
+    would read now, so a date re-run with unchanged inputs compares equal."""
+    sums: dict[str, str] = {}
+    for pp, folder in _province_folders(inbox, d).items():
+        status, raw, manifest = _manifest(folder, pp, d)
+        if raw is None:
+            continue  # no manifest: the province is missing
+        sums[f"{d.isoformat()}/{pp}/manifest.json"] = hashlib.sha256(raw).hexdigest()
+        if manifest is None:
+            continue  # refused or invalid manifest: the run opens no data file
+        for name in _named_files(manifest):
+            got, sha = _hash_inside(folder, name)
+            if got == "ok":
+                sums[f"{d.isoformat()}/{pp}/{name}"] = sha
+    return sums
+
+
+@dataclass(frozen=True)
+class Readiness:
+    live: list[str]
+    waiting: dict[str, str] = field(default_factory=dict)  # province -> what is not there yet
+
+
+def province_readiness(inbox: Path, d: date) -> Readiness:
+    """Which live provinces of D have not yet delivered a complete folder: a
+    manifest.json the run can read and every data file it names present."""
+    from flows.inbox import DATA_FILE_NAMES, live_provinces, read_reference
+    live = live_provinces(read_reference(inbox).regions, d)
+    folders = _province_folders(inbox, d)
+    waiting = {}
+    for pp in live:
+        folder = folders.get(pp)
+        if folder is None:
+            waiting[pp] = "no folder"
+            continue
+        status, _raw, manifest = _manifest(folder, pp, d)
+        if status == "absent":
+            waiting[pp] = "no manifest.json"
+            continue
+        if manifest is None:
+            continue  # delivered, but unusable: the run reports it (F03); waiting will not help
+        absent = [n for n in manifest.files if n in DATA_FILE_NAMES and not _present(folder, n)]
+        if absent:
+            waiting[pp] = f"{', '.join(sorted(absent))} not there yet"
+    return Readiness(live, waiting)
+
+
+def _present(folder: Path, name: str) -> bool:
+    """folder/name is a regular file inside the folder (not hashed: waiting stays cheap)."""
+    from flows.inbox import _inside
+    path = folder / name
+    return os.path.lexists(path) and _inside(path, folder) and path.is_file()
+
+
+# --------------------------------------------------------------------------- waiting
+
+def wait_for_provinces(inbox: Path, d: date, until: datetime, clock: Clock,
+                       poll_seconds: float, logger: logging.Logger | None = None) -> list[str]:
+    """Poll the inbox until every live province of D delivered a complete folder or
+    `until` passed; returns the provinces still missing (their folder incomplete)."""
+    logger = logger or log
+    shown: dict[str, str] | None = None
+    while True:
+        r = province_readiness(inbox, d)
+        if not r.waiting:
+            logger.info("all %d live provinces of %s delivered complete folders", len(r.live),
+                        d.isoformat())
+            return []
+        now = clock.now()
+        if now >= until:
+            logger.warning("deadline %s reached: still missing for %s: %s; reconciling with what "
+                           "arrived", until.isoformat(), d.isoformat(), _listed(r.waiting))
+            return sorted(r.waiting)
+        if r.waiting != shown:
+            logger.info("waiting for provinces of %s until %s: %s", d.isoformat(),
+                        until.isoformat(), _listed(r.waiting))
+            shown = r.waiting
+        clock.sleep(max(0.0, min(poll_seconds, (until - now).total_seconds())))
+
+
+def _listed(waiting: dict[str, str]) -> str:
+    return "; ".join(f"{pp} ({why})" for pp, why in sorted(waiting.items()))
+
+
+def prefect_wait(inbox: Path, d: date, until: datetime, clock: Clock, poll_seconds: float) -> list[str]:
+    """wait_for_provinces as the Prefect task `wait-for-provinces` (its logs in the UI)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.logging import get_run_logger
+
+    @task(name="wait-for-provinces", task_run_name=f"wait-for-provinces-{d.isoformat()}",
+          cache_policy=NO_CACHE, persist_result=False)
+    def wait_task() -> list[str]:
+        return wait_for_provinces(inbox, d, until, clock, poll_seconds, get_run_logger())
+
+    return wait_task()
+
+
+# --------------------------------------------------------------------------- look-back
+
+@dataclass(frozen=True)
+class Changed:
+    business_date: date
+    status: str
+    reasons: list[str]
+
+
+def recorded_runs(paths: Paths) -> list[dict]:
+    """Every processed date, oldest first: business_date, status, summary (as recorded in
+    the warehouse: the outputs folder may be tampered with, the warehouse is ours)."""
+    with wh.run_lock(paths.warehouse):
+        con = wh.open_warehouse(paths.warehouse, read_only=True)
+        try:
+            rows = con.execute("SELECT business_date, status, summary_json FROM runs "
+                               "ORDER BY business_date").fetchall()
+        finally:
+            con.close()
+    return [{"business_date": d, "status": st, "summary": json.loads(s)} for d, st, s in rows]
+
+
+def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
+                  runs: list[dict] | None = None) -> list[Changed]:
+    """Processed dates of the window (`lookback_days` days ending at `until`, default the
+    last processed date) whose delivered files changed since their run, oldest first."""
+    from transforms.operations import input_changes
+    runs = recorded_runs(paths) if runs is None else runs
+    if not runs:
+        return []
+    until = until or runs[-1]["business_date"]
+    first = until - timedelta(days=lookback_days - 1)
+    out = []
+    for r in runs:
+        d = r["business_date"]
+        if first <= d <= until:
+            reasons = input_changes(d, r["summary"].get("input_sha256", {}), current_inputs(paths.inbox, d))
+            if reasons:
+                out.append(Changed(d, r["status"], reasons))
+    return out
+
+
+def catch_up_dates(runs: list[dict], changed: list[Changed], until: date | None = None) -> list[date]:
+    """From the first changed or STALE date, every date up to `until` (default the last
+    processed date): the changed dates are re-run in order and the dates after them,
+    STALE by then, brought up to date."""
+    if not runs:
+        return []
+    starts = [c.business_date for c in changed] + \
+             [r["business_date"] for r in runs if r["status"] == wh.STALE]
+    if not starts:
+        return []
+    end = until or runs[-1]["business_date"]
+    return dates_between(min(starts), end) if min(starts) <= end else []
+
+
+def nightly_dates(inbox: Path, runs: list[dict], changed: list[Changed], until: date) -> list[date]:
+    """What a night reconciles: the catch-up, then every unprocessed date up to `until`."""
+    from flows.inbox import date_folders
+    starts = [d for d in catch_up_dates(runs, changed, until)[:1]]
+    if runs:
+        starts.append(runs[-1]["business_date"] + timedelta(days=1))
+    else:
+        folders = date_folders(inbox)
+        starts += folders[:1]
+    if not starts or min(starts) > until:
+        return []
+    return dates_between(min(starts), until)
+
+
+# --------------------------------------------------------------------------- running dates
+
+RunOne = Callable[[date], dict]
+
+
+def run_dates(paths: Paths, todo: list[date], run_one: RunOne, alerter: Alerter,
+              runs: list[dict], cfg: OpsConfig) -> list[dict]:
+    """Reconcile `todo` in order, with the alerts of each date; a failure alerts and
+    stops (the dates after it need its closing state)."""
+    from transforms.operations import error_spike, late_provinces
+    before = {r["business_date"]: r["summary"] for r in runs}
+    history = dict(before)
+    done = []
+    for d in todo:
+        try:
+            s = run_one(d)
+        except Exception as e:
+            alerter.run_failed(d, e)
+            raise
+        done.append(s)
+        history[d] = s
+        prev = before.get(d)
+        if prev is not None:
+            late = late_provinces(prev.get("provinces", {}).get("missing", []),
+                                  s.get("provinces", {}).get("delivered", []))
+            if late:
+                alerter.late_delivery(d, late, prev.get("status_before_stale") or prev.get("status"),
+                                      s["status"])
+        spike = error_spike(s, [v for k, v in history.items() if k < d], cfg.spike_factor,
+                            ops.BASELINE_DAYS, ops.BASELINE_MIN_DAYS)
+        if spike:
+            alerter.error_spike(d, **spike)
+        if cfg.digest:
+            alerter.digest(d, s)
+    return done
+
+
+def nightly_run(paths: Paths, cfg: OpsConfig, run_one: RunOne, clock: Clock | None = None,
+                until: date | None = None, wait: Callable | None = None,
+                alerter: Alerter | None = None) -> list[dict]:
+    """The 02:30 run: wait for the provinces of yesterday (until the deadline), look back
+    for dates whose inputs changed, re-run them and the STALE dates after them, then
+    reconcile the new date(s)."""
+    clock = clock or SystemClock()
+    alerter = alerter or Alerter(cfg.alerts, paths.out)
+    until = until or (clock.now().astimezone(SHANGHAI).date() - timedelta(days=1))
+    runs = recorded_runs(paths)
+    if until not in {r["business_date"] for r in runs}:
+        waiter = wait or wait_for_provinces
+        try:
+            missing = waiter(paths.inbox, until, deadline_at(until, cfg.deadline), clock,
+                             cfg.poll_seconds)
+        except Exception as e:
+            alerter.run_failed(until, e)
+            raise
+        if missing:
+            alerter.missing_at_deadline(until, missing, deadline_at(until, cfg.deadline))
+        runs = recorded_runs(paths)
+    changed = changed_dates(paths, cfg.lookback_days, until, runs)
+    for c in changed:
+        log.warning("%s: inputs changed since its run (%s); re-running it", c.business_date,
+                    "; ".join(c.reasons))
+    todo = nightly_dates(paths.inbox, runs, changed, until)
+    return run_dates(paths, todo, run_one, alerter, runs, cfg)
+
+
+def catch_up(paths: Paths, cfg: OpsConfig, run_one: RunOne, alerter: Alerter | None = None,
+             ) -> tuple[list[Changed], list[dict]]:
+    """`recon catch-up`: re-run, in order, the dates of the window whose inputs changed,
+    then the STALE dates after them. Returns (what changed, the summaries of the runs)."""
+    alerter = alerter or Alerter(cfg.alerts, paths.out)
+    runs = recorded_runs(paths)
+    changed = changed_dates(paths, cfg.lookback_days, None, runs)
+    todo = catch_up_dates(runs, changed)
+    return changed, run_dates(paths, todo, run_one, alerter, runs, cfg)
+
+
+def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBACK_DAYS) -> list[str]:
+    """The `recon status` section: processed dates whose inputs changed since their run.
+
+    `recon status` never takes the run lock, so the recorded sha256 come from the
+    published `<out>/<D>/summary.json` here (a hint for the operator; the nightly run
+    and `recon catch-up` compare with the warehouse's own copy)."""
+    from transforms.operations import input_changes
+    if not runs:
+        return []
+    last = max(r["business_date"] for r in runs)
+    first = last - timedelta(days=lookback_days - 1)
+    changed = []
+    for r in runs:
+        d = r["business_date"]
+        if d < first:
+            continue
+        recorded = _published_sha256(paths.out, d)
+        if recorded is None:
+            continue
+        try:
+            reasons = input_changes(d, recorded, current_inputs(paths.inbox, d))
+        except OSError:
+            continue
+        if reasons:
+            changed.append(f"  {d.isoformat()}  {r['status']:<8}  {'; '.join(reasons)}")
+    if not changed:
+        return [f"No processed date of the last {lookback_days} days has inputs that changed "
+                "since its run."]
+    return ["Inputs changed since their run (`recon catch-up` re-runs them in order):"] + changed
+
+
+MAX_SUMMARY_BYTES = 64 << 20  # a summary.json lists a few hundred files; anything bigger is not one
+
+
+def _published_sha256(out: Path, d: date) -> dict[str, str] | None:
+    """`input_sha256` of `<out>/<D>/summary.json`, None when it cannot be read."""
+    from flows.inbox import _read_inside
+    folder = Path(out) / d.isoformat()
+    if not folder.is_dir():
+        return None
+    got = _read_inside(folder.resolve(), "summary.json", limit=MAX_SUMMARY_BYTES)
+    if got.status != "ok":
+        return None
+    try:
+        sums = json.loads(got.data).get("input_sha256")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(sums, dict):
+        return None
+    return {str(k): str(v) for k, v in sums.items()}
