@@ -108,3 +108,20 @@ def _first_failure(e: Exception) -> str:
         row = cases.row(0, named=True)
         return f"column {row.get('column')}: {row.get('check')}"
     return str(e).splitlines()[0][:200]
+
+
+# --------------------------------------------------------------------------- display of text
+
+# Longest text (detail, record_id, file names) shown in report.html and exceptions.xlsx; the
+# full value is kept in exceptions.csv / .parquet. A 50 MB field must not make a 157 MB page.
+DISPLAY_TEXT_MAX = 500
+DISPLAY_ELLIPSIS = " …[shortened; full text in exceptions.csv]"
+# Exception ids of a re-run's changes listed on the page (all of them are in summary.json).
+RERUN_IDS_SHOWN = 500
+
+
+def shorten_for_display(text: str | None) -> str | None:
+    """`text` cut to DISPLAY_TEXT_MAX characters, saying it was cut (None stays None)."""
+    if text is None or len(text) <= DISPLAY_TEXT_MAX:
+        return text
+    return text[:DISPLAY_TEXT_MAX] + DISPLAY_ELLIPSIS

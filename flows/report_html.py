@@ -29,6 +29,9 @@ import polars as pl
 from markupsafe import Markup
 
 from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
+from contracts.reports import RERUN_IDS_SHOWN, shorten_for_display
+from contracts.summary import RunSummary
+from contracts.summary import parse as parse_summary
 from transforms.audit_view import AuditConfig, mask_text, money, report_data
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -254,86 +257,64 @@ def svg_positions(positions: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- summary
 
-def _as_list(v: Any) -> list:
-    if v is None:
-        return []
-    if isinstance(v, (list, tuple, set)):
-        return sorted(str(x) for x in v)
-    return []
+def _files(s: RunSummary) -> list[dict]:
+    return [{"file": f.source_file, "read": f.rows_read, "loaded": f.rows_loaded,
+             "quarantined": f.rows_quarantined, "rejected": f.rejected,
+             "ok": f.rows_read == f.rows_loaded + f.rows_quarantined} for f in s.files]
 
 
-def _count(v: Any) -> int | None:
-    if isinstance(v, (list, tuple, set)):
-        return len(v)
-    if isinstance(v, int):
-        return v
-    return None
-
-
-def _files(summary: dict) -> list[dict]:
-    files = summary.get("files")
-    rows = []
-    if isinstance(files, dict):
-        for name, f in sorted(files.items()):
-            if isinstance(f, dict):
-                rows.append({"file": name, **f})
-    elif isinstance(files, list):
-        for f in files:
-            if isinstance(f, dict):
-                rows.append(dict(f))
-    out = []
-    for f in rows:
-        name = f.get("file") or f.get("source_file") or f.get("name") or ""
-        read, loaded, quar = f.get("rows_read"), f.get("rows_loaded"), f.get("rows_quarantined")
-        out.append({"file": name, "read": read, "loaded": loaded, "quarantined": quar,
-                    "rejected": f.get("rejected"),
-                    "ok": (read == (loaded or 0) + (quar or 0)) if isinstance(read, int) else None})
-    return out
-
-
-def _invariants(summary: dict) -> list[dict]:
-    inv = summary.get("invariants") or []
-    if isinstance(inv, dict):
-        inv = [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in inv.items()]
-    out = []
-    for i in inv:
-        if not isinstance(i, dict):
-            continue
-        extra = {k: v for k, v in i.items() if k not in ("name", "passed")}
-        out.append({"name": i.get("name", ""), "passed": i.get("passed"),
-                    "values": "; ".join(f"{k} = {v}" for k, v in extra.items())})
-    return out
+def _invariants(s: RunSummary) -> list[dict]:
+    return [{"name": i.name, "passed": i.passed, "values": f"value = {i.value}; {i.detail}"}
+            for i in s.invariants]
 
 
 AMOUNT_LABELS = {
     "settled": ("已结算", "Settled"), "held": ("挂起", "Held"), "refunded": ("已退费", "Refunded"),
-    "cleared": ("已清算", "Cleared"), "transferred": ("已转账", "Transferred"),
-    "wallet_pay_normal": ("正常结算钱包支付", "Wallet pay of NORMAL settlements"),
+    "refund_held": ("退费挂起", "Refunds held"),
+    "normal_wallet_pay": ("正常结算钱包支付", "Wallet pay of NORMAL settlements"),
+    "transfers_in": ("转入", "Transfers in"), "transfers_out": ("转出", "Transfers out"),
 }
+HEADLINE_AMOUNTS = ("settled", "held", "refunded", "refund_held")
 
 
-def _cards(summary: dict, data: dict) -> list[dict]:
-    amounts = summary.get("amounts") if isinstance(summary.get("amounts"), dict) else {}
-    wt = data.get("warehouse_totals") or {}
+def _cards(s: RunSummary, data: dict) -> list[dict]:
+    wt = data["warehouse_totals"]
     cards = []
     if wt:
-        cards.append({"zh": "成功转账", "en": "Transfers (SUCCESS)", "value": fmt_money(wt.get("transfers_amount")),
-                      "sub": f'{wt.get("transfers_success", 0):,} 笔 transfers · {wt.get("transfers_cross", 0):,} 跨省 cross-province · '
-                             f'{wt.get("transfers_failed", 0):,} 失败 failed', "key": None})
-    for k in ("settled", "held", "refunded"):
+        cards.append({"zh": "成功转账", "en": "Transfers (SUCCESS)", "value": fmt_money(wt["transfers_amount"]),
+                      "sub": f'{wt["transfers_success"]:,} 笔 transfers · {wt["transfers_cross"]:,} 跨省 cross-province · '
+                             f'{wt["transfers_failed"]:,} 失败 failed', "key": None})
+    amounts = dict(s.amounts)
+    for k in HEADLINE_AMOUNTS:
         zh, en = AMOUNT_LABELS[k]
-        cards.append({"zh": zh, "en": en, "value": fmt_money(amounts.get(k)), "key": f"amounts.{k}",
+        cards.append({"zh": zh, "en": en, "value": fmt_money(amounts[k]), "key": f"amounts.{k}",
                       "sub": None})
-    for k, v in amounts.items():
-        if k in ("settled", "held", "refunded"):
-            continue
-        zh, en = AMOUNT_LABELS.get(k, ("", k.replace("_", " ").capitalize()))
-        cards.append({"zh": zh, "en": en, "value": fmt_money(v), "key": f"amounts.{k}", "sub": None})
-    cl = data.get("clearing") or {}
+    cl = data["clearing"]
     cards.append({"zh": "跨省清算净额", "en": "Cleared across provinces", "key": None,
-                  "value": fmt_money(cl.get("cross_province_net")),
-                  "sub": f'本省内 same province {fmt_money(cl.get("same_province_net"))}'})
+                  "value": fmt_money(cl["cross_province_net"]),
+                  "sub": f'本省内 same province {fmt_money(cl["same_province_net"])}'})
     return cards
+
+
+def shorten(text: Any) -> str:
+    """Long text (detail, record_id, file names) cut for display; the full value stays in
+    exceptions.csv / .parquet (contracts.reports.DISPLAY_TEXT_MAX)."""
+    return shorten_for_display(mask_text("" if text is None else str(text)))
+
+
+def _page_header_env():
+    return _env().get_template("report_header.html.j2")
+
+
+def render_header(summary: RunSummary | dict) -> str:
+    """The header of the page (status, why PARTIAL, STALE and how to clear it) from
+    summary.json alone: also re-rendered when the date is marked STALE later."""
+    s = summary if isinstance(summary, RunSummary) else parse_summary(summary)
+    return _page_header_env().render(s=s, province_label=_province_label, shorten=shorten)
+
+
+def _province_label(p: str) -> str:
+    return f'{p} {PROVINCE_NAMES.get(p, ("", ""))[0]}'.strip() if p else ""
 
 
 # --------------------------------------------------------------------------- render
@@ -344,35 +325,22 @@ def _env() -> jinja2.Environment:
                               trim_blocks=True, lstrip_blocks=True)
 
 
-def render(con: duckdb.DuckDBPyConnection, ctx, summary: dict, exceptions: pl.DataFrame,
+def render(con: duckdb.DuckDBPyConnection, ctx, summary: RunSummary | dict, exceptions: pl.DataFrame,
            settlement: pl.DataFrame | None, positions: pl.DataFrame | None,
            config: AuditConfig | None = None) -> str:
-    """The page as a string. `ctx` is a transforms.context.RunContext (business_date, policy)."""
-    summary = summary or {}
-    business_date: date = getattr(ctx, "business_date", None) or date.fromisoformat(str(summary["business_date"]))
-    policy = getattr(ctx, "policy", None)
-    data = report_data(con, business_date, exceptions, settlement, positions, policy, config)
+    """The page as a string. `ctx` is a transforms.context.RunContext (business_date, policy);
+    `summary` is summary.json as the run writes it (contracts/summary.py)."""
+    s = summary if isinstance(summary, RunSummary) else parse_summary(summary)
+    business_date: date = ctx.business_date
+    data = report_data(con, business_date, exceptions, settlement, positions, ctx.policy, config)
 
-    fpr = summary.get("findings_per_rule") if isinstance(summary.get("findings_per_rule"), dict) else {}
-    frame_counts = {r["code"]: r["count"] for r in data["rules"] if r["count"]}
-    summary_counts = {k: int(v) for k, v in fpr.items() if v}
-    disagree = bool(fpr) and summary_counts != frame_counts
-
-    expected = summary.get("provinces_expected")
-    delivered = summary.get("provinces_delivered")
-    missing = sorted(set(_as_list(expected)) - set(_as_list(delivered)))
-    rules_by_code = {r["code"]: r for r in data["rules"]}
-    largest = []
+    frame_counts = {r["code"]: r["count"] for r in data["rules"]}
+    summary_counts = {code: s.findings.per_rule[code] if code in s.findings.per_rule else 0
+                      for code in frame_counts}
+    disagree = (summary_counts != frame_counts or s.findings.total != data["findings_total"]
+                or set(s.findings.per_rule) - set(frame_counts))
     index = {row[0]: row for row in data["findings"]["rows"]}
-    for e in data["largest"]:
-        row = index.get(e)
-        if row:
-            largest.append(dict(zip(data["findings"]["fields"], row)))
-
-    findings_total = sum(summary_counts.values()) if fpr else data["findings_total"]
-    errors = sum(r["count"] for r in data["rules"] if r["severity"] == "ERROR")
-    warnings = sum(r["count"] for r in data["rules"] if r["severity"] == "WARNING")
-
+    largest = [dict(zip(data["findings"]["fields"], index[e])) for e in data["largest"] if e in index]
     page_meta = {
         "rules": {c: {"zh": r.zh, "en": r.en, "name": r.name, "severity": r.severity}
                   for c, r in RULES.items()},
@@ -381,31 +349,24 @@ def render(con: duckdb.DuckDBPyConnection, ctx, summary: dict, exceptions: pl.Da
     }
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
-        d=business_date.isoformat(),
-        summary=summary,
-        status=str(summary.get("status", "UNKNOWN")),
-        policy_version=summary.get("policy_version") or (policy.version if policy else ""),
-        code_version=summary.get("code_version", ""),
-        started_at=summary.get("started_at", ""), finished_at=summary.get("finished_at", ""),
-        expected_count=_count(expected), delivered_count=_count(delivered), missing=missing,
-        invariants=_invariants(summary), files=_files(summary),
-        cards=_cards(summary, data),
-        findings_total=findings_total, errors=errors, warnings=warnings,
-        fpr=fpr, rules=data["rules"], rules_by_code=rules_by_code, disagree=disagree,
-        frame_total=data["findings_total"],
-        families=FAMILIES, family_colours=FAMILY_COLOURS,
+        d=business_date.isoformat(), s=s, header=Markup(render_header(s)),
+        policy_version=s.policy_version, code_version=s.code_version,
+        invariants=_invariants(s), files=_files(s), cards=_cards(s, data),
+        findings_total=s.findings.total,
+        errors=sum(r["count"] for r in data["rules"] if r["severity"] == "ERROR"),
+        warnings=sum(r["count"] for r in data["rules"] if r["severity"] == "WARNING"),
+        summary_counts=summary_counts, rules=data["rules"],
+        rules_by_code={r["code"]: r for r in data["rules"]}, disagree=disagree,
+        frame_total=data["findings_total"], families=FAMILIES, family_colours=FAMILY_COLOURS,
         bars=Markup(svg_rule_bars(data["rules"])),
         heat=Markup(svg_heatmap(data["heatmap"], data["rules"])),
         matrix=Markup(svg_clearing_matrix(data["clearing"])),
         positions_svg=Markup(svg_positions(data["clearing"]["positions"])),
-        clearing=data["clearing"],
-        largest=largest, dod=data["day_over_day"],
-        rerun_new=summary.get("new_findings") or [], rerun_gone=summary.get("disappeared_findings") or [],
-        province_label=lambda p: (f'{p} {PROVINCE_NAMES.get(p, ("", ""))[0]}' if p else ""),
-        fmt_money=fmt_money, mask_text=mask_text,
+        clearing=data["clearing"], largest=largest, dod=data["day_over_day"],
+        ch=s.changes_since_previous_run, rerun_cap=RERUN_IDS_SHOWN,
+        province_label=_province_label, fmt_money=fmt_money, mask_text=mask_text, shorten=shorten,
         embedded=data["findings_embedded"], capped=data["findings_embedded"] < data["findings_total"],
-        config=data["config"],
-        window_days=(data["policy"] or {}).get("forwarding_window_days", 30),
+        config=data["config"], window_days=data["policy"]["forwarding_window_days"],
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
         data_json=Markup(_json_for_script(data)),
@@ -425,6 +386,35 @@ def write(path, con: duckdb.DuckDBPyConnection, ctx, summary: dict, exceptions: 
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+HEADER_START, HEADER_END = "<!--recon:header-->", "<!--/recon:header-->"
+
+
+def restamp_header(path, summary: RunSummary) -> bool:
+    """Re-render the header of a published report.html from `summary` (a date marked
+    STALE), written aside and renamed into place. False when the page has no header
+    markers (not a page of this program): it is then left as it is."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text.count(HEADER_START) != 1 or text.count(HEADER_END) != 1:
+        return False
+    head, rest = text.split(HEADER_START)
+    _old, tail = rest.split(HEADER_END)
+    _write_aside(path, head + HEADER_START + render_header(summary) + HEADER_END + tail)
+    return True
+
+
+def _write_aside(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

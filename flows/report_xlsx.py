@@ -39,6 +39,9 @@ import polars as pl
 import xlsxwriter
 
 from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
+from contracts.reports import DISPLAY_ELLIPSIS, DISPLAY_TEXT_MAX, RERUN_IDS_SHOWN, shorten_for_display
+from contracts.summary import STALE, RunSummary
+from contracts.summary import parse as parse_summary
 from transforms.audit_view import mask_text
 
 MAX_ROWS = 1_048_576 - 1  # Excel rows per sheet, header excluded
@@ -176,6 +179,18 @@ def _text_expr(frame: pl.DataFrame, key: str) -> pl.Expr:
     return pl.col(key).map_elements(_text, return_dtype=pl.String)
 
 
+SHORTENED = ("detail", "record_id", "source_file")  # long text cut for display
+
+
+def _shorten_column(col: pl.Series) -> pl.Series:
+    """shorten_for_display, vectorised (the full text stays in exceptions.csv / .parquet)."""
+    long = col.str.len_chars() > DISPLAY_TEXT_MAX
+    if not long.any():
+        return col
+    return pl.select(pl.when(long).then(col.str.slice(0, DISPLAY_TEXT_MAX) + DISPLAY_ELLIPSIS)
+                     .otherwise(col)).to_series()
+
+
 def _mask_column(col: pl.Series) -> pl.Series:
     """mask_text on the values that may hold a resident ID (the others are kept as they are)."""
     hits = col.filter(col.str.contains(_CANDIDATE_ID)).unique()
@@ -235,6 +250,8 @@ def sheet_rows_xml(frame: pl.DataFrame, styles: dict[str, int], first_row: int =
         ref = _letter(c)
         if kind == "text":
             raw = _mask_column(texts.get_column(key).fill_null(""))
+            if key in SHORTENED:
+                raw = _shorten_column(raw)
             quoted = raw.str.contains(_FORMULA_RE)
             esc = _xml_text(raw)
             preserve = esc.str.contains(r"^\s|\s$")
@@ -306,67 +323,64 @@ def _fill_rows(path: Path, book: "_Book") -> None:
     os.replace(out, path)
 
 
-def _summary_sheet(book: _Book, summary: dict, frame: pl.DataFrame) -> None:
+def _facts(s: RunSummary) -> list[tuple[str, str]]:
+    """(label, value) rows of the run facts: status, why PARTIAL / STALE, provinces."""
+    p = s.provinces
+    facts = [("业务日期 Business date", s.business_date.isoformat()), ("状态 Status", s.status)]
+    if s.status == STALE:
+        facts += [("原状态 Status before STALE", str(s.status_before_stale)),
+                  ("已过期 STALE", "an earlier date was re-run after this one; clear with "
+                                  f"`{s.stale_clear_command}`")]
+    facts += [("应报送省份 Provinces expected", f"{len(p.expected)}: " + " ".join(p.expected)),
+              ("已报送省份 Provinces delivered", f"{len(p.delivered)}: " + " ".join(p.delivered)),
+              ("未报送省份 Provinces missing", " ".join(
+                  f"{x} {PROVINCE_NAMES.get(x, ('', ''))[0]}".strip() for x in p.missing) or "无 none")]
+    facts += [("拒收文件 Rejected file (" + r.rule_code + ")",
+               shorten_for_display(f"{r.province}/{r.file}: {r.reason}")) for r in s.rejected_files]
+    ch = s.changes_since_previous_run
+    if ch.previous_run_id:
+        facts += [("上次运行 Previous run of this date", ch.previous_run_id),
+                  ("新出现 New since then", f"{len(ch.new)}: " + " ".join(ch.new[:RERUN_IDS_SHOWN])),
+                  ("消失 Disappeared since then",
+                   f"{len(ch.disappeared)}: " + " ".join(ch.disappeared[:RERUN_IDS_SHOWN]))]
+    facts += [("政策版本 Policy version", s.policy_version), ("程序版本 Code version", s.code_version),
+              ("运行 Run", s.run_id), ("开始 Started at", s.started_at.isoformat()),
+              ("结束 Finished at", s.finished_at.isoformat())]
+    return facts
+
+
+def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
     ws = book.wb.add_worksheet(SUMMARY_SHEET)
     ws.set_column(0, 0, 30)
     ws.set_column(1, 1, 24)
     ws.set_column(2, 2, 34)
     ws.set_column(3, 3, 12)
     ws.set_column(4, 6, 16)
-    d = summary.get("business_date") or (
-        frame.get_column("business_date")[0] if frame.height and "business_date" in frame.columns else "")
-    ws.write_string(0, 0, f"共济对账异常汇总 Exceptions summary {_text(d)}", book.title)
-
-    facts = [
-        ("业务日期 Business date", _text(d)),
-        ("状态 Status", _text(summary.get("status", ""))),
-        ("政策版本 Policy version", _text(summary.get("policy_version", ""))),
-        ("程序版本 Code version", _text(summary.get("code_version", ""))),
-        ("开始 Started at", _text(summary.get("started_at", ""))),
-        ("结束 Finished at", _text(summary.get("finished_at", ""))),
-    ]
-    for key, zh_en in (("provinces_expected", "应报送省份 Provinces expected"),
-                       ("provinces_delivered", "已报送省份 Provinces delivered")):
-        v = summary.get(key)
-        if isinstance(v, (list, tuple, set)):
-            facts.append((zh_en, f"{len(v)}: " + " ".join(sorted(str(x) for x in v))))
-        elif v is not None:
-            facts.append((zh_en, _text(v)))
+    ws.write_string(0, 0, f"共济对账异常汇总 Exceptions summary {s.business_date.isoformat()}", book.title)
     r = 2
-    for label, value in facts:
+    for label, value in _facts(s):
         ws.write_string(r, 0, label, book.label)
         book.string(ws, r, 1, value)
         r += 1
 
-    amounts = summary.get("amounts") if isinstance(summary.get("amounts"), dict) else {}
-    if amounts:
+    r += 1
+    ws.write_string(r, 0, "金额 Amounts (元 yuan)", book.label)
+    r += 1
+    names = {"settled": "已结算 Settled", "held": "挂起 Held", "refunded": "已退费 Refunded"}
+    for k, v in s.amounts:
+        ws.write_string(r, 0, names.get(k, k), book.text)
+        book.money_cell(ws, r, 1, v)
         r += 1
-        ws.write_string(r, 0, "金额 Amounts (元 yuan)", book.label)
-        r += 1
-        names = {"settled": "已结算 Settled", "held": "挂起 Held", "refunded": "已退费 Refunded"}
-        for k, v in amounts.items():
-            ws.write_string(r, 0, names.get(k, k), book.text)
-            try:
-                book.money_cell(ws, r, 1, v)
-            except Exception:  # not a number: keep it as text
-                book.string(ws, r, 1, v)
-            r += 1
 
-    invariants = summary.get("invariants") or []
-    if isinstance(invariants, list) and invariants:
+    r += 1
+    ws.write_string(r, 0, "不变量 Invariants", book.label)
+    r += 1
+    for inv in s.invariants:
+        book.string(ws, r, 0, inv.name)
+        ws.write_string(r, 1, "通过 passed" if inv.passed else "未通过 FAILED",
+                        book.ok if inv.passed else book.error)
+        book.string(ws, r, 2, f"value = {inv.value}; {inv.detail}")
         r += 1
-        ws.write_string(r, 0, "不变量 Invariants", book.label)
-        r += 1
-        for inv in invariants:
-            if not isinstance(inv, dict):
-                continue
-            book.string(ws, r, 0, inv.get("name", ""))
-            passed = inv.get("passed")
-            ws.write_string(r, 1, "通过 passed" if passed else "未通过 FAILED",
-                            book.ok if passed else book.error)
-            extra = "; ".join(f"{k} = {v}" for k, v in inv.items() if k not in ("name", "passed"))
-            book.string(ws, r, 2, extra)
-            r += 1
 
     # findings per rule, from the rows (the same rows as the family sheets)
     r += 1
@@ -412,7 +426,7 @@ def _summary_sheet(book: _Book, summary: dict, frame: pl.DataFrame) -> None:
     ws.activate()
 
 
-def write(path, exceptions: pl.DataFrame, summary: dict | None) -> None:
+def write(path, exceptions: pl.DataFrame, summary: RunSummary | dict) -> None:
     """Write exceptions.xlsx (aside, then renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -421,7 +435,8 @@ def write(path, exceptions: pl.DataFrame, summary: dict | None) -> None:
     os.close(fd)
     try:
         book = _Book(Path(tmp))
-        _summary_sheet(book, summary or {}, frame)
+        _summary_sheet(book, summary if isinstance(summary, RunSummary) else parse_summary(summary),
+                       frame)
         family = (pl.col("rule_code").cast(pl.String).fill_null("").str.slice(0, 1)
                   if "rule_code" in frame.columns else pl.lit(""))
         fam_of = frame.select(family.alias("f")).get_column("f") if frame.height else None

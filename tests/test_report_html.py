@@ -1,11 +1,14 @@
 """report.html (flows/report_html.py) and its data (transforms/audit_view.py).
 
-A small two-date warehouse is built with tests/builders.py; the report frames
-are read from it the way the report step does, so nothing here depends on the
-rule, ledger or orchestration modules.
+What the page says about a run is tested on the pages a real pipeline run
+published (the session fixture `real_run` of tests/conftest.py: a generated inbox,
+a PARTIAL date re-run, a STALE date). The evidence, chains and the resistance to
+hostile text are tested on a small hand-built warehouse (tests/builders.py) whose
+findings carry such text, rendered with a summary.json the real run wrote.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import date, timedelta
@@ -15,7 +18,7 @@ from html.parser import HTMLParser
 import polars as pl
 import pytest
 
-from contracts.codes import RULES
+from contracts.codes import PROVINCE_NAMES, RULES
 from tests.builders import (BENEFICIARY, SHARER, D, add, both_sides, establish, person, settlement,
                             transfer, warehouse)
 from transforms.audit_view import (AuditConfig, day_over_day, mask_certno, mask_text, report_data)
@@ -173,8 +176,11 @@ def build_sample():
 
 
 @pytest.fixture(scope="module")
-def sample():
-    return build_sample()
+def sample(real_run):
+    """The hand-built frames of D with the summary.json the real run wrote for D."""
+    con, ctx, _hand_made, exceptions, settlement_frame, positions = build_sample()
+    assert real_run.dates[0] == D
+    return con, ctx, real_run.summary(D), exceptions, settlement_frame, positions
 
 
 @pytest.fixture(scope="module")
@@ -371,30 +377,116 @@ def test_certno_never_in_full(page):
     assert "440106********1234" in page
 
 
-def test_numbers_shown_equal_summary(sample, page):
-    summary = sample[2]
-    p = _parse(page)
-    assert p.keyed["status"] == summary["status"]
-    assert p.keyed["business_date"] == summary["business_date"]
-    for k, v in summary["amounts"].items():
-        assert Decimal(p.keyed[f"amounts.{k}"].replace(",", "")) == Decimal(v), k
-    assert int(p.keyed["findings_total"].replace(",", "")) == sum(summary["findings_per_rule"].values())
-    for code, n in summary["findings_per_rule"].items():
-        assert int(p.keyed[f"findings_per_rule.{code}"].replace(",", "")) == n, code
-        assert int(p.rule_counts[code].replace(",", "")) == n, code
-    for code in RULES:
-        if code not in summary["findings_per_rule"]:
-            assert p.rule_counts[code] == "0"
-    assert int(p.keyed["provinces_expected"]) == 5 and int(p.keyed["provinces_delivered"]) == 4
-    assert "disagree" not in page.split("<main>")[1].split("</section>")[0]
+def _summary_value(summary: dict, key: str):
+    """The value of a dotted data-summary-key in summary.json (KeyError when absent)."""
+    cur = summary
+    for part in key.split("."):
+        cur = cur[part]
+    return cur
 
 
-def test_disagreement_with_summary_is_flagged(sample):
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return str(len(value))
+    return str(value)
+
+
+def test_every_number_labelled_on_the_page_is_summary_json_s_own(real_run):
+    for d in real_run.dates:
+        page = (real_run.folder(d) / "report.html").read_text(encoding="utf-8")
+        summary = real_run.summary(d)
+        keyed = _parse(page).keyed
+        assert {"status", "business_date", "findings.total", "provinces.expected",
+                "provinces.delivered", "provinces.missing", "amounts.settled"} <= set(keyed)
+        for key, text in keyed.items():
+            value = _summary_value(summary, key)      # a renamed field fails here
+            if key.startswith("amounts."):
+                assert Decimal(text.replace(",", "")) == Decimal(value), key
+            elif key == "provinces.missing":
+                assert all(p in text for p in value) and (value or "none" in text), key
+            else:
+                assert text.replace(",", "").strip() == _shown(value), (d, key, text)
+
+
+def test_page_counts_provinces_nested_under_provinces(real_run):
+    keyed = _parse((real_run.folder(real_run.partial) / "report.html")
+                   .read_text(encoding="utf-8")).keyed
+    summary = real_run.summary(real_run.partial)
+    assert keyed["provinces.expected"] == str(len(summary["provinces"]["expected"])) != "—"
+    assert keyed["provinces.delivered"] == str(len(summary["provinces"]["delivered"]))
+
+
+def _header(page: str) -> str:
+    return page.split("<!--recon:header-->")[1].split("<!--/recon:header-->")[0]
+
+
+def test_partial_page_names_missing_provinces_and_rejected_files_at_the_top(real_run):
+    summary = real_run.summary(real_run.partial)
+    header = _header((real_run.folder(real_run.partial) / "report.html").read_text(encoding="utf-8"))
+    assert summary["status"] == "PARTIAL" and real_run.withdrawn in summary["provinces"]["missing"]
+    for p in summary["provinces"]["missing"]:
+        assert f'data-partial-rule="F01" data-province="{p}"' in header
+        assert PROVINCE_NAMES[p][0] in header
+    rejected = [f for f in summary["files"] if f["rejected"]]
+    assert rejected
+    for f in rejected:
+        assert f'data-partial-rule="{f["reject_rule"]}" data-province="{f["province"]}"' in header
+        assert html.escape(f["reject_reason"].rstrip(".")) in header
+
+
+def test_rerun_new_and_disappeared_exception_ids_are_listed(real_run):
+    summary = real_run.summary(real_run.partial)
+    ch = summary["changes_since_previous_run"]
+    assert ch["previous_run_id"] == real_run.first_summary["run_id"]
+    assert ch["new"] and ch["disappeared"]       # the withdrawn province: F01 new, its findings gone
+    page = (real_run.folder(real_run.partial) / "report.html").read_text(encoding="utf-8")
+    assert re.findall(r'<li data-rerun="new">([0-9a-f]{16})</li>', page) == ch["new"]
+    assert re.findall(r'<li data-rerun="disappeared">([0-9a-f]{16})</li>', page) == ch["disappeared"]
+
+
+def test_stale_page_says_stale_with_the_command_that_clears_it(real_run):
+    summary = real_run.summary(real_run.stale)
+    page = (real_run.folder(real_run.stale) / "report.html").read_text(encoding="utf-8")
+    keyed = _parse(_header(page)).keyed
+    clear = f"recon run --date {real_run.stale.isoformat()}"
+    assert summary["status"] == "STALE" and summary["stale_clear_command"] == clear
+    assert keyed["status"] == "STALE" and keyed["stale_clear_command"] == clear
+    assert keyed["status_before_stale"] == summary["status_before_stale"] == "PARTIAL"
+    assert 'id="stale"' in page and page.count("<!--recon:header-->") == 1
+
+
+def test_count_cross_check_reads_the_summary_s_findings_per_rule(sample):
     from flows.report_html import render
     con, ctx, summary, exceptions, s, p = sample
-    wrong = dict(summary, findings_per_rule=dict(summary["findings_per_rule"], S08=7))
+    counts = {code: 0 for code in RULES}
+    for code in exceptions["rule_code"].to_list():
+        counts[code] += 1
+    agree = dict(summary, findings={"total": exceptions.height, "per_rule": counts})
+    wrong = dict(summary, findings={"total": exceptions.height + 7,
+                                    "per_rule": dict(counts, S08=counts["S08"] + 7)})
+    assert 'id="disagree"' not in render(con, ctx, agree, exceptions, s, p)
     assert 'id="disagree"' in render(con, ctx, wrong, exceptions, s, p)
-    assert 'id="disagree"' not in render(con, ctx, summary, exceptions, s, p)
+
+
+def test_a_summary_that_breaks_its_contract_is_refused(sample):
+    from contracts.summary import SummaryError
+    from flows.report_html import render
+    con, ctx, summary, exceptions, s, p = sample
+    flat = {k: v for k, v in summary.items() if k != "provinces"}
+    flat.update(provinces_expected=summary["provinces"]["expected"])
+    with pytest.raises(SummaryError, match="provinces"):
+        render(con, ctx, flat, exceptions, s, p)
+
+
+def test_long_detail_and_record_id_are_shortened_on_the_page(sample):
+    from contracts.reports import DISPLAY_TEXT_MAX
+    from flows.report_html import render
+    con, ctx, summary, exceptions, s, p = sample
+    long = exceptions.with_columns(pl.lit("x" * (DISPLAY_TEXT_MAX * 20)).alias("detail"),
+                                   pl.lit("r" * (DISPLAY_TEXT_MAX * 20)).alias("record_id"))
+    page = render(con, ctx, summary, long, s, p)
+    assert "x" * (DISPLAY_TEXT_MAX + 1) not in page and "r" * (DISPLAY_TEXT_MAX + 1) not in page
+    assert "x" * DISPLAY_TEXT_MAX in page and "full text in exceptions.csv" in page
 
 
 def test_bilingual_headings_and_rule_names(page):
@@ -421,7 +513,7 @@ def test_largest_cases_ordered_by_amount(sample, page):
     assert ids and [amounts[i] for i in ids] == sorted(amounts.values(), reverse=True)
 
 
-def test_missing_summary_keys_and_empty_day(tmp_path):
+def test_empty_day_and_nothing_left_aside(tmp_path, real_run):
     from flows.report_html import write
     con = warehouse()
     ctx = RunContext.for_date(D, genesis=True)
@@ -433,9 +525,9 @@ def test_missing_summary_keys_and_empty_day(tmp_path):
                                  "amount": pl.Decimal(18, 2), "detail": pl.String,
                                  "source_file": pl.String, "source_row": pl.Int32})
     out = tmp_path / "r" / "report.html"
-    write(out, con, ctx, {"business_date": D.isoformat()}, empty, None, None)
+    write(out, con, ctx, real_run.summary(D), empty, None, None)
     text = out.read_text(encoding="utf-8")
-    assert "无异常 No findings." in text and "UNKNOWN" in text
+    assert "无异常 No findings." in text
     assert list(out.parent.iterdir()) == [out]   # nothing left aside
 
 

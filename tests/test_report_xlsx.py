@@ -1,4 +1,9 @@
-"""exceptions.xlsx (flows/report_xlsx.py), read back with openpyxl."""
+"""exceptions.xlsx (flows/report_xlsx.py), read back with openpyxl.
+
+What the workbook says about a run is tested on the workbooks a real pipeline run
+published (`real_run` of tests/conftest.py); escaping and number formats also on a
+hand-built frame of hostile text, written with a summary.json of that real run.
+"""
 from __future__ import annotations
 
 import zipfile
@@ -54,18 +59,11 @@ ROWS = [
      "sharer_psn_no": None, "beneficiary_psn_no": None, "source_file": None, "source_row": None,
      "detail": "\tprovince 54 delivered nothing"},
 ]
-SUMMARY = {"business_date": "2026-11-20", "status": "COMPLETE",
-           "amounts": {"settled": "1200.50", "held": "60.00", "refunded": "0.00"},
-           "invariants": [{"name": "clearing", "passed": True, "value": "0.00"},
-                          {"name": "quota", "passed": False, "difference": "0.01"}],
-           "policy_version": "=evil()", "code_version": "0.1.0",
-           "provinces_expected": ["41", "44", "54"], "provinces_delivered": ["41", "44"]}
-
-
 @pytest.fixture(scope="module")
-def book(tmp_path_factory):
+def book(tmp_path_factory, real_run):
     path = tmp_path_factory.mktemp("xlsx") / "exceptions.xlsx"
-    write(path, frame(ROWS), SUMMARY)
+    summary = dict(real_run.summary(D), policy_version="=evil()")  # a formula-like text
+    write(path, frame(ROWS), summary)
     return path, openpyxl.load_workbook(path)
 
 
@@ -146,30 +144,67 @@ def test_certno_masked(book):
             assert b"44010619800101123X" not in z.read(name)
 
 
-def test_summary_sheet(book):
-    _, wb = book
-    ws = wb[SUMMARY_SHEET]
+def _facts(path) -> dict[str, str]:
+    ws = openpyxl.load_workbook(path)[SUMMARY_SHEET]
+    return {ws.cell(r, 1).value: ws.cell(r, 2).value for r in range(1, ws.max_row + 1)
+            if ws.cell(r, 1).value is not None}
+
+
+def test_summary_sheet_states_summary_json_s_facts(real_run):
+    d = real_run.dates[0]
+    summary = real_run.summary(d)
+    path = real_run.folder(d) / "exceptions.xlsx"
+    facts = _facts(path)
+    assert facts["业务日期 Business date"] == summary["business_date"]
+    assert facts["状态 Status"] == summary["status"]
+    assert facts["应报送省份 Provinces expected"].startswith(f'{len(summary["provinces"]["expected"])}: ')
+    assert facts["已报送省份 Provinces delivered"].startswith(f'{len(summary["provinces"]["delivered"])}: ')
+    ws = openpyxl.load_workbook(path)[SUMMARY_SHEET]
     cells = {(c.row, c.column): c for row in ws.iter_rows() for c in row if c.value is not None}
-    values = [c.value for c in cells.values()]
-    assert "COMPLETE" in values and "2026-11-20" in values
     settled = next(ws.cell(c.row, 2) for c in cells.values() if c.value == "已结算 Settled")
-    assert settled.value == 1200.5 and settled.number_format == "#,##0.00"
+    assert Decimal(str(settled.value)).quantize(Decimal("0.01")) == Decimal(summary["amounts"]["settled"])
+    assert settled.number_format == "#,##0.00"
     header = next(c for c in cells.values() if c.value == "规则代码 Rule code")
-    table = {}
-    for r in range(header.row + 1, header.row + 1 + len(RULES)):
-        table[ws.cell(r, 1).value] = (ws.cell(r, 3).value, ws.cell(r, 6).value, ws.cell(r, 7))
-    assert set(table) == set(RULES)
-    assert table["S08"][0] == f"{RULES['S08'].zh} / {RULES['S08'].en}"
-    assert table["S08"][1] == 1 and table["S01"][1] == 0
-    assert table["S09"][2].value == 1234567.5 and table["S09"][2].number_format == "#,##0.00"
-    total = next(c for c in cells.values() if c.value == "合计 Total")
-    assert ws.cell(total.row, 6).value == len(ROWS)
-    assert "未通过 FAILED" in values
+    table = {ws.cell(r, 1).value: ws.cell(r, 6).value
+             for r in range(header.row + 1, header.row + 1 + len(RULES))}
+    assert table == summary["findings"]["per_rule"]
+    rows = sum(openpyxl.load_workbook(path)[FAMILY_SHEETS[f]].max_row - 1 for f in "FSXB")
+    assert rows == real_run.exceptions(d).height == summary["findings"]["total"]
 
 
-def test_empty_frame_and_missing_summary_keys(tmp_path):
+def test_summary_sheet_of_a_partial_date_names_provinces_and_rejected_files(real_run):
+    summary = real_run.summary(real_run.partial)
+    facts = _facts(real_run.folder(real_run.partial) / "exceptions.xlsx")
+    missing = facts["未报送省份 Provinces missing"]
+    assert real_run.withdrawn in missing.split() and "54" in missing.split()
+    for f in (f for f in summary["files"] if f["rejected"]):
+        label = f'拒收文件 Rejected file ({f["reject_rule"]})'
+        assert facts[label].startswith(f'{f["province"]}/') and f["reject_reason"] in facts[label]
+    ch = summary["changes_since_previous_run"]
+    assert facts["新出现 New since then"] == f'{len(ch["new"])}: ' + " ".join(ch["new"])
+    assert facts["消失 Disappeared since then"] == f'{len(ch["disappeared"])}: ' + " ".join(ch["disappeared"])
+
+
+def test_summary_sheet_of_a_stale_date_says_stale_and_how_to_clear_it(real_run):
+    facts = _facts(real_run.folder(real_run.stale) / "exceptions.xlsx")
+    assert facts["状态 Status"] == "STALE"
+    assert facts["原状态 Status before STALE"] == "PARTIAL"
+    assert f"recon run --date {real_run.stale.isoformat()}" in facts["已过期 STALE"]
+
+
+def test_long_detail_is_shortened_in_the_workbook(tmp_path, real_run):
+    from contracts.reports import DISPLAY_TEXT_MAX
     path = tmp_path / "exceptions.xlsx"
-    write(path, pl.DataFrame(schema=SCHEMA), {})
+    write(path, frame([{"rule_code": "S08", "detail": "y" * (DISPLAY_TEXT_MAX * 10)}]),
+          real_run.summary(D))
+    cell = openpyxl.load_workbook(path)[FAMILY_SHEETS["S"]].cell(2, 14).value
+    assert cell.startswith("y" * DISPLAY_TEXT_MAX) and "y" * (DISPLAY_TEXT_MAX + 1) not in cell
+    assert "full text in exceptions.csv" in cell
+
+
+def test_empty_frame(tmp_path, real_run):
+    path = tmp_path / "exceptions.xlsx"
+    write(path, pl.DataFrame(schema=SCHEMA), real_run.summary(D))
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == [SUMMARY_SHEET] + [FAMILY_SHEETS[f] for f in "FSXB"]
     assert [c.value for c in wb[FAMILY_SHEETS["S"]][1]] == HEADERS
@@ -178,10 +213,10 @@ def test_empty_frame_and_missing_summary_keys(tmp_path):
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=6))
-def test_any_detail_round_trips_as_text(tmp_path_factory, details):
+def test_any_detail_round_trips_as_text(tmp_path_factory, real_run, details):
     path = tmp_path_factory.mktemp("h") / "x.xlsx"
     rows = [{"rule_code": "S08", "amount": Decimal("1.00"), "detail": d} for d in details]
-    write(path, frame(rows), {})
+    write(path, frame(rows), real_run.summary(D))
     ws = openpyxl.load_workbook(path)[FAMILY_SHEETS["S"]]
     got = [ws.cell(r, 14).value or "" for r in range(2, ws.max_row + 1)]
     from transforms.audit_view import mask_text

@@ -38,6 +38,7 @@ import duckdb
 import polars as pl
 
 from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
+from contracts.reports import shorten_for_display
 from contracts.policy import Policy, policy_for
 
 CENT = Decimal("0.01")
@@ -80,6 +81,12 @@ def mask_certno(certno: str | None) -> str | None:
     if len(s) <= 10:
         return "*" * len(s)
     return s[:6] + "*" * (len(s) - 10) + s[-4:]
+
+
+def display_text(text: str | None) -> str | None:
+    """Free text as the auditors' views show it: masked, and shortened past
+    contracts.reports.DISPLAY_TEXT_MAX (the full value stays in the CSV / Parquet)."""
+    return shorten_for_display(mask_text(text))
 
 
 def mask_text(text: str | None) -> str | None:
@@ -211,8 +218,8 @@ def compact_findings(rows: list[dict], cap: int) -> tuple[dict, int]:
     for r in kept:
         out.append([
             r.get("exception_id"), r.get("rule_code"), r.get("severity"), r.get("province"),
-            r.get("dataset"), mask_text(r.get("record_id")), r.get("sharer_psn_no"),
-            r.get("beneficiary_psn_no"), money(r.get("amount")), mask_text(r.get("detail")),
+            r.get("dataset"), display_text(r.get("record_id")), r.get("sharer_psn_no"),
+            r.get("beneficiary_psn_no"), money(r.get("amount")), display_text(r.get("detail")),
             r.get("source_file"), r.get("source_row"),
         ])
     return {"fields": list(FINDING_FIELDS), "rows": out}, total
@@ -349,8 +356,8 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
         pr = by_rowid[rekeyed[k][1]]
         resolved_rows.append({
             "exception_id": pr[0], "rekeyed_id": k, "rule_code": pr[1], "severity": pr[2],
-            "province": pr[3], "record_id": mask_text(pr[4]), "sharer_psn_no": pr[5],
-            "beneficiary_psn_no": pr[6], "amount": money(pr[7]), "detail": mask_text(pr[8]),
+            "province": pr[3], "record_id": display_text(pr[4]), "sharer_psn_no": pr[5],
+            "beneficiary_psn_no": pr[6], "amount": money(pr[7]), "detail": display_text(pr[8]),
         })
     return {
         "previous_date": prev.isoformat() if prev else None,
@@ -1242,8 +1249,8 @@ def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
         r = index[e]
         compact["rows"].append([
             r.get("exception_id"), r.get("rule_code"), r.get("severity"), r.get("province"),
-            r.get("dataset"), mask_text(r.get("record_id")), r.get("sharer_psn_no"),
-            r.get("beneficiary_psn_no"), money(r.get("amount")), mask_text(r.get("detail")),
+            r.get("dataset"), display_text(r.get("record_id")), r.get("sharer_psn_no"),
+            r.get("beneficiary_psn_no"), money(r.get("amount")), display_text(r.get("detail")),
             r.get("source_file"), r.get("source_row")])
     return {
         "business_date": d.isoformat(),
