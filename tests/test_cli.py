@@ -20,7 +20,7 @@ D1 = date(2026, 11, 20)
 
 def recon(cwd: Path, *args: str, **env_extra) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "PREFECT_API"))}
-    env.update(RECON_ORCHESTRATOR="plain", PYTHONPATH=str(ROOT), **env_extra)
+    env.update({"RECON_ORCHESTRATOR": "plain", "PYTHONPATH": str(ROOT), **env_extra})
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -81,18 +81,22 @@ def test_not_a_warehouse_is_exit_2(tmp_path):
     assert "w.duckdb" in one_sentence(r.stderr)
 
 
-def test_internal_failure_is_exit_1_with_one_sentence_and_a_log(tmp_path):
+def test_internal_failure_is_exit_1_with_one_sentence_and_a_log(tmp_path, capsys, monkeypatch):
+    from transforms import reports
+
+    def broken(con, ctx):
+        raise ZeroDivisionError("a bug in the report step")
+    monkeypatch.setattr(reports, "exceptions_report", broken)
     clean_day(tmp_path / "inbox", D1)
-    (tmp_path / "r").write_text("a file where the reports folder should be")
-    r = recon(tmp_path, "run", "--date", "2026-11-20", "--inbox", "inbox", "--out", "r",
-              "--warehouse", "w.duckdb")
-    assert r.returncode == 1
-    line = one_sentence(r.stderr)
-    assert "Internal error in step stage_reports" in line and "recon-last-error.log" in line
+    args = ["--inbox", str(tmp_path / "inbox"), "--out", str(tmp_path / "r"),
+            "--warehouse", str(tmp_path / "w.duckdb")]
+    assert main(["run", "--date", "2026-11-20", "--orchestrator", "plain", *args]) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert "Internal error in step report_frames" in line and "recon-last-error.log" in line
     assert "Traceback" in (tmp_path / "recon-last-error.log").read_text()
     # nothing was committed: the date is still unprocessed
-    st = recon(tmp_path, "status", "--warehouse", "w.duckdb", "--out", "r2")
-    assert st.returncode == 0 and "No business date has been processed" in st.stdout
+    assert main(["status", *args]) == 0
+    assert "No business date has been processed" in capsys.readouterr().out
 
 
 def test_environment_sets_the_shared_paths(tmp_path):
@@ -142,3 +146,107 @@ def test_demo_refuses_an_inbox_that_is_not_a_demo(tmp_path):
     r = recon(tmp_path, "demo", "--inbox", "inbox")
     assert r.returncode == 2
     assert "not a demo" in one_sentence(r.stderr)
+
+
+# --------------------------------------------------------------------------- for people
+
+def _options():
+    """(command, option action) for every option of every command."""
+    from flows.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                yield name, action
+
+
+def test_every_option_has_help_with_its_format_and_default():
+    seen = set()
+    for command, action in _options():
+        opt = action.option_strings[0]
+        seen.add((command, opt))
+        assert action.help, (command, opt)
+        if action.type is not None and action.type.__name__ == "_date":
+            assert "YYYY-MM-DD" in (action.metavar or ""), (command, opt)
+        if action.required:
+            assert "required" in action.help, (command, opt)
+        else:
+            assert "default" in action.help, (command, opt)
+    assert {("backfill", "--start"), ("backfill", "--end"), ("generate", "--violation-rate"),
+            ("demo", "--persons")} <= seen
+
+
+def test_options_appear_only_on_the_commands_where_they_act():
+    where = {}
+    for command, action in _options():
+        where.setdefault(action.option_strings[0], set()).add(command)
+    assert where["--task-runner"] == {"run", "backfill", "demo", "serve", "catch-up"}
+    assert where["--orchestrator"] == {"run", "backfill", "demo", "catch-up"}  # serve: always Prefect
+    assert "status" in where["--inbox"]      # dates whose inputs changed since their run
+    assert where["--deadline"] == {"serve"}  # only the nightly run waits
+
+
+def test_status_refuses_runner_options(capsys):
+    assert main(["status", "--task-runner", "threads"]) == 2
+    assert "--task-runner" in one_sentence(capsys.readouterr().err)
+
+
+def test_dask_under_the_plain_path_is_refused_not_ignored(tmp_path, capsys):
+    clean_day(tmp_path / "inbox", D1)
+    rc = main(["run", "--date", "2026-11-20", "--inbox", str(tmp_path / "inbox"),
+               "--out", str(tmp_path / "r"), "--warehouse", str(tmp_path / "w.duckdb"),
+               "--orchestrator", "plain", "--task-runner", "dask"])
+    assert rc == 2
+    assert "dask" in one_sentence(capsys.readouterr().err)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w.duckdb").exists()
+
+
+def test_unknown_task_runner_from_the_environment_is_refused(tmp_path):
+    clean_day(tmp_path / "inbox", D1)
+    r = recon(tmp_path, "run", "--date", "2026-11-20", "--inbox", "inbox", RECON_TASK_RUNNER="mpi")
+    assert r.returncode == 2
+    assert "Unknown task runner 'mpi'" in one_sentence(r.stderr)
+
+
+def test_unreachable_prefect_api_is_exit_2_saying_what_to_start(tmp_path):
+    clean_day(tmp_path / "inbox", D1)
+    r = recon(tmp_path, "run", "--date", "2026-11-20", "--inbox", "inbox",
+              RECON_ORCHESTRATOR="prefect", PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert r.returncode == 2, r.stderr
+    line = one_sentence(r.stderr)
+    assert "http://127.0.0.1:9/api" in line and "prefect server start" in line
+    assert "--orchestrator plain" in line
+
+
+def test_ephemeral_api_timeout_is_a_sentence_saying_what_to_start():
+    from flows.cli import prefect_unreachable
+    e = RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+    try:
+        raise ValueError("flow run failed") from e
+    except ValueError as outer:
+        line = prefect_unreachable(outer)
+    assert line and "prefect server start" in line and "--orchestrator plain" in line
+    assert prefect_unreachable(ValueError("a bad row")) is None
+
+
+def test_result_line_says_why_a_date_is_partial(real_run):
+    from flows.cli import result_line
+    summary = real_run.summary(real_run.partial)
+    line = result_line(summary, real_run.out)
+    assert line.startswith(f"{real_run.partial.isoformat()} PARTIAL: ")
+    why = line.split("PARTIAL because: ")[1]
+    for p in summary["provinces"]["missing"]:
+        assert p in why.split("(F01)")[0]
+    for f in (f for f in summary["files"] if f["rejected"]):
+        assert f'{f["province"]}/{f["source_file"].rsplit("/", 1)[1]} rejected ({f["reject_rule"]}' in why
+    ch = summary["changes_since_previous_run"]
+    assert f'{len(ch["new"])} new, {len(ch["disappeared"])} disappeared' in line
+
+
+def test_result_line_of_a_complete_date_gives_no_reason(tmp_path, capsys):
+    clean_day(tmp_path / "inbox", D1)
+    assert main(["run", "--date", "2026-11-20", "--inbox", str(tmp_path / "inbox"),
+                 "--out", str(tmp_path / "r"), "--warehouse", str(tmp_path / "w.duckdb"),
+                 "--orchestrator", "plain"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-20 COMPLETE: " in out and "because" not in out
