@@ -6,6 +6,7 @@
     recon generate --out DIR --start D --days N --persons N --seed S
     recon demo                          generate a small inbox, reconcile it, show the reports
     recon serve                         the nightly schedule (02:30 Asia/Shanghai, yesterday)
+    recon catch-up                      re-run dates whose inputs changed, then the STALE ones
 
 Shared options (also from the environment): --inbox (RECON_INBOX, data/inbox),
 --out (RECON_OUT, data/reports), --warehouse (RECON_WAREHOUSE, data/warehouse.duckdb),
@@ -94,6 +95,44 @@ def _runner_options(p: argparse.ArgumentParser, orchestrator: bool = True) -> No
                             "set, else plain) (env RECON_ORCHESTRATOR; default auto)")
 
 
+def _ops_options(p: argparse.ArgumentParser, waiting: bool) -> None:
+    """Operations options (flows/operations.py); unset ones come from the environment,
+    then from contracts/operations.py."""
+    from contracts import operations as ops
+    p.add_argument("--lookback-days", type=_positive, metavar="N",
+                   help="check the processed dates of the last N days for inputs that changed "
+                        f"since their run (env RECON_LOOKBACK_DAYS; default {ops.LOOKBACK_DAYS})")
+    p.add_argument("--alerts", action="append", metavar="URL",
+                   help="an apprise URL that receives one message per event (run FAILED, "
+                        "invariant broken, provinces missing at the deadline, date completed by "
+                        "a late delivery, ERROR findings spike), e.g. mailto://… or json://…; "
+                        "repeat for several channels (env RECON_ALERTS, URLs separated by spaces; "
+                        "default none)")
+    p.add_argument("--alert-digest", action="store_const", const=True, default=None,
+                   help="also send one message for every reconciled date, clean ones included "
+                        "(env RECON_ALERT_DIGEST=1; default off)")
+    p.add_argument("--error-spike-factor", type=float, metavar="X",
+                   help="alert when a date's ERROR findings exceed X times their median over the "
+                        f"previous {ops.BASELINE_DAYS} processed dates (env RECON_ERROR_SPIKE_FACTOR;"
+                        f" default {ops.ERROR_SPIKE_FACTOR:g})")
+    if waiting:
+        p.add_argument("--deadline", metavar="HH:MM",
+                       help="the nightly run for D waits for every live province's complete folder "
+                            "until this time of D+1, Asia/Shanghai, then runs with what arrived "
+                            f"(env RECON_DEADLINE; default {ops.DEADLINE:%H:%M})")
+        p.add_argument("--poll-seconds", type=float, metavar="S",
+                       help="how often the inbox is looked at while waiting (env "
+                            f"RECON_POLL_SECONDS; default {ops.POLL_SECONDS:g})")
+
+
+def _ops_config(a):
+    from flows.operations import OpsConfig
+    return OpsConfig.from_env(
+        lookback_days=a.lookback_days, alerts=a.alerts, digest=a.alert_digest,
+        spike_factor=a.error_spike_factor, deadline=getattr(a, "deadline", None),
+        poll_seconds=getattr(a, "poll_seconds", None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="recon", description="Cross-province wallet sharing reconciliation "
                 "(医保个人账户跨省共济对账).")
@@ -115,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _runner_options(b)
 
     s = sub.add_parser("status", help="processed dates, their status, stale dates")
-    _paths_options(s, inbox=False)
+    _paths_options(s)  # the inbox: dates whose inputs changed since their run (read only)
 
     g = sub.add_parser("generate", help="write a synthetic inbox")
     g.add_argument("--out", required=True, metavar="DIR",
@@ -146,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="start the nightly schedule (02:30 Asia/Shanghai)")
     _paths_options(v)
     _runner_options(v, orchestrator=False)  # serve always runs Prefect
+    _ops_options(v, waiting=True)
+
+    c = sub.add_parser("catch-up", help="re-run, in order, the processed dates of the look-back "
+                       "window whose inputs changed since their run (a missing province delivered, "
+                       "a file's sha256 differs), then the STALE dates after them")
+    _paths_options(c)
+    _runner_options(c)
+    _ops_options(c, waiting=False)
 
     w = sub.add_parser("audit", help="serve the auditors' workbench on 127.0.0.1 (cases across "
                        "dates, decisions, audit trail; login required); `recon audit user add` adds users")
@@ -292,7 +339,8 @@ def status_lines(paths) -> list[str]:
                      f"--end {stale[1].isoformat()}")
     else:
         lines.append("No date is stale.")
-    return lines
+    from flows.operations import status_lines as changed_lines
+    return lines + changed_lines(paths, rs)
 
 
 def cmd_status(a) -> int:
@@ -364,7 +412,32 @@ def cmd_serve(a) -> int:
                                                  "to use a Prefect server and its UI)"
     print(f"Serving deployment 'nightly/{nightly.DEPLOYMENT_NAME}' (cron '{nightly.NIGHTLY_CRON}', "
           f"{nightly.NIGHTLY_TZ}) against {where}; Ctrl-C stops.", flush=True)
-    nightly.serve(paths, a.task_runner)
+    cfg = _ops_config(a)  # refuse a bad deadline or alert URL now, not at 02:30
+    if cfg.alerts:  # URLs may hold passwords: the runs inherit them, the UI never shows them
+        os.environ["RECON_ALERTS"] = " ".join(cfg.alerts)
+    nightly.serve(paths, a.task_runner, settings={
+        "deadline": f"{cfg.deadline:%H:%M}", "lookback_days": cfg.lookback_days,
+        "poll_seconds": cfg.poll_seconds, "alert_digest": cfg.digest,
+        "error_spike_factor": cfg.spike_factor})
+    return 0
+
+
+def cmd_catch_up(a) -> int:
+    check_runner(a)
+    from flows import nightly, operations
+    paths = _paths(a)
+    if _use_prefect(a):
+        _quiet_prefect_console()
+        run_one = lambda d: nightly.run_date_prefect(paths, d, a.task_runner)  # noqa: E731
+    else:
+        run_one = lambda d: nightly.run_date(paths, d, _plain_executor(a))  # noqa: E731
+    changed, summaries = operations.catch_up(paths, _ops_config(a), run_one)
+    for c in changed:
+        print(f"{c.business_date.isoformat()}: {'; '.join(c.reasons)}")
+    for s in summaries:
+        _print_summary(s, paths.out)
+    if not summaries:
+        print("Nothing to catch up: no processed date has changed inputs or is STALE.")
     return 0
 
 
@@ -374,7 +447,8 @@ def cmd_audit(a) -> int:
 
 
 COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
-            "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve, "audit": cmd_audit}
+            "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve, "audit": cmd_audit,
+            "catch-up": cmd_catch_up}
 
 
 def _one_sentence(text: str) -> str:

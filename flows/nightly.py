@@ -47,6 +47,7 @@ KILL_POINTS = ("after_stage", "after_rules", "after_reports_staged", "after_comm
 DEPLOYMENT_NAME = "recon-nightly"
 NIGHTLY_CRON = "30 2 * * *"
 NIGHTLY_TZ = "Asia/Shanghai"
+NIGHTLY_CONCURRENCY = 1  # runs of the nightly deployment at a time (Prefect's limit)
 
 
 class RunFailed(Exception):
@@ -504,14 +505,22 @@ def _flows():
         return [sub(inbox, out, warehouse, d) for d in preflight_range(paths, start, end)]
 
     @flow(name="nightly")
-    def nightly(inbox: str, out: str, warehouse: str, runner: str | None = None) -> list[dict]:
-        """The 02:30 schedule: reconcile yesterday (Asia/Shanghai), first catching up any
-        STALE or unprocessed date before it."""
-        yesterday = datetime.now(SHANGHAI).date() - timedelta(days=1)
-        paths = Paths.of(inbox, out, warehouse)
-        todo = pending_dates(paths, yesterday)
+    def nightly(inbox: str, out: str, warehouse: str, runner: str | None = None,
+                until: date | None = None, deadline: str | None = None,
+                lookback_days: int | None = None, poll_seconds: float | None = None,
+                alert_digest: bool | None = None, error_spike_factor: float | None = None,
+                ) -> list[dict]:
+        """The 02:30 schedule (flows/operations.py): wait for yesterday's provinces until the
+        deadline, re-run the dates whose inputs changed and the STALE ones after them, then
+        reconcile yesterday (or `until`). Alert channels come from RECON_ALERTS."""
+        from flows import operations
+        cfg = operations.OpsConfig.from_env(
+            deadline=deadline, lookback_days=lookback_days, poll_seconds=poll_seconds,
+            digest=alert_digest, spike_factor=error_spike_factor)
         sub = reconcile_date.with_options(task_runner=task_runner(runner))
-        return [sub(inbox, out, warehouse, d) for d in todo]
+        return operations.nightly_run(
+            Paths.of(inbox, out, warehouse), cfg, lambda d: sub(inbox, out, warehouse, d),
+            until=until, wait=operations.prefect_wait)
 
     for f in (reconcile_date, backfill, nightly):
         f.__module__ = __name__  # the module path the served deployment imports
@@ -531,8 +540,11 @@ def backfill_prefect(paths: Paths, start: date, end: date, runner: str | None = 
     return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
 
 
-def nightly_deployment(paths: Paths, runner: str | None = None):
-    """The RunnerDeployment of the nightly schedule (02:30 Asia/Shanghai)."""
+def nightly_deployment(paths: Paths, runner: str | None = None, settings: dict | None = None):
+    """The RunnerDeployment of the nightly schedule (02:30 Asia/Shanghai), one run at a
+    time (Prefect's deployment concurrency limit, beside the warehouse's file lock).
+    `settings`: the nightly flow's operations parameters (deadline, lookback_days, ...);
+    alert URLs are not parameters (they may hold passwords): RECON_ALERTS."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
     _, _, nightly = _flows()
@@ -540,19 +552,22 @@ def nightly_deployment(paths: Paths, runner: str | None = None):
         name=DEPLOYMENT_NAME,
         schedule=Cron(NIGHTLY_CRON, timezone=NIGHTLY_TZ),
         parameters={"inbox": str(Path(paths.inbox).resolve()), "out": str(Path(paths.out).resolve()),
-                    "warehouse": str(Path(paths.warehouse).resolve()), "runner": runner},
-        description="Reconcile yesterday (Asia/Shanghai) at 02:30, catching up STALE dates first.",
+                    "warehouse": str(Path(paths.warehouse).resolve()), "runner": runner,
+                    **{k: v for k, v in (settings or {}).items() if v is not None}},
+        description="Reconcile yesterday (Asia/Shanghai) at 02:30: wait for late provinces until "
+                    "the deadline, re-run dates whose inputs changed, catch up STALE dates.",
         entrypoint_type=EntrypointType.MODULE_PATH,
+        concurrency_limit=NIGHTLY_CONCURRENCY,
         tags=["gongji-recon"],
     )
 
 
-def register_deployment(paths: Paths, runner: str | None = None):
+def register_deployment(paths: Paths, runner: str | None = None, settings: dict | None = None):
     """Register (or update) the nightly deployment without serving it; returns its id."""
-    return nightly_deployment(paths, runner).apply()
+    return nightly_deployment(paths, runner, settings).apply()
 
 
-def serve(paths: Paths, runner: str | None = None) -> None:
+def serve(paths: Paths, runner: str | None = None, settings: dict | None = None) -> None:
     """Register the nightly deployment and poll for its scheduled runs (blocks)."""
     from prefect import serve as prefect_serve
-    prefect_serve(nightly_deployment(paths, runner))
+    prefect_serve(nightly_deployment(paths, runner, settings))
