@@ -317,7 +317,8 @@ def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
     out = []
     for r in runs:
         d = r["business_date"]
-        if first <= d <= until:
+        if first <= d <= until and (Path(paths.inbox) / d.isoformat()).is_dir():
+            # a date folder cleared from the inbox cannot be re-run: not a change
             reasons = input_changes(d, r["summary"].get("input_sha256", {}), current_inputs(paths.inbox, d))
             if reasons:
                 out.append(Changed(d, r["status"], reasons))
@@ -438,12 +439,14 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
     from transforms.operations import input_changes
     if not runs:
         return []
+    if not Path(paths.inbox).is_dir():
+        return [f"Inputs not checked for changes: there is no inbox at {paths.inbox} (--inbox)."]
     last = max(r["business_date"] for r in runs)
     first = last - timedelta(days=lookback_days - 1)
     changed = []
     for r in runs:
         d = r["business_date"]
-        if d < first:
+        if d < first or not (Path(paths.inbox) / d.isoformat()).is_dir():
             continue
         recorded = _published_sha256(paths.out, d)
         if recorded is None:
