@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from transforms.audit_view import mask_text
 from workbench.store import append_event, transaction
 
 DECISIONS = {
@@ -226,7 +227,7 @@ def _amount(text: str) -> Decimal:
         d = Decimal(str(text).strip().replace(",", ""))
     except (InvalidOperation, ValueError):
         raise ActionError(400, "追回金额不是金额 The amount recovered is not an amount.") from None
-    if d <= 0 or d != d.quantize(CENT) or d.is_nan():
+    if not d.is_finite() or d <= 0 or d != d.quantize(CENT):
         raise ActionError(400, "追回金额须大于零且最多两位小数 The amount recovered must be above zero "
                                "with at most two decimals.")
     return d.quantize(CENT)
@@ -251,7 +252,8 @@ def act(con: sqlite3.Connection, user: User, cid: str, action: str, params: dict
     """
     with transaction(con):
         case = one_case(con, user, cid)
-        p = {k: ("" if v is None else str(v)) for k, v in params.items()}
+        # free text is stored masked: no full resident ID in the trail (as in the reports)
+        p = {k: ("" if v is None else mask_text(str(v))) for k, v in params.items()}
         if action == "assign":
             who = p.get("assignee", "").strip()
             if who:

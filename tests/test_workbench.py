@@ -1,0 +1,506 @@
+"""The auditors' workbench (`recon audit`, issue 14), without a browser.
+
+The reports it reads come from a real pipeline run: `recon generate` writes a
+small inbox (300 persons, 3 days) and the plain run reconciles it. One
+province's delivered closing balance of one (beneficiary, sharer) pair is
+raised by 25.00 on each of the three dates (manifest sha256 updated, as a
+province would deliver it), so that the run itself publishes a QUOTA_BALANCE_BREAK
+(B01) of the same pair on three dates: the recurring case.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import sqlite3
+import warnings
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+START = date(2026, 11, 20)
+DATES = [START + timedelta(days=i) for i in range(3)]
+BUMP = Decimal("25.00")
+PASSWORD = "correct-horse-1"
+
+
+@dataclass
+class Published:
+    out: Path
+    province: str           # the beneficiary's province of the tampered pair
+    pair: str               # "<beneficiary_psn_no>:<sharer_psn_no>"
+    other_province: str     # a province with cases, not the pair's
+
+
+def _tamper_pairs(inbox: Path) -> tuple[str, str, str]:
+    """A QUOTA pair delivered on every date by a utf-8 province: raise its closing balance."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for d in DATES:
+        for folder in sorted((inbox / d.isoformat()).iterdir()):
+            m, b = folder / "manifest.json", folder / "balances.csv"
+            if not (m.is_file() and b.is_file()):
+                continue
+            if json.loads(m.read_text(encoding="utf-8")).get("encoding") != "utf-8" \
+                    or b.read_bytes().startswith(b"\xef\xbb\xbf"):
+                continue
+            for r in csv.DictReader(io.StringIO(b.read_text(encoding="utf-8"))):
+                if r["account"] == "QUOTA":
+                    k = (folder.name, r["psn_no"], r["sharer_psn_no"])
+                    seen[k] = seen.get(k, 0) + 1
+    prov, ben, sharer = sorted(k for k, n in seen.items() if n == len(DATES))[0]
+    for d in DATES:
+        folder = inbox / d.isoformat() / prov
+        b = folder / "balances.csv"
+        rows = list(csv.reader(io.StringIO(b.read_text(encoding="utf-8"))))
+        head = rows[0]
+        for r in rows[1:]:
+            if r[head.index("psn_no")] == ben and r[head.index("sharer_psn_no")] == sharer \
+                    and r[head.index("account")] == "QUOTA":
+                i = head.index("closing_balance")
+                r[i] = str(Decimal(r[i]) + BUMP)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        b.write_bytes(buf.getvalue().encode("utf-8"))
+        m = folder / "manifest.json"
+        man = json.loads(m.read_text(encoding="utf-8"))
+        man["files"]["balances.csv"]["sha256"] = hashlib.sha256(b.read_bytes()).hexdigest()
+        m.write_text(json.dumps(man, indent=2), encoding="utf-8")
+    return prov, ben, sharer
+
+
+def build_three_dates(base: Path) -> Published:
+    """`recon generate` + the plain run of three dates, with the recurring balance break."""
+    from flows.cli import main
+    inbox, out, wh = base / "inbox", base / "reports", base / "warehouse.duckdb"
+    assert main(["generate", "--out", str(inbox), "--start", START.isoformat(), "--days", "3",
+                 "--persons", "300", "--seed", "7"]) == 0
+    prov, ben, sharer = _tamper_pairs(inbox)
+    assert main(["backfill", "--start", DATES[0].isoformat(), "--end", DATES[-1].isoformat(),
+                 "--inbox", str(inbox), "--out", str(out), "--warehouse", str(wh),
+                 "--orchestrator", "plain"]) == 0
+    import polars as pl
+    found = pl.concat([pl.read_parquet(out / d.isoformat() / "exceptions.parquet") for d in DATES])
+    pair = f"{ben}:{sharer}"
+    b01 = found.filter((pl.col("rule_code") == "B01") & (pl.col("record_id") == pair))
+    assert b01.height == 3, "the tampered pair must be a B01 finding on each of the three dates"
+    others = sorted(set(found.filter(pl.col("province") != prov)["province"].to_list()))
+    return Published(out, prov, pair, others[0])
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Published:
+    return build_three_dates(tmp_path_factory.mktemp("workbench-run"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def make_app(published: Published, tmp: Path, users=(), limit="5000.00", out: Path | None = None):
+    from workbench import auth, settings as S
+    from workbench.app import create_app
+    from workbench.store import connect
+    st = S.load(out=out or published.out, db=tmp / "wb.sqlite",
+                env={"RECON_AUDIT_SUPERVISOR_LIMIT": limit, "RECON_AUDIT_MAX_FAILED_LOGINS": "3"})
+    con = connect(st.db)
+    for name, role, prov in users:
+        auth.add_user(con, name, role, prov, PASSWORD)
+    return create_app(st, con), con
+
+
+def client(app, name: str, password: str = PASSWORD):
+    """A TestClient logged in as `name`, and its CSRF token."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    c = TestClient(app)
+    r = c.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+    r = c.post("/login", data={"csrf": token, "name": name, "password": password, "next": "/cases"})
+    if r.status_code != 200 or "/cases" not in str(r.url):
+        return c, None
+    return c, re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+
+
+def case_of(c, rule: str, province: str | None = None, subject: str | None = None) -> dict:
+    rows = c.get("/api/cases", params={"rule": rule, **({"province": province} if province else {})}).json()["cases"]
+    rows = [r for r in rows if subject is None or r["subject"] == subject]
+    assert rows, (rule, province, subject)
+    return rows[0]
+
+
+ALL = [("sup", "supervisor", None), ("aud", "auditor", None)]
+
+
+# --------------------------------------------------------------------------- keying
+
+def test_balance_break_of_the_same_pair_on_three_dates_is_one_case(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    c, _ = client(app, "aud")
+    case = case_of(c, "B01", published.province, published.pair)
+    assert case["n_dates"] == 3
+    assert (case["first_seen"], case["last_seen"]) == (DATES[0].isoformat(), DATES[-1].isoformat())
+    detail = c.get(f"/api/cases/{case['case_id']}").json()
+    assert [s["business_date"] for s in detail["sightings"]] == [d.isoformat() for d in DATES]
+    # three exception ids (the date is part of them), one case
+    assert len({s["exception_id"] for s in detail["sightings"]}) == 3
+    # one record that persists: the case amount is its latest amount, not the sum of three
+    assert Decimal(case["amount"]) == Decimal(detail["sightings"][-1]["amount"])
+    assert not case["no_longer_seen"]
+
+
+def test_resharing_by_the_same_sharer_on_later_dates_is_one_case():
+    from workbench.keys import case_key
+    a = case_key("S11", "44", "TP20261120000001", "44000100100000000056", "")
+    b = case_key("S11", "44", "TP20261122000009", "44000100100000000056", "")
+    other = case_key("S11", "44", "TP20261122000010", "44000100100000000057", "")
+    assert a == b and a != other
+    assert case_key("S12", "44", "TP1", "44000100100000000056", "")[0] == "sharer"
+
+
+def test_a_cycle_closed_again_by_another_member_is_the_same_case():
+    from workbench.keys import case_key
+    d1 = ("Transfer TP1 closes a cycle of 3 SUCCESS transfers within 2026-10-22..2026-11-20 (at most 6): "
+          "23000100100000000007→31000100100000000154 (TP0 ...) → 51000100100000000084 (TP1 ...) → "
+          "23000100100000000007 (TP2 ...).")
+    d2 = ("Transfer TP9 closes a cycle of 3 SUCCESS transfers within 2026-10-23..2026-11-21 (at most 6): "
+          "31000100100000000154→51000100100000000084 (TP7 ...) → 23000100100000000007 (TP8 ...) → "
+          "31000100100000000154 (TP9 ...).")
+    reversed_ring = ("... 23000100100000000007→51000100100000000084 (TP7) → 31000100100000000154 (TP8) → "
+                     "23000100100000000007 (TP9).")
+    k1, k2 = case_key("S13", "51", "TP1", "51", d1), case_key("S13", "51", "TP9", "31", d2)
+    assert k1 == k2 and k1[0] == "cycle"
+    assert case_key("S13", "51", "TP9", "23", reversed_ring) != k1   # the other direction is another ring
+
+
+def test_other_findings_are_keyed_by_rule_province_and_record():
+    from workbench.keys import case_key
+    assert case_key("F02", "54", "settlements.csv", None, "x") == case_key("F02", "54", "settlements.csv", None, "y")
+    assert case_key("F02", "54", "settlements.csv", None, "") != case_key("F02", "63", "settlements.csv", None, "")
+    assert case_key("S08", "11", "TP1", "s", "") != case_key("S09", "11", "TP1", "s", "")
+
+
+# --------------------------------------------------------------------------- ingest
+
+def _copy_out(published: Published, tmp: Path) -> Path:
+    out = tmp / "reports"
+    shutil.copytree(published.out, out, ignore=shutil.ignore_patterns(".*"))
+    return out
+
+
+def test_reingesting_a_rerun_date_replaces_its_sightings_never_duplicates(published, tmp_path):
+    import polars as pl
+    from workbench.ingest import ingest
+    out = _copy_out(published, tmp_path)
+    app, con = make_app(published, tmp_path, ALL, out=out)
+    n_before = con.execute("SELECT count(*) FROM sightings").fetchone()[0]
+    published_rows = sum(pl.read_parquet(out / d.isoformat() / "exceptions.parquet").height for d in DATES)
+    assert n_before == published_rows
+    assert ingest(con, out).ingested == []                    # nothing changed: nothing read again
+    # a re-run of the last date publishes one finding fewer (the balance break was corrected)
+    last = out / DATES[-1].isoformat() / "exceptions.parquet"
+    frame = pl.read_parquet(last)
+    frame.filter(~((pl.col("rule_code") == "B01") & (pl.col("record_id") == published.pair))).write_parquet(last)
+    res = ingest(con, out)
+    assert res.ingested == [DATES[-1].isoformat()]
+    assert con.execute("SELECT count(*) FROM sightings").fetchone()[0] == published_rows - 1
+    dup = con.execute("SELECT count(*) FROM (SELECT business_date, exception_id FROM sightings "
+                      "GROUP BY 1, 2 HAVING count(*) > 1)").fetchone()[0]
+    assert dup == 0
+    c, _ = client(app, "aud")
+    case = case_of(c, "B01", published.province, published.pair)
+    # the finding stopped appearing: the case stays open, marked no longer seen
+    assert case["n_dates"] == 2 and case["last_seen"] == DATES[1].isoformat()
+    assert case["status"] == "open" and case["no_longer_seen"]
+    listed = c.get("/api/cases", params={"status": "no_longer_seen"}).json()["cases"]
+    assert case["case_id"] in [r["case_id"] for r in listed]
+
+
+def test_a_hostile_reports_folder_gives_a_problem_not_a_crash(published, tmp_path):
+    from workbench.ingest import ingest
+    from workbench.store import connect
+    out = _copy_out(published, tmp_path)
+    bad = out / "2026-11-23"
+    bad.mkdir()
+    (bad / "exceptions.parquet").write_bytes(b"PAR1 not really")
+    (out / "2026-11-24").symlink_to(out / DATES[0].isoformat())      # a symlinked date is not read
+    (out / "not-a-date").mkdir()
+    con = connect(tmp_path / "wb.sqlite")
+    res = ingest(con, out)
+    assert sorted(res.ingested) == [d.isoformat() for d in DATES]
+    assert list(res.problems) == ["2026-11-23"] and "cannot be read" in res.problems["2026-11-23"]
+    assert con.execute("SELECT count(*) FROM sightings WHERE business_date = '2026-11-24'").fetchone()[0] == 0
+
+
+# --------------------------------------------------------------------------- events
+
+def test_events_are_append_only(published, tmp_path):
+    from workbench.store import verify_events
+    app, con = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    case = case_of(c, "B01", published.province, published.pair)
+    assert c.post(f"/api/cases/{case['case_id']}/comment", json={"comment": "first look"},
+                  headers={"X-CSRF-Token": token}).status_code == 200
+    for sql in ("UPDATE events SET actor = 'mallory'", "DELETE FROM events",
+                "UPDATE cases SET province = '11'", "DELETE FROM logins"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            con.execute(sql)
+    assert verify_events(con) == []
+    # even past the triggers (someone editing the file), the hash chain shows the change
+    con.execute("DROP TRIGGER events_no_update")
+    eid = con.execute("SELECT max(event_id) FROM events").fetchone()[0]
+    con.execute("UPDATE events SET after = '{\"comment\": \"nothing to see\"}' WHERE event_id = ?", (eid,))
+    assert verify_events(con) == [eid]
+
+
+def test_every_change_is_an_event_with_who_when_before_after(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    h = {"X-CSRF-Token": token}
+    assert c.post(f"/api/cases/{cid}/assign", json={"assignee": "aud"}, headers=h).status_code == 200
+    assert c.post(f"/api/cases/{cid}/comment", json={"comment": "ID 110101199003077777 seen"},
+                  headers=h).status_code == 200
+    r = c.post(f"/api/cases/{cid}/decide", json={"decision": "recovered", "amount_recovered": "25.00"}, headers=h)
+    assert r.status_code == 200 and r.json()["case"]["status"] == "decided"
+    events = c.get(f"/api/cases/{cid}").json()["events"]
+    assert [e["kind"] for e in events] == ["created", "assigned", "commented", "decided"]
+    assign, comment, decide = events[1:]
+    assert assign["actor"] == "aud" and assign["before"] == {"assignee": None} and assign["after"] == {"assignee": "aud"}
+    assert "110101********7777" in comment["after"]["comment"]       # masked before it is stored
+    assert "110101199003077777" not in json.dumps(events)
+    assert decide["before"]["status"] == "open" and decide["after"]["amount_recovered"] == "25.00"
+    trail = c.get(f"/cases/{cid}/events.csv").text.splitlines()
+    assert trail[0].startswith("event_id,case_id,at,actor,kind,before,after")
+    assert len(trail) == 5
+
+
+# --------------------------------------------------------------------------- roles
+
+def test_only_a_supervisor_reopens_a_decided_case(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    a, at = client(app, "aud")
+    cid = case_of(a, "B01", published.province, published.pair)["case_id"]
+    assert a.post(f"/api/cases/{cid}/decide", json={"decision": "explained", "reason": "late file"},
+                  headers={"X-CSRF-Token": at}).status_code == 200
+    assert a.post(f"/api/cases/{cid}/decide", json={"decision": "false_positive"},
+                  headers={"X-CSRF-Token": at}).status_code == 409
+    r = a.post(f"/api/cases/{cid}/reopen", json={}, headers={"X-CSRF-Token": at})
+    assert r.status_code == 403 and "supervisor" in r.json()["error"]
+    s, st = client(app, "sup")
+    r = s.post(f"/api/cases/{cid}/reopen", json={"reason": "new evidence"}, headers={"X-CSRF-Token": st})
+    assert r.status_code == 200 and r.json()["case"]["status"] == "open"
+
+
+def test_a_decision_above_the_limit_needs_a_supervisor(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL, limit="10.00")
+    a, at = client(app, "aud")
+    case = case_of(a, "B01", published.province, published.pair)
+    assert abs(Decimal(case["amount"])) > Decimal("10.00")
+    r = a.post(f"/api/cases/{case['case_id']}/decide", json={"decision": "confirmed_violation"},
+               headers={"X-CSRF-Token": at})
+    assert r.status_code == 403 and "10.00" in r.json()["error"]
+    s, st = client(app, "sup")
+    assert s.post(f"/api/cases/{case['case_id']}/decide", json={"decision": "confirmed_violation"},
+                  headers={"X-CSRF-Token": st}).status_code == 200
+
+
+def test_recovered_needs_an_amount_in_yuan(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    a, at = client(app, "aud")
+    cid = case_of(a, "B01", published.province, published.pair)["case_id"]
+    for bad in ("", "abc", "-5", "1.234", "NaN"):
+        r = a.post(f"/api/cases/{cid}/decide", json={"decision": "recovered", "amount_recovered": bad},
+                   headers={"X-CSRF-Token": at})
+        assert r.status_code == 400, bad
+
+
+# --------------------------------------------------------------------------- scope
+
+def test_provincial_auditor_neither_sees_nor_changes_another_provinces_case(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL + [("prov", "auditor", published.other_province)])
+    a, _ = client(app, "aud")
+    cid = case_of(a, "B01", published.province, published.pair)["case_id"]
+    p, pt = client(app, "prov")
+    seen = p.get("/api/cases").json()["cases"]
+    assert seen and {r["province"] for r in seen} == {published.other_province}
+    assert cid not in p.get("/cases").text
+    assert p.get(f"/cases/{cid}").status_code == 404
+    assert p.get(f"/api/cases/{cid}").status_code == 404
+    assert p.get(f"/cases/{cid}/events.csv").status_code == 404
+    before = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    h = {"X-CSRF-Token": pt}
+    for action, body in (("comment", {"comment": "x"}), ("assign", {"assignee": "prov"}),
+                         ("decide", {"decision": "false_positive"})):
+        assert p.post(f"/api/cases/{cid}/{action}", json=body, headers=h).status_code == 404
+    assert p.post(f"/cases/{cid}/act", data={"csrf": pt, "action": "decide",
+                                            "decision": "false_positive"}).status_code == 404
+    r = p.post("/api/bulk", json={"case_ids": [cid], "action": "comment", "comment": "x"}, headers=h)
+    assert r.json()["results"][0]["ok"] is False
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == before
+    # and a case of their own province they may work on
+    own = seen[0]["case_id"]
+    assert p.post(f"/api/cases/{own}/comment", json={"comment": "mine"}, headers=h).status_code == 200
+
+
+def test_a_case_is_assigned_only_to_someone_who_may_see_it(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL + [("prov", "auditor", published.other_province)])
+    s, st = client(app, "sup")
+    cid = case_of(s, "B01", published.province, published.pair)["case_id"]
+    r = s.post(f"/api/cases/{cid}/assign", json={"assignee": "prov"}, headers={"X-CSRF-Token": st})
+    assert r.status_code == 400
+
+
+# --------------------------------------------------------------------------- login, sessions, CSRF
+
+def test_no_page_without_login(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    c = TestClient(app, follow_redirects=False)
+    for path in ("/", "/cases", "/cases/0123456789abcdef", "/export/decided.csv",
+                 "/export/decided.xlsx", f"/reports/{DATES[0].isoformat()}/report.html"):
+        r = c.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+    assert c.get("/api/cases").status_code == 401
+    assert c.post("/api/cases/0123456789abcdef/comment", json={"comment": "x"}).status_code == 401
+    c.cookies.set("wb_session", "forged.0000")
+    assert c.get("/api/cases").status_code == 401
+
+
+def test_lockout_after_repeated_failed_logins(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)      # RECON_AUDIT_MAX_FAILED_LOGINS=3
+    for _ in range(3):
+        assert client(app, "aud", "wrong-password")[1] is None
+    c, token = client(app, "aud")                       # the right password, but locked out
+    assert token is None
+    r = c.get("/login")
+    t = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+    r = c.post("/login", data={"csrf": t, "name": "aud", "password": PASSWORD})
+    assert r.status_code == 401 and "locked" in r.text
+    assert client(app, "sup")[1] is not None            # other users are not affected
+    ok = con.execute("SELECT ok FROM logins WHERE name = 'aud' ORDER BY login_id").fetchall()
+    assert [x[0] for x in ok] == [0, 0, 0, 0, 0]
+
+
+def test_a_change_without_the_csrf_token_is_refused(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    before = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert c.post(f"/cases/{cid}/act", data={"action": "comment", "comment": "x"}).status_code == 403
+    assert c.post(f"/cases/{cid}/act", data={"csrf": "guess", "action": "comment",
+                                            "comment": "x"}).status_code == 403
+    assert c.post(f"/api/cases/{cid}/comment", json={"comment": "x"}).status_code == 403
+    assert c.post("/cases/bulk", data={"case_id": cid, "action": "comment", "comment": "x"}).status_code == 403
+    assert c.post("/logout", data={}).status_code == 403
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == before
+    # the login form has its own token
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    assert TestClient(app).post("/login", data={"name": "aud", "password": PASSWORD}).status_code == 403
+
+
+def test_logout_ends_the_session_on_the_server(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cookie = c.cookies.get("wb_session")
+    assert c.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+    c.cookies.set("wb_session", cookie)                 # replaying the old cookie
+    assert c.get("/api/cases").status_code == 401
+
+
+def test_passwords_are_stored_hashed_and_users_added_by_the_command(published, tmp_path, monkeypatch):
+    from flows.cli import main
+    db = tmp_path / "cli.sqlite"
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-password\n"))
+    assert main(["audit", "--out", str(published.out), "--db", str(db), "user", "add", "li.ming",
+                 "--role", "auditor", "--province", published.province, "--password-stdin"]) == 0
+    row = sqlite3.connect(db).execute("SELECT role, province, password FROM users").fetchone()
+    assert row[:2] == ("auditor", published.province)
+    assert row[2].startswith("scrypt$") and "s3cret" not in row[2]
+    from workbench.auth import check_password
+    assert check_password("s3cret-password", row[2]) and not check_password("s3cret-passwore", row[2])
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-password\n"))
+    assert main(["audit", "--out", str(published.out), "--db", str(db), "user", "add", "x",
+                 "--role", "boss", "--password-stdin"]) == 2
+
+
+# --------------------------------------------------------------------------- lists and exports
+
+def test_lists_my_open_cases_ageing_and_largest_amounts(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    c.post(f"/api/cases/{cid}/assign", json={"assignee": "aud"}, headers={"X-CSRF-Token": token})
+    mine = c.get("/api/cases", params={"assignee": "me", "status": "open"}).json()["cases"]
+    assert [r["case_id"] for r in mine] == [cid]
+    case = mine[0]
+    assert case["age"] == (DATES[-1] - DATES[0]).days and case["age_bucket"] == "0-7"
+    page = c.get("/").text
+    assert 'id="ageing"' in page and 'id="largest"' in page and cid in page
+    by_amount = c.get("/api/cases", params={"status": "open", "sort": "amount"}).json()["cases"]
+    amounts = [abs(Decimal(r["amount"])) for r in by_amount if r["amount"] is not None]
+    assert amounts == sorted(amounts, reverse=True)
+    first_day = c.get("/api/cases", params={"date_from": DATES[0].isoformat(),
+                                            "date_to": DATES[0].isoformat()}).json()["cases"]
+    assert first_day and all(r["first_seen"] == DATES[0].isoformat() for r in first_day)
+
+
+def test_bulk_action_on_a_filtered_list(published, tmp_path):
+    app, con = make_app(published, tmp_path, ALL)
+    c, token = client(app, "sup")
+    rows = c.get("/api/cases", params={"province": published.province}).json()["cases"]
+    r = c.post("/cases/bulk", data={"csrf": token, "action": "assign", "assignee": "aud",
+                                   "case_id": [x["case_id"] for x in rows]})
+    assert r.status_code == 200
+    after = c.get("/api/cases", params={"province": published.province, "assignee": "aud"}).json()["cases"]
+    assert len(after) == len(rows)
+
+
+def test_decided_cases_of_a_period_export_as_xlsx_and_csv(published, tmp_path):
+    import openpyxl
+    app, _ = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    c.post(f"/api/cases/{cid}/decide", json={"decision": "recovered", "amount_recovered": "1234.5",
+                                             "reason": "=HYPERLINK(\"http://x\")"},
+           headers={"X-CSRF-Token": token})
+    today = date.today().isoformat()
+    text = c.get("/export/decided.csv", params={"from": "2000-01-01", "to": "2999-12-31"}).text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["case_id"] for r in rows] == [cid]
+    assert rows[0]["amount_recovered"] == "1234.50" and rows[0]["reason"].startswith("'=")
+    assert c.get("/export/decided.csv", params={"to": "2000-01-01"}).text.count("\n") == 1
+    data = c.get("/export/decided.xlsx", params={"from": "2000-01-01"}).content
+    p = tmp_path / "decided.xlsx"
+    p.write_bytes(data)
+    ws = openpyxl.load_workbook(p).active
+    head = [x.value for x in ws[1]]
+    assert head[0] == "案件编号 Case ID" and "追回金额(元) Amount recovered" in head
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+    rec = ws.cell(2, head.index("追回金额(元) Amount recovered") + 1)
+    assert rec.value == 1234.5 and rec.number_format == "#,##0.00"
+    reason = ws.cell(2, head.index("说明 Reason") + 1)
+    assert reason.data_type == "s" and reason.value.startswith("=") and reason.quotePrefix
+    assert today  # the period is the decision date (Asia/Shanghai)
+
+
+def test_case_page_shows_the_findings_per_date_with_their_report(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    c, _ = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    page = c.get(f"/cases/{cid}").text
+    for d in DATES:
+        assert f'href="/reports/{d.isoformat()}/report.html#finding=' in page
+        r = c.get(f"/reports/{d.isoformat()}/report.html")
+        assert r.status_code == 200 and "sandbox" in r.headers["content-security-policy"]
+    assert page.count('class="card sighting"') == 3
+    assert "balances.csv" in page                      # source file of the finding
+    assert c.get("/reports/../../etc/passwd").status_code == 404
