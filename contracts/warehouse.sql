@@ -150,3 +150,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL,
     input_digest VARCHAR NOT NULL, summary_json VARCHAR NOT NULL
 );
+
+-- Identity of the warehouse, made when it is created (copies keep it): <out>/.recon-warehouse
+-- names it, so that two warehouses never publish into one <out> (flows/warehouse.py).
+CREATE TABLE IF NOT EXISTS warehouse_identity (
+    warehouse_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+);

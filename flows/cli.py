@@ -319,15 +319,16 @@ def cmd_backfill(a) -> int:
 
 
 def status_lines(paths) -> list[str]:
+    """Read-only (flows.warehouse.status_snapshot): no lock taken, no file written."""
     from flows import warehouse as wh
-    with wh.run_lock(paths.warehouse):
-        con = wh.open_warehouse(paths.warehouse, read_only=True)
-        try:
-            lines = [f"Recovered: {x}." for x in wh.recover(con, paths.out)]
-            rs = wh.runs(con)
-            stale = wh.stale_ranges(con)
-        finally:
-            con.close()
+    snap = wh.status_snapshot(paths)
+    rs, stale, lines = snap["runs"], snap["stale"], []
+    if snap["run_in_progress"]:
+        lines.append(f"A {snap['run_in_progress']} is in progress; "
+                     "the dates below are as of the last finished run.")
+    for run_id, d in snap["interrupted"]:
+        lines.append(f"The publish of {d.isoformat()} (run {run_id}) was interrupted; "
+                     "the next recon run completes or discards it.")
     if not rs:
         return lines + [f"No business date has been processed in {paths.warehouse} yet."]
     lines += [f"{'date':<10}  {'status':<8}  {'finished (Asia/Shanghai)':<24}  run_id"]
@@ -499,9 +500,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return 2
         from contracts.reports import ReportContractError
+        from flows import warehouse as wh
         from flows.nightly import RunFailed
         if isinstance(e, (RunFailed, ReportContractError)):
             msg = _one_sentence(e)
+        elif wh.environment_fault(e) is not None:  # disk full, permission, read-only: exit 1
+            duck = type(e).__module__.startswith("duckdb")  # DuckDB names no file: its own
+            msg = _one_sentence(wh.fault_sentence(e, getattr(a, "warehouse", None) if duck else None))
         else:
             first = (str(e).splitlines() or [""])[0][:300]
             log = _error_log(a)

@@ -12,8 +12,9 @@ how a step is called: `PlainExecutor` calls the function (threads for the
 per-province loads), `PrefectExecutor` wraps it in a Prefect task. Tasks hold
 no logic: each is a transform or an I/O function of flows/.
 
-Retries: only steps that read the inbox retry, and only on OSError (transient
-I/O), with exponential backoff. Bad data never retries: it yields findings or
+Retries: only steps that read the inbox or stage the reports retry, and only on a
+transient OSError (`flows.warehouse.transient_oserror`: never disk full, permission
+denied or a read-only folder), with exponential backoff. Bad data never retries: it yields findings or
 an InputError.
 
 Test hook: env RECON_TEST_KILL_AT=<point> SIGKILLs the process at that point
@@ -133,6 +134,16 @@ def _swap(out, run_id, d):
     wh.swap_into_place(out, run_id, d, kill_at=kill_point)
 
 
+def _check_published(out: Path, run_id: str, d: date) -> None:
+    """Exit 0 only when <out>/<D> holds every report of outputs.md, of this run."""
+    from flows.publish import missing_reports
+    missing = missing_reports(Path(out) / d.isoformat(), run_id)
+    if missing:
+        raise RunFailed(f"the reports of {d.isoformat()} in {Path(out) / d.isoformat()} are "
+                        f"incomplete after publishing ({', '.join(missing)}); run "
+                        f"`recon run --date {d.isoformat()}` again.")
+
+
 READ_FOLDERS = Step("list_date_folders", _date_folders, io_retries=3)
 READ_INBOX = Step("read_inbox", _read_inbox, io_retries=3)
 LOAD_PROVINCE = Step("load_province", _load_province, io_retries=3)
@@ -167,8 +178,8 @@ class PlainExecutor:
                 log.debug("step %s took %.2f s", step.name, time.perf_counter() - t0)
                 return result
             except OSError as e:
-                if attempt >= step.io_retries:
-                    _tag(e, step)
+                if attempt >= step.io_retries or not wh.transient_oserror(e):
+                    _tag(e, step)  # disk full, permission, read-only: retrying cannot help
                     raise
                 time.sleep(self.backoff * 2 ** attempt)
                 attempt += 1
@@ -196,12 +207,13 @@ def _tag(e: Exception, step: Step) -> None:
 
 
 def _retry_on_oserror(task, task_run, state) -> bool:
-    """Prefect retry_condition_fn: retry transient I/O (OSError) only, never bad data."""
+    """Prefect retry_condition_fn: retry transient I/O (OSError) only, never bad data,
+    never an environment fault (disk full, permission denied, read-only folder)."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - cannot tell: do not retry
         return False
-    return isinstance(exc, OSError)
+    return wh.transient_oserror(exc)
 
 
 class PrefectExecutor:
@@ -299,13 +311,16 @@ def now() -> datetime:
 # --------------------------------------------------------------------------- the one body
 
 def run_date(paths: Paths, d: date, ex) -> dict:
-    """Reconcile D under the run lock and publish its reports; returns summary.json."""
-    with wh.run_lock(paths.warehouse):
+    """Reconcile D under the run lock of the warehouse and the lock of <out> (which binds
+    <out> to this warehouse) and publish its reports; returns summary.json."""
+    with wh.run_lock(paths.warehouse, f"run of {d.isoformat()}"):
         con = wh.open_warehouse(paths.warehouse)
         try:
-            for action in wh.recover(con, paths.out):
-                log.warning("recovery: %s", action)
-            return _run_locked(con, paths, d, ex)
+            with wh.out_lock(paths.out, wh.warehouse_id(con), paths.warehouse):
+                for action in wh.recover(con, paths.out):
+                    log.warning("recovery: %s", action)
+                wh.write_status_file(con, paths.warehouse)
+                return _run_locked(con, paths, d, ex)
         finally:
             con.close()
 
@@ -381,9 +396,11 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         if staged:
             wh.finish_run(paths.out, run_id)
         raise
+    wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
     kill_point("after_commit")
     ex.call(PUBLISH, paths.out, run_id, d)
     kill_point("after_swap")
+    _check_published(paths.out, run_id, d)
     wh.sync_stale_summaries(con, paths.out)
     wh.finish_run(paths.out, run_id)  # journal last: until here recovery can redo the above
     if newly_stale:

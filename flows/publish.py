@@ -9,7 +9,9 @@ for the journal that makes an interrupted swap recoverable.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import stat
 from pathlib import Path
 
 import duckdb
@@ -17,7 +19,8 @@ import polars as pl
 
 from contracts.privacy import scrub_frame, scrub_json, scrub_text
 from flows import report_html, report_xlsx
-from flows.warehouse import fsync_dir, staging_root, write_json_atomic
+from flows.warehouse import (_lstat, as_fault, ensure_staging_root, environment_fault,
+                             fsync_dir, remove_path, staging_root, write_json_atomic)
 from transforms.context import RunContext
 from transforms.reports import csv_bytes
 
@@ -31,24 +34,75 @@ def staged_dir(out: Path, run_id: str, business_date: str) -> Path:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # a failed write() does not name its file
+        raise (as_fault(e, path) if environment_fault(e) else e) from None
 
 
 def _write_parquet(path: Path, df: pl.DataFrame) -> None:
     # No statistics of time, no row-group split that depends on threads: same frame, same bytes.
-    df.write_parquet(path, compression="zstd", statistics=True, row_group_size=1_000_000)
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        df.write_parquet(path, compression="zstd", statistics=True, row_group_size=1_000_000)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    except Exception as e:  # polars says "No space left on device (os error 28)" without a path
+        if environment_fault(e) is not None:
+            raise as_fault(e, path) from None
+        raise
 
 
 def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: RunContext,
                   frames: dict[str, pl.DataFrame], summary: dict) -> Path:
-    """Write every report of D into the staging folder of the run; returns that folder."""
+    """Write every report of D into the staging folder of the run; returns that folder.
+
+    A failed attempt leaves no staging behind (a retry starts afresh); a disk-full,
+    permission or read-only fault comes out as an OSError naming the path."""
     d = staged_dir(out, run_id, ctx.d)
-    d.mkdir(parents=True, exist_ok=False)
+    ensure_staging_root(out)
+    remove_path(d.parent)
+    d.mkdir(parents=True)
+    try:
+        _write_reports(d, con, ctx, frames, summary)
+    except BaseException as e:
+        remove_path(d.parent)
+        if environment_fault(e) is not None and not getattr(e, "filename", None):
+            raise as_fault(e, d) from None
+        raise
+    missing = missing_reports(d, run_id)
+    if missing:
+        from flows.nightly import RunFailed
+        raise RunFailed(f"the reports of {ctx.d} could not all be staged in {d} "
+                        f"({', '.join(missing)}), so nothing was published.")
+    return d
+
+
+def missing_reports(folder: Path, run_id: str) -> list[str]:
+    """What keeps `folder` from being the complete reports of run `run_id`: each report
+    of outputs.md that is not a regular file there, or a summary.json of another run."""
+    st = _lstat(folder)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return [f"{folder} is not a folder"]
+    missing = []
+    for name in REPORT_FILES:
+        f = _lstat(folder / name)
+        if f is None or not stat.S_ISREG(f.st_mode):
+            missing.append(f"{name} missing")
+    if "summary.json missing" not in missing:
+        try:
+            written = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["run_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            written = None
+        if written != run_id:
+            missing.append(f"summary.json is not of run {run_id}")
+    return missing
+
+
+def _write_reports(d: Path, con: duckdb.DuckDBPyConnection, ctx: RunContext,
+                   frames: dict[str, pl.DataFrame], summary: dict) -> None:
     # No full resident ID in any written text (contracts/privacy.py); the page reads the
     # warehouse by the raw record ids, so it gets the raw findings and is scrubbed as text.
     raw_exceptions = frames["exceptions"]
@@ -74,4 +128,3 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
         f.chmod(0o644)  # reports are for every reader of <out>, whatever a writer chose
     fsync_dir(d)
     fsync_dir(d.parent)
-    return d

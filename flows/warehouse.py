@@ -1,32 +1,51 @@
-"""The DuckDB warehouse seen from the orchestration: lock, open, order of dates,
-run records, STALE marking, and recovery of a publish that was interrupted.
+"""The DuckDB warehouse seen from the orchestration: locks, open, order of dates,
+run records, STALE marking, the status a reader sees, and recovery of a publish
+that was interrupted.
 
-Run guarantees (outputs.md) and how they are kept:
+Run guarantees (outputs.md) and how they are kept (docs/design.md, "Run folders"):
 
 - **One run at a time.** `run_lock(warehouse)` takes an exclusive, non-blocking
   `fcntl.flock` on `<warehouse>.lock` *before* DuckDB is opened. A second run
-  stops at once with `RunLockedError` (exit 2). The kernel drops the lock when
-  the process dies, SIGKILL included, so a killed run never blocks the next.
-- **Atomic warehouse writes.** Every write of a date D (its loaded rows, the
-  findings, the ledger, the clearing, the `runs` row and the STALE marks of
-  later dates) happens inside one DuckDB transaction, committed last.
+  stops with `RunLockedError` (exit 2). The kernel drops the lock when the
+  process dies, SIGKILL included, so a killed run never blocks the next.
+- **One warehouse per `<out>`.** `out_lock(out, ...)` flocks
+  `<out>/.recon-warehouse`, the file that binds `<out>` to the identity of one
+  warehouse (a UUID kept inside it, so copies and moves keep it): a run of any
+  other warehouse into that `<out>` stops with one sentence (exit 2), and two
+  runs never stage into one `<out>` at once.
+- **Atomic warehouse writes.** Every write of a date D happens inside one
+  DuckDB transaction, committed last.
 - **Atomic reports.** Reports are written into `<out>/.staging/<run_id>/<D>/`,
-  then a journal `<out>/.staging/<run_id>.json` is written (atomically) naming
-  the run, *then* the warehouse commits, *then* the staged folder is swapped
-  into `<out>/<D>`. `recover(con, out)` runs under the lock before every run:
-  a journal whose run_id is the committed `runs.run_id` of its date is rolled
-  forward (the swap is completed); any other journal and every stray staging
-  folder is discarded (the warehouse never committed it, and `<out>/<D>` was
-  never touched before the commit).
+  then a journal `<out>/.staging/<run_id>.json` is written (atomically), *then*
+  the warehouse commits, *then* the staged folder is swapped into `<out>/<D>`.
+  `recover(con, out)` runs under both locks before every run: a journal whose
+  run_id is the committed `runs.run_id` of its date is rolled forward; any
+  other journal and every stray staging entry is discarded.
+- **Nothing under `<out>` is trusted.** Journal names and contents must be run
+  ids of the form `new_run_id` makes (`RUN_ID`); a path is only removed or
+  replaced after `lstat` shows it is a real folder or file directly inside
+  `<out>/.staging` (or `<out>/<D>`); a symbolic link is only ever unlinked,
+  never followed.
+- **`recon status` is read-only.** It reads `<warehouse>.status.json`, which
+  every run writes atomically after its commit and after recovery, and probes
+  the run lock with a momentary shared lock (a run waits `LOCK_GRACE_S` for
+  such a probe) - it never opens DuckDB while a run may hold it, never takes
+  the run lock, and creates no file.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import sys
+import tempfile
+import time
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Iterator
@@ -37,32 +56,115 @@ from contracts.errors import InputError, RunLockedError
 from transforms.context import DATE_PARTITIONED, create_warehouse
 
 STAGING = ".staging"
+BINDING = ".recon-warehouse"
+STATUS_SUFFIX = ".status.json"
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
+# The run ids flows.nightly.new_run_id makes: <D>-<YYYYMMDDTHHMMSS>-<8 hex>.
+RUN_ID = re.compile(r"(\d{4}-\d{2}-\d{2})-\d{8}T\d{6}-[0-9a-f]{8}")
+# How long a run waits for a lock held by a status probe (which holds it for microseconds)
+# before deciding that another run holds it.
+LOCK_GRACE_S = 1.0
+# Faults of the machine, not of the data: retrying cannot help, the operator must act.
+ENVIRONMENT_FAULTS = {errno.ENOSPC: "free space there", errno.EDQUOT: "raise the quota there",
+                      errno.EFBIG: "free space there", errno.EACCES: "give recon access to it",
+                      errno.EPERM: "give recon access to it",
+                      errno.EROFS: "mount it writable or choose another folder"}
+# OSErrors that say something about the path, not about the moment: never retried either.
+_DETERMINISTIC = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+
+
+# --------------------------------------------------------------------------- environment faults
+
+def environment_fault(e: BaseException) -> int | None:
+    """The errno of a disk-full / permission / read-only fault behind `e`, else None.
+    Polars and DuckDB report such faults as their own errors, with the OS text."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno if e.errno in ENVIRONMENT_FAULTS else None
+    text = str(e)
+    for n in ENVIRONMENT_FAULTS:
+        if f"(os error {n})" in text or os.strerror(n) in text:
+            return n
+    return None
+
+
+def transient_oserror(e: BaseException) -> bool:
+    """May retrying help? Only for an OSError that is neither an environment fault
+    nor a fact about the path."""
+    return (isinstance(e, OSError) and environment_fault(e) is None
+            and e.errno not in _DETERMINISTIC)
+
+
+def fault_sentence(e: BaseException, path: str | os.PathLike | None = None) -> str:
+    """One sentence naming the path and the cause of an environment fault."""
+    n = environment_fault(e)
+    path = getattr(e, "filename", None) or path
+    where = f" at {path}" if path else ""
+    return (f"{os.strerror(n)} ({errno.errorcode.get(n, n)}){where}; "
+            f"{ENVIRONMENT_FAULTS[n]} and run again.")
+
+
+def as_fault(e: BaseException, path: Path) -> OSError:
+    """An environment fault `e` met while writing `path`, as an OSError naming the path."""
+    n = environment_fault(e)
+    return OSError(n, os.strerror(n), str(path))
 
 
 # --------------------------------------------------------------------------- lock / open
 
+def _flock_with_grace(fd: int, message: str) -> None:
+    deadline = time.monotonic() + LOCK_GRACE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise RunLockedError(message) from None
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
-def run_lock(warehouse: Path) -> Iterator[None]:
-    """Hold the exclusive run lock of `warehouse` (file `<warehouse>.lock`)."""
+def run_lock(warehouse: Path, label: str = "run") -> Iterator[None]:
+    """Hold the exclusive run lock of `warehouse` (file `<warehouse>.lock`); `label`
+    (e.g. "run of 2026-11-21") is what `recon status` shows meanwhile."""
     warehouse = Path(warehouse)
     try:
         warehouse.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(f"{warehouse}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(f"{warehouse}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
     except OSError as e:
+        if environment_fault(e) is not None:
+            raise
         raise InputError(f"Cannot create the run lock next to the warehouse {warehouse}: "
                          f"{e.strerror or e}.") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"Another recon run is using the warehouse {warehouse}; "
-                                 "wait for it to finish and try again.") from None
+        _flock_with_grace(fd, f"Another recon run is using the warehouse {warehouse}; "
+                              "wait for it to finish and try again.")
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, f"{label} (pid {os.getpid()}, since {datetime.now():%Y-%m-%d %H:%M:%S})\n"
+                  .encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def run_in_progress(warehouse: Path) -> str | None:
+    """What holds the run lock of `warehouse` now ("run of D (pid …)"), None when nothing.
+    Probes with a momentary shared lock; never creates the lock file."""
+    try:
+        fd = os.open(f"{warehouse}.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            return text.splitlines()[0] if text else "run"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -75,12 +177,77 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
     try:
         con = duckdb.connect(str(warehouse), read_only=read_only)
     except duckdb.Error as e:
+        if environment_fault(e) is not None:
+            raise as_fault(e, warehouse) from None
         first = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip("!. ")
         raise InputError(f"The warehouse {warehouse} cannot be opened ({first}).") from None
     con.execute("SET enable_progress_bar = false")  # a nightly log is read later, not watched
     if not read_only:
         create_warehouse(con)
+        if not con.execute("SELECT count(*) FROM warehouse_identity").fetchone()[0]:
+            con.execute("INSERT INTO warehouse_identity VALUES (?, current_timestamp)",
+                        [uuid.uuid4().hex])
     return con
+
+
+def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
+    """The identity of the warehouse (made when it was created; copies keep it)."""
+    return con.execute("SELECT min(warehouse_id) FROM warehouse_identity").fetchone()[0]
+
+
+def _parse_binding(text: bytes) -> dict | None:
+    if not text.strip():
+        return None
+    try:
+        b = json.loads(text.decode("utf-8"))
+        if isinstance(b, dict) and isinstance(b.get("warehouse_id"), str):
+            return b
+    except ValueError:
+        pass
+    return {"warehouse_id": None, "warehouse": "unknown"}
+
+
+@contextlib.contextmanager
+def out_lock(out: Path, identity: str, warehouse: Path) -> Iterator[None]:
+    """Hold `<out>` for the warehouse `identity`: flock `<out>/.recon-warehouse` and bind
+    `<out>` to that warehouse on its first run; refuse an `<out>` bound to another."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"The reports folder {out} is not a folder; "
+                         "point --out (RECON_OUT) at a folder.") from None
+    if not stat.S_ISDIR(os.stat(out).st_mode):
+        raise InputError(f"The reports folder {out} is not a folder; "
+                         "point --out (RECON_OUT) at a folder.")
+    p = out / BINDING
+    try:
+        fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise InputError(f"{p} is a symbolic link, which recon never follows; "
+                         "remove it and run again.") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{p} is not a file; remove it and run again.")
+        _flock_with_grace(fd, f"Another recon run is publishing into {out}; "
+                              "wait for it to finish and try again.")
+        bound = _parse_binding(os.pread(fd, 65536, 0))
+        if bound is None:
+            data = json.dumps({"warehouse_id": identity,
+                               "warehouse": str(Path(warehouse).resolve())}) + "\n"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data.encode("utf-8"), 0)
+            os.fsync(fd)
+        elif bound["warehouse_id"] != identity:
+            raise InputError(f"The reports folder {out} holds the reports of another warehouse "
+                             f"({bound.get('warehouse', 'unknown')}), so {warehouse} cannot "
+                             f"publish there; give each warehouse its own --out, or remove {p} "
+                             "if that warehouse no longer exists.")
+        yield
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- run records
@@ -168,6 +335,99 @@ def stale_ranges(con: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
     return min(stale), max(r["business_date"] for r in rs)
 
 
+# --------------------------------------------------------------------------- status (read-only)
+
+def status_file(warehouse: Path) -> Path:
+    return Path(f"{warehouse}{STATUS_SUFFIX}")
+
+
+# Kept out of the status file: per-file hashes and exception id lists grow with the data.
+_HEAVY = ("input_sha256", "changes_since_previous_run")
+
+
+def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """Publish the runs of the warehouse beside it, atomically, for `recon status`."""
+    rows = con.execute("SELECT business_date, run_id, status, started_at, finished_at, "
+                       "summary_json FROM runs ORDER BY business_date").fetchall()
+    runs_ = []
+    for d, run_id, status, started, finished, summary_json in rows:
+        try:
+            s = json.loads(summary_json)
+        except ValueError:
+            s = {}
+        runs_.append({"business_date": d.isoformat(), "run_id": run_id, "status": status,
+                      "started_at": started.isoformat(), "finished_at": finished.isoformat(),
+                      "summary": {k: v for k, v in s.items() if k not in _HEAVY}})
+    write_json_atomic(status_file(warehouse), {"warehouse_id": warehouse_id(con), "runs": runs_})
+
+
+def _status_rows(obj) -> list[dict]:
+    """The runs of a status file, checked (the file is as untrusted as <out>)."""
+    out = []
+    for r in obj["runs"]:
+        if not (RUN_ID.fullmatch(r["run_id"]) and r["status"] in (COMPLETE, PARTIAL, STALE)):
+            raise ValueError(f"bad row {r.get('business_date')}")
+        out.append({"business_date": date.fromisoformat(r["business_date"]),
+                    "run_id": r["run_id"], "status": r["status"],
+                    "started_at": datetime.fromisoformat(r["started_at"]),
+                    "finished_at": datetime.fromisoformat(r["finished_at"]),
+                    "summary": r["summary"] if isinstance(r.get("summary"), dict) else {}})
+    return sorted(out, key=lambda r: r["business_date"])
+
+
+def _rows_from_warehouse(warehouse: Path) -> list[dict]:
+    """A warehouse written before status files existed: read it read-only."""
+    con = open_warehouse(warehouse, read_only=True)
+    try:
+        rows = con.execute("SELECT business_date, run_id, status, started_at, finished_at, "
+                           "summary_json FROM runs ORDER BY business_date").fetchall()
+    finally:
+        con.close()
+    return [{"business_date": d, "run_id": i, "status": s, "started_at": a, "finished_at": f,
+             "summary": {k: v for k, v in json.loads(j).items() if k not in _HEAVY}}
+            for d, i, s, a, f, j in rows]
+
+
+def interrupted_runs(out: Path) -> list[tuple[str, date]]:
+    """(run_id, D) of each valid journal left in `<out>/.staging` (read-only)."""
+    root = staging_root(out)
+    if not _is_real_dir(root):
+        return []
+    found = []
+    with os.scandir(root) as it:
+        for entry in it:
+            meta = _read_journal(root, entry)
+            if meta:
+                found.append(meta)
+    return sorted(found, key=lambda m: m[1])
+
+
+def status_snapshot(paths) -> dict:
+    """What `recon status` shows, read without the run lock and without writing a file:
+    {"warehouse", "run_in_progress" (None or what runs), "runs" (rows of `runs()` plus
+    the committed "summary" without hashes and id lists), "stale" ((first, last) or None),
+    "interrupted" ([(run_id, D)] awaiting the next run's recovery), "source"}."""
+    warehouse, out = Path(paths.warehouse), Path(paths.out)
+    if not warehouse.is_file():
+        raise InputError(f"There is no warehouse at {warehouse}; check --warehouse "
+                         "(RECON_WAREHOUSE), or run a date first to create it.")
+    busy = run_in_progress(warehouse)
+    rows, source = None, "status file"
+    try:
+        rows = _status_rows(json.loads(status_file(warehouse).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rows = None
+    if rows is None:
+        if busy:
+            raise RunLockedError(f"A {busy} is in progress on {warehouse}, which has no status "
+                                 "file yet; ask again when it has finished.")
+        rows, source = _rows_from_warehouse(warehouse), "warehouse"
+    stale = [r["business_date"] for r in rows if r["status"] == STALE]
+    return {"warehouse": str(warehouse), "run_in_progress": busy, "runs": rows,
+            "stale": (min(stale), max(r["business_date"] for r in rows)) if stale else None,
+            "interrupted": interrupted_runs(out), "source": source}
+
+
 # --------------------------------------------------------------------------- journal / recovery
 
 def staging_root(out: Path) -> Path:
@@ -175,19 +435,70 @@ def staging_root(out: Path) -> Path:
 
 
 def journal_path(out: Path, run_id: str) -> Path:
-    return staging_root(out) / f"{run_id}.json"
+    return staging_root(out) / f"{_checked(run_id)}.json"
+
+
+def _checked(run_id: str) -> str:
+    if not RUN_ID.fullmatch(str(run_id)):
+        raise ValueError(f"{run_id!r} is not a recon run id")
+    return run_id
+
+
+def _lstat(p: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+
+
+def _is_real_dir(p: Path) -> bool:
+    st = _lstat(p)
+    return st is not None and stat.S_ISDIR(st.st_mode)  # lstat: a link is never a folder
+
+
+def remove_path(p: Path) -> None:
+    """Remove `p` itself: a folder with its content (links inside are unlinked, never
+    followed), anything else (a symbolic link included) by unlink."""
+    st = _lstat(p)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def ensure_staging_root(out: Path) -> Path:
+    """`<out>/.staging` as a real folder (anything else of that name is removed first)."""
+    root = staging_root(out)
+    if _lstat(root) is not None and not _is_real_dir(root):
+        remove_path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if not _is_real_dir(root):
+        raise InputError(f"{root} cannot be made a folder of recon's own; remove it and run again.")
+    return root
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON to a temp file, fsync, rename over `path`, fsync the folder."""
+    """Write JSON to a new temp file beside `path`, fsync, rename over `path`, fsync
+    the folder. The temp file is created exclusively: a planted link is never followed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     data = (json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode("utf-8")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if environment_fault(e) is not None and not getattr(e, "filename", None):
+            raise as_fault(e, path) from None
+        raise
     fsync_dir(path.parent)
 
 
@@ -207,22 +518,41 @@ def fsync_dir(path: Path) -> None:
 def write_journal(out: Path, run_id: str, d: date) -> Path:
     """Record, before the warehouse commit, which staged folder belongs to which run."""
     p = journal_path(out, run_id)
+    ensure_staging_root(out)
     write_json_atomic(p, {"run_id": run_id, "business_date": d.isoformat(),
                           "staged": f"{run_id}/{d.isoformat()}"})
     return p
 
 
+def _read_journal(root: Path, entry: os.DirEntry) -> tuple[str, date] | None:
+    """(run_id, D) of a journal entry of `<out>/.staging`, None unless it is a small
+    regular file named `<run_id>.json` whose content names that run and its date."""
+    m = RUN_ID.fullmatch(entry.name[:-5]) if entry.name.endswith(".json") else None
+    if not m or not entry.is_file(follow_symlinks=False) or entry.stat(
+            follow_symlinks=False).st_size > 65536:
+        return None
+    try:
+        meta = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+        run_id, d = meta["run_id"], date.fromisoformat(meta["business_date"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if run_id != entry.name[:-5] or m.group(1) != d.isoformat():
+        return None
+    return run_id, d
+
+
 def swap_into_place(out: Path, run_id: str, d: date, kill_at=None) -> None:
     """Move `<out>/.staging/<run_id>/<D>` to `<out>/<D>`; the old folder goes aside first.
 
-    Safe to call again after an interruption at any point (used by recovery)."""
+    Safe to call again after an interruption at any point (used by recovery). Only a
+    real folder is moved in; whatever `<out>/<D>` was (a link included) is moved aside
+    by rename, which never follows it."""
     out = Path(out)
-    work = staging_root(out) / run_id
+    work = staging_root(out) / _checked(run_id)
     staged, old, target = work / d.isoformat(), work / "old", out / d.isoformat()
-    if staged.exists():
-        if target.exists():
-            if old.exists():
-                shutil.rmtree(old)
+    if _is_real_dir(staging_root(out)) and _is_real_dir(work) and _is_real_dir(staged):
+        if _lstat(target) is not None:
+            remove_path(old)
             os.rename(target, old)
             if kill_at:
                 kill_at("mid_publish")
@@ -232,62 +562,74 @@ def swap_into_place(out: Path, run_id: str, d: date, kill_at=None) -> None:
 
 def finish_run(out: Path, run_id: str) -> None:
     """Drop the run's staging folder and journal (journal last)."""
-    work = staging_root(out) / run_id
-    if work.exists():
-        shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        journal_path(out, run_id).unlink()
+    root = staging_root(out)
+    if not _is_real_dir(root):
+        return
+    remove_path(root / _checked(run_id))
+    remove_path(journal_path(out, run_id))
     with contextlib.suppress(OSError):
-        staging_root(out).rmdir()  # only when empty
+        root.rmdir()  # only when empty
 
 
 def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
     """Bring `<out>` in line with the committed warehouse after an interrupted run.
 
-    Must be called under the run lock. Returns a line per action taken."""
+    Must be called under both locks. Returns a line per action taken."""
     root = staging_root(out)
     actions: list[str] = []
-    if not root.exists():
+    if _lstat(root) is not None and not _is_real_dir(root):
+        remove_path(root)  # a link is unlinked, its target left alone
+        actions.append(f"removed {root}, which was not a folder of recon's own")
+    if not _is_real_dir(root):
         sync_stale_summaries(con, out)
         return actions
-    committed = {r["business_date"].isoformat(): r["run_id"] for r in runs(con)}
-    for j in sorted(root.glob("*.json")):
-        try:
-            meta = json.loads(j.read_text(encoding="utf-8"))
-            run_id, d = meta["run_id"], meta["business_date"]
-        except (OSError, ValueError, KeyError):
-            j.unlink(missing_ok=True)
+    committed = {r["business_date"]: r["run_id"] for r in runs(con)}
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if not entry.name.endswith(".json"):
             continue
+        meta = _read_journal(root, entry)
+        if meta is None:
+            remove_path(Path(entry.path))
+            actions.append(f"discarded {entry.path}, which is not a journal of recon")
+            continue
+        run_id, d = meta
         if committed.get(d) == run_id:
-            swap_into_place(out, run_id, date.fromisoformat(d))
+            swap_into_place(out, run_id, d)
             sync_stale_summaries(con, out)
             finish_run(out, run_id)
-            actions.append(f"completed the publish of {d} (run {run_id})")
+            actions.append(f"completed the publish of {d.isoformat()} (run {run_id})")
         else:
             finish_run(out, run_id)
-            actions.append(f"discarded the uncommitted run {run_id} of {d}")
-    for leftover in (root.iterdir() if root.exists() else ()):  # no journal: never committed
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        root.rmdir()
+            actions.append(f"discarded the uncommitted run {run_id} of {d.isoformat()}")
+    if _is_real_dir(root):
+        with os.scandir(root) as it:
+            leftovers = [Path(e.path) for e in it]
+        for leftover in leftovers:  # no journal: never committed
+            remove_path(leftover)
+        with contextlib.suppress(OSError):
+            root.rmdir()
     sync_stale_summaries(con, out)
     return actions
 
 
 def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """Make the summary.json of every STALE date say so (atomically, idempotent)."""
+    """Make the summary.json of every STALE date say so (atomically, idempotent; only
+    a real summary.json in a real `<out>/<D>` folder is rewritten)."""
     for r in runs(con):
         if r["status"] != STALE:
             continue
-        p = Path(out) / r["business_date"].isoformat() / "summary.json"
+        folder = Path(out) / r["business_date"].isoformat()
+        p = folder / "summary.json"
+        st = _lstat(p)
+        if not _is_real_dir(folder) or st is None or not stat.S_ISREG(st.st_mode):
+            continue
         try:
             s = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if s.get("status") == STALE:
+        if not isinstance(s, dict) or s.get("status") == STALE:
             continue
         s["status_before_stale"] = s.get("status")
         s["status"] = STALE

@@ -1,4 +1,5 @@
 """Run guarantees of outputs.md: order, STALE, idempotence, atomicity, one run at a time.
+(The run folders - confinement, binding, read-only status, faults - are in test_run_folders.py.)
 
 Every test drives the real `recon` command in a subprocess with the plain
 orchestrator (RECON_ORCHESTRATOR=plain: the same steps, without Prefect's
@@ -112,6 +113,17 @@ def committed_runs(path: Path) -> dict[date, tuple[str, str]]:
 
 def summary(tmp: Path, d: date) -> dict:
     return json.loads((tmp / "reports" / d.isoformat() / "summary.json").read_text(encoding="utf-8"))
+
+
+def recover_as_the_next_run_does(w: Path) -> None:
+    """What every run does first, under both locks: complete or discard an interrupted publish."""
+    with wh.run_lock(w / "wh.duckdb"):
+        con = wh.open_warehouse(w / "wh.duckdb")
+        try:
+            with wh.out_lock(w / "reports", wh.warehouse_id(con), w / "wh.duckdb"):
+                wh.recover(con, w / "reports")
+        finally:
+            con.close()
 
 
 @pytest.fixture(scope="module")
@@ -290,9 +302,15 @@ def test_kill_after_commit_is_rolled_forward(done, point, tmp_path, two_days_don
         old_d1 = {n: old[f"{D1.isoformat()}/{n}"] for n in REPORTS}
         ref = reference_run(tmp_path, two_days_done)
         assert now in (old_d1, ref)
-    # any later command under the lock completes the publish (status is read-only)
+    # status is read-only: it tells of the interrupted publish and changes nothing
+    seen = report_bytes(done / "reports")
     st = recon(done, "status")
     assert st.returncode == 0, st.stderr
+    assert f"The publish of {D1.isoformat()}" in st.stdout and "interrupted" in st.stdout
+    assert report_bytes(done / "reports") == seen
+    # the next run completes the publish first, under the locks
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 0, r.stderr
     assert not (done / "reports" / wh.STAGING).exists()
     assert summary(done, D1)["run_id"] == new_runs[D1][0]
     assert summary(done, D2)["status"] == "STALE"
@@ -319,8 +337,7 @@ def test_kill_at_random_moments_never_leaves_a_mix(two_days_done, tmp_path):
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=60)
-        st = recon(w, "status")                 # recovery under the lock
-        assert st.returncode == 0, st.stderr
+        recover_as_the_next_run_does(w)
         now = {n: (w / "reports" / D1.isoformat() / n).read_bytes() for n in REPORTS}
         if committed_runs(w / "wh.duckdb")[D1] == committed_runs(two_days_done / "wh.duckdb")[D1]:
             assert warehouse_state(w / "wh.duckdb") == old_state and now == old
