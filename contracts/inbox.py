@@ -543,7 +543,7 @@ REFERENCE_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "regions": pa.DataFrameSchema({
         "admdvs": pa.Column(pl.String, checks=pa.Check.str_matches(RE_ADMDVS), unique=True),
         "province": pa.Column(pl.String, checks=pa.Check.isin(list(codes.PROVINCES))),
-        "name": pa.Column(pl.String, nullable=True),
+        "name": pa.Column(pl.String, nullable=True, checks=pa.Check.str_length(max_value=MAX_NAME_CHARS)),
         "wallet_live_from": pa.Column(pl.Date, nullable=True),
     }, checks=[pa.Check(lambda d: d.lazyframe.select(
         pl.col("province") == pl.col("admdvs").str.slice(0, 2)), error="province = first 2 digits of admdvs")],
@@ -612,8 +612,9 @@ class ProvinceDelivery:
         return self.opener(name)
 
 
-def oversize_detail(name: str, limit: int = MAX_DATA_FILE_BYTES) -> str:
+def oversize_detail(name: str, limit: int | None = None) -> str:
     """Why a file larger than its limit was not read (the limit in bytes and MiB)."""
+    limit = MAX_DATA_FILE_BYTES if limit is None else limit
     return f"{name} is larger than the limit of {limit} bytes ({limit / (1 << 20):g} MiB)"
 
 

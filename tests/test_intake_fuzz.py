@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.errors import InputError
+from contracts.inbox import DATASET_COLUMNS
 from flows.inbox import read_inbox_date
 from tests.inbox_builders import (COLUMNS, D, SHARER, balance_row, person_row, relationship_row,
                                   settlement_row, transfer_row, write_province, write_reference)
@@ -53,7 +54,7 @@ json_values = st.recursive(
 def mutations(draw):
     kind = draw(st.sampled_from(["flip", "truncate", "header", "quotes", "binary", "huge",
                                  "encoding", "manifest_json", "manifest_paths", "manifest_bytes",
-                                 "parquet_bytes", "empty", "crlf_mix"]))
+                                 "parquet_bytes", "empty", "crlf_mix", "comma_line"]))
     name = draw(st.sampled_from(NAMES))
     return kind, name, draw(st.randoms(use_true_random=False)), draw(st.booleans()), \
         draw(header_names), draw(json_values)
@@ -91,6 +92,9 @@ def _mutate(folder: Path, kind, name, rnd, fix_manifest, header, junk) -> None:
         manifest["encoding"] = rnd.choice(["gb18030", "latin-1", None, 7, "UTF-8"])
     elif kind == "empty":
         data = b""
+    elif kind == "comma_line":   # a line of nothing but commas, header or row, up to 2.5 MB
+        cut = rnd.choice([0, start])
+        data = data[:cut] + b"," * rnd.choice([70, 70_000, 2_500_000]) + b"\r\n" + data[cut:]
     elif kind == "crlf_mix":
         data = data.replace(b"\r\n", rnd.choice([b"\r", b"\n", b"\n\n", b"\r\r\n"]))
     elif kind == "parquet_bytes":
@@ -177,6 +181,12 @@ def test_malformed_deliveries_never_crash(mutation):
             expect = con.execute("SELECT coalesce(sum(rows_loaded), 0) FROM file_loads WHERE dataset = ?",
                                  [ds]).fetchone()[0]
             assert loaded == expect
+        # no loaded field is longer than its column's declared limit
+        for ds, cols in DATASET_COLUMNS.items():
+            longest = con.execute("SELECT " + ", ".join(
+                f"coalesce(max(length(CAST({c.name} AS VARCHAR))), 0)" for c in cols)
+                + f" FROM {ds}").fetchone()
+            assert all(n <= c.max_chars for n, c in zip(longest, cols)), (ds, longest)
         q = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         f45 = con.execute("SELECT count(*) FROM d_findings WHERE rule_code IN ('F04', 'F05')").fetchone()[0]
         assert q == f45 == con.execute("SELECT coalesce(sum(rows_quarantined), 0) FROM file_loads").fetchone()[0]

@@ -38,6 +38,7 @@ from datetime import date
 import duckdb
 import polars as pl
 import pyarrow as paw
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -296,27 +297,54 @@ def _canonical_text(s: pl.Series) -> pl.Series:
                        "boolean, date or timestamp")
 
 
-def _check_unpacked_size(data: bytes) -> None:
-    """A Parquet file is compressed: refuse one whose row groups unpack to more than
-    MAX_PARQUET_UNPACKED_BYTES (as its footer declares) before reading any of them."""
+def _read_parquet_bounded(data: bytes, required: tuple[str, ...]) -> paw.Table:
+    """The required columns of a Parquet file, read so that memory stays bounded by
+    the limits however well the file compresses: the footer's unpacked size first,
+    then text columns as dictionaries (each distinct value once), whose longest value
+    and total decoded size are checked before any is decoded."""
     try:
-        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        pf = pq.ParquetFile(io.BytesIO(data))
+        meta, schema = pf.metadata, pf.schema_arrow
     except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
         raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
+    _check_header(list(schema.names), required)
     unpacked = sum(max(meta.row_group(i).total_byte_size, 0) for i in range(meta.num_row_groups))
     if unpacked > MAX_PARQUET_UNPACKED_BYTES:
         raise FileRejected(f"unpacks to {unpacked} bytes, more than the limit of "
                            f"{MAX_PARQUET_UNPACKED_BYTES} bytes")
+    text = [n for n in required if _is_text(schema.field(n).type)]
+    try:
+        table = pq.ParquetFile(io.BytesIO(data), read_dictionary=text).read(columns=list(required))
+    except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
+        raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
+    decoded = 0
+    for name in text:
+        col = table.column(name)
+        for chunk in col.chunks:
+            if not paw.types.is_dictionary(chunk.type):
+                continue
+            lengths = pc.binary_length(chunk.dictionary)
+            longest = pc.max(lengths).as_py() or 0
+            if longest > MAX_RECORD_BYTES:
+                raise FileRejected(f"has a value of {longest} bytes in column {name}, beyond the "
+                                   f"record limit of {MAX_RECORD_BYTES} bytes")
+            decoded += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+        if decoded > MAX_PARQUET_UNPACKED_BYTES:
+            raise FileRejected(f"unpacks to more than {decoded} bytes of text, more than the limit of "
+                               f"{MAX_PARQUET_UNPACKED_BYTES} bytes")
+        if paw.types.is_dictionary(col.type):
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     col.cast(col.type.value_type))
+    return table
+
+
+def _is_text(t: paw.DataType) -> bool:
+    return (paw.types.is_string(t) or paw.types.is_large_string(t) or paw.types.is_binary(t)
+            or paw.types.is_large_binary(t))
 
 
 def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
-    _check_unpacked_size(data)
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except Exception as e:  # noqa: BLE001 - any reader failure means "not Parquet"
-        raise FileRejected(f"is not a readable Parquet file ({type(e).__name__})") from None
-    _check_header(list(table.column_names), required)
-    table = table.select(list(required))
+    table = _read_parquet_bounded(data, required)
     for i, f in enumerate(table.schema):
         if paw.types.is_decimal256(f.type):
             # polars cannot take a 256-bit decimal (it panics): a decimal is still a
