@@ -23,6 +23,7 @@ from contracts.certno import CHECK_CHARS, WEIGHTS
 from contracts.codes import DATASETS, PROVINCES
 from contracts.policy import policy_for
 from synth import ledger as L
+from synth.perturb import perturb_day
 from synth.plants import DAY, Engine, Plants, plan_day
 from synth.population import (GIVEN, N_REGIONS, SHARER_ONLY, SURNAMES, build_population,
                               build_reference)
@@ -88,7 +89,10 @@ def number_persons(rng: Rng, people: pl.DataFrame) -> pl.DataFrame:
 
 # ============================================================================ main
 def generate(out: Path, start: date, days: int, persons: int, seed: int,
-             violation_rate: float = 0.01) -> dict:
+             violation_rate: float = 0.01, perturb: float = 0.0) -> dict:
+    """Write the inbox; with `perturb` > 0 every written day is then perturbed near the
+    rule boundaries (synth/perturb.py) and no planted_truth.csv is written, since the
+    findings of a perturbed inbox are not known in advance."""
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +147,7 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
     prev_closing = pl.DataFrame(schema={"ben": pl.Int64, "sharer": pl.Int64, "opening": pl.Int64})
     invariants = []
     known54: set = set()
+    perturbed: dict[str, int] = defaultdict(int)
 
     for d in range(days):
         D = start + timedelta(days=d)
@@ -330,18 +335,27 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
         }
         wt = _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, rows_written)
         truth.extend(wt)
+        if perturb > 0:
+            for kind, k in perturb_day(out, D, perturb, Rng(rng.sub_seed(pfx + "perturb"))).items():
+                perturbed[kind] += k
 
     truth = sorted(set(truth))
-    with open(out / "planted_truth.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["business_date", "rule_code", "province", "record_id"])
-        w.writerows(truth)
     planted = defaultdict(int)
+    if perturb > 0:
+        truth = []
+    else:
+        with open(out / "planted_truth.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["business_date", "rule_code", "province", "record_id"])
+            w.writerows(truth)
     for t in truth:
         planted[t[1]] += 1
-    return {"out": str(out), "persons": people.height, "days": days, "rows": dict(rows_written),
-            "planted": dict(sorted(planted.items())), "quota_invariants": invariants,
-            "seconds": round(time.time() - t0, 1)}
+    stats = {"out": str(out), "persons": people.height, "days": days, "rows": dict(rows_written),
+             "planted": dict(sorted(planted.items())), "quota_invariants": invariants,
+             "seconds": round(time.time() - t0, 1)}
+    if perturb > 0:
+        stats["perturbed"] = dict(sorted(perturbed.items()))
+    return stats
 
 
 # ============================================================================ helpers
@@ -729,8 +743,9 @@ def main(argv=None) -> int:
     ap.add_argument("--persons", required=True, type=int)
     ap.add_argument("--seed", required=True, type=int)
     ap.add_argument("--violation-rate", type=float, default=0.01)
+    ap.add_argument("--perturb", type=float, default=0.0)
     a = ap.parse_args(argv)
-    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate)
+    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb)
     stats.pop("quota_invariants", None)
     print(stats)
     return 0
