@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random seed, a whole number: the same seed writes the same inbox (required)")
     g.add_argument("--violation-rate", type=float, default=0.01, metavar="RATE",
                    help="share of records with a planted violation, between 0 and 1 (default 0.01)")
+    g.add_argument("--perturb", type=float, default=0.0, metavar="RATE",
+                   help="share of well-formed records to perturb near rule boundaries, 0..1, "
+                        "default 0: none (a perturbed inbox has no planted_truth.csv)")
 
     d = sub.add_parser("demo", help="generate a small inbox, reconcile it, show the reports")
     d.add_argument("--start", type=_date, default=date(2026, 11, 20), metavar="YYYY-MM-DD",
@@ -349,21 +352,24 @@ def cmd_status(a) -> int:
     return 0
 
 
-def _generate(out: Path, start: date, days: int, persons: int, seed: int, rate: float) -> dict:
+def _generate(out: Path, start: date, days: int, persons: int, seed: int, rate: float,
+              perturb: float = 0.0) -> dict:
     try:
         from synth.generate import generate
     except ImportError:
         raise RuntimeError("the synthetic generator (synth.generate) is not available") from None
-    return generate(Path(out), start, days, persons, seed, violation_rate=rate)
+    return generate(Path(out), start, days, persons, seed, violation_rate=rate, perturb=perturb)
 
 
 def cmd_generate(a) -> int:
     if not 0 <= a.violation_rate <= 1:
         raise UsageError("--violation-rate must be between 0 and 1.")
+    if not 0 <= a.perturb <= 1:
+        raise UsageError("--perturb must be between 0 and 1.")
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"The folder {out} is not empty; generate into a new or empty folder.")
-    info = _generate(out, a.start, a.days, a.persons, a.seed, a.violation_rate)
+    info = _generate(out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb)
     print(f"Wrote a synthetic inbox of {a.days} day(s) from {a.start.isoformat()} to {out}"
           + (f" ({info})" if info and len(str(info)) < 300 else ""))
     return 0
