@@ -242,6 +242,21 @@ def _use_prefect(a) -> bool:
     return a.orchestrator == "prefect"
 
 
+class RunNames(logging.Formatter):
+    """'recon: <task or flow run name>: message', no traceback (the CLI's one sentence and
+    recon-last-error.log say what failed)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        who = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
+        msg = record.getMessage()
+        return f"recon: {who}: {msg}" if who else f"recon: {msg}"
+
+    @staticmethod
+    def screenful(record: logging.LogRecord) -> bool:
+        """Keep a task run's warnings and errors; its INFO lines stay in the Prefect UI."""
+        return not (getattr(record, "task_run_name", None) and record.levelno < logging.WARNING)
+
+
 def _quiet_prefect_console() -> None:
     """Prefect logs to stderr with tracebacks; the CLI keeps stderr for its one
     sentence, so Prefect's console output goes to stdout, without tracebacks."""
@@ -260,6 +275,11 @@ def _quiet_prefect_console() -> None:
             finally:
                 record.exc_info, record.exc_text, record.stack_info = saved
 
+    # A day's run is a screenful: the tasks' own "Finished in state Completed()" stay in
+    # the Prefect UI; their warnings and errors still come here, named by RunNames.
+    for h in logging.getLogger().handlers:
+        h.setFormatter(RunNames())
+        h.addFilter(RunNames.screenful)
     loggers = [logging.getLogger()] + [logging.getLogger(n) for n in
                                        list(logging.root.manager.loggerDict)]
     for lg in loggers:

@@ -216,6 +216,12 @@ def _retry_on_oserror(task, task_run, state) -> bool:
     return wh.transient_oserror(exc)
 
 
+def task_name(step: Step) -> str:
+    """The name a step's task (and its runs) carries in logs and the UI: rules-transfers,
+    load-province (its runs load-province-44, ...)."""
+    return step.name.replace("_", "-")
+
+
 class PrefectExecutor:
     """Wraps every step in a Prefect task (created once per step name)."""
 
@@ -229,7 +235,8 @@ class PrefectExecutor:
             from prefect import task
             from prefect.cache_policies import NO_CACHE
             from prefect.tasks import exponential_backoff
-            opts: dict[str, Any] = dict(name=step.name, cache_policy=NO_CACHE, persist_result=False)
+            opts: dict[str, Any] = dict(name=task_name(step), task_run_name=task_name(step),
+                                        cache_policy=NO_CACHE, persist_result=False)
             if step.io_retries:
                 opts.update(retries=step.io_retries,
                             retry_delay_seconds=exponential_backoff(backoff_factor=self.backoff),
@@ -246,7 +253,7 @@ class PrefectExecutor:
 
     def map(self, step: Step, items: list, *args) -> list:
         t = self._task(step)
-        futures = [t.with_options(task_run_name=f"{step.name}-{getattr(it, 'province', i)}")
+        futures = [t.with_options(task_run_name=f"{task_name(step)}-{getattr(it, 'province', i)}")
                    .submit(it, *args) for i, it in enumerate(items)]
         try:
             return [f.result() for f in futures]

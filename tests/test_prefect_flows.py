@@ -101,6 +101,30 @@ def test_prefect_task_retries_oserror_only():
     assert data_fail.calls == 1    # bad data is not retried
 
 
+def test_task_log_lines_name_their_task_and_info_stays_in_the_ui():
+    import logging
+    from flows.cli import RunNames
+
+    def record(level, **extra):
+        r = logging.LogRecord("prefect.task_runs", level, __file__, 1, "Finished in state %s",
+                              ("Completed()",), None)
+        r.__dict__.update(extra)
+        return r
+    done = record(logging.INFO, task_run_name="load-province-44", flow_run_name="reconcile-x")
+    retry = record(logging.WARNING, task_run_name="load-province-44", flow_run_name="reconcile-x")
+    flow = record(logging.INFO, flow_run_name="reconcile-2026-11-20")
+    assert not RunNames.screenful(done) and RunNames.screenful(retry) and RunNames.screenful(flow)
+    assert RunNames().format(retry) == "recon: load-province-44: Finished in state Completed()"
+    assert RunNames().format(flow) == "recon: reconcile-2026-11-20: Finished in state Completed()"
+
+
+def test_every_step_has_a_readable_task_name():
+    names = [nightly.task_name(s) for s in (nightly.LOAD_PROVINCE, nightly.STAGE_REPORTS,
+                                            *nightly.reconcile_steps())]
+    assert names[:2] == ["load-province", "stage-reports"] and "rules-transfers" in names
+    assert all(n.replace("-", "").isalpha() for n in names)
+
+
 # --------------------------------------------------------------------------- flows end to end
 
 def _tiny_inbox(root: Path) -> None:
@@ -156,10 +180,20 @@ def test_cli_runs_the_flow_against_a_prefect_server(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert (tmp_path / "out" / "2026-11-20" / "summary.json").exists()
+    # a day's run prints a screenful, and every log line names its flow or task run
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) <= 24, r.stdout
+    assert "Finished in state Completed()" not in r.stdout.replace(
+        "recon: reconcile-2026-11-20: Finished in state Completed()", "")
+    for line in lines:
+        if line.startswith("recon: ") and "state" in line:
+            assert line.startswith("recon: reconcile-2026-11-20: "), line
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(any_=["reconcile-2026-11-20"])))
-    assert any(fr.state and fr.state.is_completed() for fr in runs)
+        assert any(fr.state and fr.state.is_completed() for fr in runs)
+        tasks = {t.name for t in client.read_task_runs()}
+    assert {"load-province-41", "load-province-44", "rules-transfers", "stage-reports"} <= tasks
     # an input error inside Prefect is still exit 2 and one sentence
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--date", "2026-11-25"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
