@@ -39,7 +39,7 @@ COOKIE = "wb_session"
 LOGIN_COOKIE = "wb_login"
 MAX_FORM_BYTES = 1 << 20
 PAGE_ROWS = 500
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src 'self' data:; "
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 REPORT_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
               "img-src data:; sandbox allow-scripts allow-popups")
