@@ -264,8 +264,9 @@ class PrefectExecutor:
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
         from contracts.summary import parse
+        from contracts.privacy import scrub_json
         from transforms.reports import markdown_summary
-        s = parse(summary)
+        s = parse(scrub_json(summary))   # an artifact is an output: no full resident ID
         d = s.business_date.isoformat()
         key = f"recon-{d}"
         create_markdown_artifact(key=f"{key}-summary", markdown=markdown_summary(s),
