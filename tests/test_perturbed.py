@@ -108,3 +108,18 @@ def test_a_backfill_gives_the_results_of_day_by_day_runs(perturbed, tmp_path):
     tmp, _ = perturbed
     backfill_plain(tmp / "inbox", tmp_path / "out", tmp_path / "wh.duckdb", DATES[0], DATES[-1])
     assert results(tmp_path / "out") == results(tmp / "daily")
+
+
+def test_perturbed_records_stay_well_formed(perturbed, tmp_path):
+    """The perturber moves records to the rules' boundaries, not out of the inbox
+    contract: the run quarantines as many rows (F04, F05) as the unperturbed inbox of
+    the same seed plants."""
+    tmp, _ = perturbed
+    generate(tmp_path / "plain", START, DAYS, 900, 77, violation_rate=0.01)
+    with open(tmp_path / "plain" / "planted_truth.csv", newline="", encoding="utf-8") as fh:
+        planted = [r for r in csv.DictReader(fh) if r["rule_code"] in ("F04", "F05")]
+    for d in DATES:
+        per_rule = summary(tmp / "daily", d)["findings"]["per_rule"]
+        for code in ("F04", "F05"):
+            want = sum(1 for r in planted if r["business_date"] == d.isoformat() and r["rule_code"] == code)
+            assert per_rule.get(code, 0) == want, (d, code)
