@@ -126,11 +126,14 @@ def _ops_options(p: argparse.ArgumentParser, waiting: bool) -> None:
 
 
 def _ops_config(a):
+    from flows.alerts import check_channels
     from flows.operations import OpsConfig
-    return OpsConfig.from_env(
+    cfg = OpsConfig.from_env(
         lookback_days=a.lookback_days, alerts=a.alerts, digest=a.alert_digest,
         spike_factor=a.error_spike_factor, deadline=getattr(a, "deadline", None),
         poll_seconds=getattr(a, "poll_seconds", None))
+    check_channels(cfg.alerts)
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -435,11 +438,12 @@ def cmd_serve(a) -> int:
     _quiet_prefect_console()
     paths = _paths(a)
     check_runner(a)  # refuse an unavailable runner now, not at 02:30
+    cfg = _ops_config(a)  # refuse a bad deadline or alert URL now, not at 02:30 either
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral API (set PREFECT_API_URL " \
                                                  "to use a Prefect server and its UI)"
     print(f"Serving deployment 'nightly/{nightly.DEPLOYMENT_NAME}' (cron '{nightly.NIGHTLY_CRON}', "
-          f"{nightly.NIGHTLY_TZ}) against {where}; Ctrl-C stops.", flush=True)
-    cfg = _ops_config(a)  # refuse a bad deadline or alert URL now, not at 02:30
+          f"{nightly.NIGHTLY_TZ}; waiting for late provinces until {cfg.deadline:%H:%M}; "
+          f"{len(cfg.alerts)} alert channel(s)) against {where}; Ctrl-C stops.", flush=True)
     if cfg.alerts:  # URLs may hold passwords: the runs inherit them, the UI never shows them
         os.environ["RECON_ALERTS"] = " ".join(cfg.alerts)
     nightly.serve(paths, a.task_runner, settings={
