@@ -38,9 +38,15 @@ def _scheme(url: str) -> str:
 def check_channels(urls) -> None:
     """Refuse (exit 2) a channel apprise does not understand, before any run starts."""
     import apprise
-    for url in urls:
-        if not apprise.Apprise().add(url):
-            raise InputError(f"The alert channel {_scheme(url)} is not a URL apprise understands.")
+    quiet = logging.getLogger("apprise")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # apprise would log the URL, password and all
+    try:
+        for url in urls:
+            if not apprise.Apprise().add(url):
+                raise InputError(f"The alert channel {_scheme(url)} is not a URL apprise understands.")
+    finally:
+        quiet.setLevel(level)
 
 
 def one_sentence(e: BaseException) -> str:

@@ -83,15 +83,15 @@ class OpsConfig:
                "spike_factor": env.get("RECON_ERROR_SPIKE_FACTOR")}
         raw.update({k: v for k, v in given.items() if v is not None})
         cfg = cls()
-        try:
-            if raw["lookback_days"] not in (None, ""):
-                cfg = replace(cfg, lookback_days=int(raw["lookback_days"]))
-            if raw["poll_seconds"] not in (None, ""):
-                cfg = replace(cfg, poll_seconds=float(raw["poll_seconds"]))
-            if raw["spike_factor"] not in (None, ""):
-                cfg = replace(cfg, spike_factor=float(raw["spike_factor"]))
-        except ValueError as e:
-            raise InputError(f"An operations setting is not a number ({e}).") from None
+        for key, kind, env_name in (("lookback_days", int, "RECON_LOOKBACK_DAYS"),
+                                    ("poll_seconds", float, "RECON_POLL_SECONDS"),
+                                    ("spike_factor", float, "RECON_ERROR_SPIKE_FACTOR")):
+            if raw[key] not in (None, ""):
+                try:
+                    cfg = replace(cfg, **{key: kind(raw[key])})
+                except ValueError:
+                    raise InputError(f"{env_name} {str(raw[key])[:40]!r} is not a "
+                                     f"{'whole number' if kind is int else 'number'}.") from None
         if raw["deadline"] not in (None, ""):
             cfg = replace(cfg, deadline=raw["deadline"] if isinstance(raw["deadline"], time)
                           else parse_deadline(raw["deadline"]))

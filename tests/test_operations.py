@@ -310,3 +310,18 @@ def test_recon_status_lists_dates_whose_inputs_changed_and_catch_up_reruns_them(
     assert "No processed date of the last 30 days has inputs that changed" in st.stdout
     cu = recon("catch-up", *shared)
     assert cu.returncode == 0 and "Nothing to catch up" in cu.stdout
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["serve", "--deadline", "25:00"], "The deadline '25:00' is not a time HH:MM (Asia/Shanghai)."),
+    (["catch-up", "--alerts", "nosuch://ops:secret@host"],
+     "The alert channel nosuch://… is not a URL apprise understands."),
+])
+def test_bad_operations_settings_are_refused_in_one_sentence_before_anything_runs(
+        argv, sentence, tmp_path, capsys):
+    from flows.cli import main
+    assert main(argv + ["--inbox", str(tmp_path), "--warehouse", str(tmp_path / "wh.duckdb")]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"recon: {sentence}\n"
+    assert "secret" not in out + err and "Serving" not in out
+    assert not (tmp_path / "wh.duckdb").exists()
