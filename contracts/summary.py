@@ -20,7 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, PlainSerializer, TypeAdapter, ValidationError,
+                      field_validator)
 
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
 Status = Literal["COMPLETE", "PARTIAL", "STALE"]
@@ -159,14 +160,32 @@ class RunSummary(_Strict):
 
     def why(self) -> str:
         """One line saying why the date is not COMPLETE ('' when it is)."""
-        parts = []
-        if self.status == STALE:
-            parts.append(f"STALE (was {self.status_before_stale}): an earlier date was re-run; "
-                         f"clear with `{self.stale_clear_command}`")
-        if self.missing_provinces:
-            parts.append("missing province(s) " + ", ".join(self.missing_provinces) + " (F01)")
-        parts += [r.sentence() for r in self.rejected_files]
-        return "; ".join(parts)
+        return why(self.status, self.status_before_stale, self.stale_clear_command,
+                   self.partial_because)
+
+
+def why(status: str, status_before_stale: str | None, clear_with: str | None,
+        partial_because: list[PartialReason]) -> str:
+    """Why a date is PARTIAL or STALE, one line: the reader's words for every place
+    (CLI result line, `recon status`, the Prefect artifact)."""
+    parts = []
+    if status == STALE:
+        parts.append(f"STALE (was {status_before_stale}): an earlier date was re-run; "
+                     f"clear with `{clear_with}`")
+    missing = [r.province for r in partial_because if r.rule_code == "F01"]
+    if missing:
+        parts.append("missing province(s) " + ", ".join(missing) + " (F01)")
+    parts += [r.sentence() for r in partial_because if r.rule_code != "F01"]
+    return "; ".join(parts)
+
+
+def parse_reasons(items: list) -> list[PartialReason]:
+    """The partial_because list of a summary (e.g. the light copy `recon status` reads)."""
+    try:
+        return TypeAdapter(list[PartialReason]).validate_python(items)
+    except ValidationError as e:
+        raise SummaryError(f"partial_because does not match its contract: "
+                           f"{e.errors()[0]['msg']}.") from None
 
 
 def parse(data: dict) -> RunSummary:
@@ -205,7 +224,6 @@ def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
 
 
 def clear_command(first_stale: date, last_processed: date) -> str:
-    """The command that brings STALE dates up to date."""
-    if first_stale == last_processed:
-        return f"recon run --date {first_stale.isoformat()}"
+    """The command that brings STALE dates up to date (also for a single date: one form
+    that every reader and operator recognises)."""
     return f"recon backfill --start {first_stale.isoformat()} --end {last_processed.isoformat()}"

@@ -361,13 +361,30 @@ def status_lines(paths) -> list[str]:
     for r in rs:
         lines.append(f"{r['business_date'].isoformat():<10}  {r['status']:<8}  "
                      f"{r['finished_at'].isoformat(sep=' '):<24}  {r['run_id']}")
+        reason = _status_why(r, stale)
+        if reason:
+            lines.append(f"{'':<10}  {reason}")
     if stale:
-        lines.append(f"STALE dates need a re-run: recon backfill --start {stale[0].isoformat()} "
-                     f"--end {stale[1].isoformat()}")
+        from contracts.summary import clear_command
+        lines.append(f"STALE dates need a re-run: {clear_command(*stale)}")
     else:
         lines.append("No date is stale.")
     from flows.operations import status_lines as changed_lines
     return lines + changed_lines(paths, rs)
+
+
+def _status_why(r: dict, stale) -> str:
+    """Why a processed date is PARTIAL or STALE, from the summary its run committed."""
+    from contracts.summary import STALE, SummaryError, clear_command, parse_reasons, why
+    committed = r["summary"]
+    try:
+        reasons = parse_reasons(committed["partial_because"])
+        before = committed["status"] if r["status"] == STALE else None
+    except (KeyError, TypeError, SummaryError):
+        return "" if r["status"] == "COMPLETE" else "why: not recorded by the run of this date"
+    clear = clear_command(*stale) if stale else None
+    text = why(r["status"], before, clear, reasons)
+    return f"why: {text}" if text else ""
 
 
 def cmd_status(a) -> int:

@@ -250,3 +250,20 @@ def test_result_line_of_a_complete_date_gives_no_reason(tmp_path, capsys):
                  "--orchestrator", "plain"]) == 0
     out = capsys.readouterr().out
     assert "2026-11-20 COMPLETE: " in out and "because" not in out
+
+
+def test_status_says_why_a_date_is_partial_and_how_to_clear_stale(real_run, capsys):
+    assert main(["status", "--out", str(real_run.out), "--warehouse", str(real_run.warehouse),
+                 "--inbox", str(real_run.inbox)]) == 0
+    out = capsys.readouterr().out
+    rows = out.split("\n")
+    partial = next(i for i, x in enumerate(rows) if x.startswith(real_run.partial.isoformat()))
+    assert "PARTIAL" in rows[partial]
+    assert rows[partial + 1].strip().startswith("why: missing province(s) ")
+    assert real_run.withdrawn in rows[partial + 1] and "54" in rows[partial + 1]
+    assert "rejected (F03" in rows[partial + 1]
+    stale = next(i for i, x in enumerate(rows) if x.startswith(real_run.stale.isoformat()))
+    assert "STALE" in rows[stale]
+    clear = f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}"
+    assert f"STALE (was PARTIAL): an earlier date was re-run; clear with `{clear}`" in rows[stale + 1]
+    assert f"STALE dates need a re-run: {clear}" in out

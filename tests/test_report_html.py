@@ -448,7 +448,7 @@ def test_stale_page_says_stale_with_the_command_that_clears_it(real_run):
     summary = real_run.summary(real_run.stale)
     page = (real_run.folder(real_run.stale) / "report.html").read_text(encoding="utf-8")
     keyed = _parse(_header(page)).keyed
-    clear = f"recon run --date {real_run.stale.isoformat()}"
+    clear = f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}"
     assert summary["status"] == "STALE" and summary["stale_clear_command"] == clear
     assert keyed["status"] == "STALE" and keyed["stale_clear_command"] == clear
     assert keyed["status_before_stale"] == summary["status_before_stale"] == "PARTIAL"

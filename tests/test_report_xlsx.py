@@ -189,7 +189,7 @@ def test_summary_sheet_of_a_stale_date_says_stale_and_how_to_clear_it(real_run):
     facts = _facts(real_run.folder(real_run.stale) / "exceptions.xlsx")
     assert facts["状态 Status"] == "STALE"
     assert facts["原状态 Status before STALE"] == "PARTIAL"
-    assert f"recon run --date {real_run.stale.isoformat()}" in facts["已过期 STALE"]
+    assert f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}" in facts["已过期 STALE"]
 
 
 def test_long_detail_is_shortened_in_the_workbook(tmp_path, real_run):
