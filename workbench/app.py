@@ -17,7 +17,7 @@ import re
 import secrets
 import sqlite3
 import tempfile
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode
@@ -32,6 +32,7 @@ from transforms.audit_view import mask_text
 from workbench import auth, cases as C, exports
 from workbench.ingest import DATE_RE, ingest
 from workbench.settings import Settings
+from workbench.exports import SHANGHAI
 from workbench.store import connect
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -68,7 +69,18 @@ def _env() -> jinja2.Environment:
     env.filters["decision"] = lambda d: " ".join(C.DECISIONS.get(d, ("", ""))) if d else ""
     env.filters["tojson_text"] = lambda v: json.dumps(v, ensure_ascii=False) if v else ""
     env.filters["q"] = lambda s: quote(str(s), safe="")
+    env.filters["local"] = local_time
     return env
+
+
+def local_time(at: str | None) -> str:
+    """A stored UTC instant as Asia/Shanghai wall time (business dates are Shanghai days)."""
+    if not at:
+        return ""
+    try:
+        return datetime.fromisoformat(at).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(at)
 
 
 def create_app(settings: Settings, con: sqlite3.Connection | None = None) -> FastAPI:

@@ -65,6 +65,9 @@ def run(a) -> int:
         scope = f"province {a.province}" if a.province else "all provinces"
         print(f"Added {a.role} {a.name} ({scope}) to {st.db}.")
         return 0
+    if not st.out.is_dir():
+        raise InputError(f"the reports folder {st.out} does not exist; point --out (RECON_OUT) at "
+                         "the folder the runs publish to")
     return serve(st)
 
 
