@@ -255,40 +255,52 @@ class _Day:
         return out.join(inn, on="transfer_id").filter(pl.col("transfer_time") == pl.col("in_time")).sort("transfer_id")
 
     def transfers(self) -> None:
-        r, pairs = self.rate, self.pairs()
+        pairs = self.pairs()
         if pairs.height == 0:
             return
-        # amount at the limit or a fen above it, on both sides
-        a = _draw(pairs, self.rng, "amt", r)
+        at_limit = self._amount_at_limit(pairs)
+        self._one_side_off(pairs.join(at_limit.select("transfer_id"), on="transfer_id", how="anti"))
+        self._repeated(pairs)
+        self._round_trip(pairs)
+        self._dissolve_at_transfer(pairs)
+
+    def _amount_at_limit(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """S08's boundary: 2000.00 (clean) or 2000.01 (over), on both sides."""
+        a = _draw(pairs, self.rng, "amt", self.rate)
         a = a.with_columns(amount=pl.when(pl.col("v") < 0.5).then(pl.lit("2000.00")).otherwise(pl.lit("2000.01")))
         self.update("transfers", pl.concat([a.select("_prov", "_seq", "amount"),
                                             a.select(_prov="in_prov", _seq="in_seq", amount="amount")]), ["amount"])
         self.count("amount at 2000.00/2000.01", a.height)
-        # one side dropped
-        rest = pairs.join(a.select("transfer_id"), on="transfer_id", how="anti")
-        g = _draw(rest, self.rng, "drop", r / 2)
+        return a
+
+    def _one_side_off(self, rest: pl.DataFrame) -> None:
+        """X01/X02: one side dropped; X04: the IN side one second before or after."""
+        g = _draw(rest, self.rng, "drop", self.rate / 2)
         self.drop("transfers", pl.concat([
             g.filter(pl.col("v") < 0.5).select("_prov", "_seq"),
             g.filter(pl.col("v") >= 0.5).select(_prov="in_prov", _seq="in_seq")]))
         self.count("one side dropped", g.height)
-        # the IN side one second off
         rest = rest.join(g.select("transfer_id"), on="transfer_id", how="anti")
-        s = _draw(rest, self.rng, "shift", r / 2)
+        s = _draw(rest, self.rng, "shift", self.rate / 2)
         s = s.with_columns(t=_parse_time("transfer_time")
                            + pl.when(pl.col("v") < 0.5).then(pl.duration(seconds=1)).otherwise(pl.duration(seconds=-1)))
         s = s.filter(pl.col("t").dt.date() == self.D)
         self.update("transfers", s.select(_prov="in_prov", _seq="in_seq", transfer_time=_fmt_time(pl.col("t"))),
                     ["transfer_time"])
         self.count("IN side shifted by a second", s.height)
-        # repeated: the same pair again, same or next second, under a new transfer_id
-        rp = _draw(pairs, self.rng, "repeat", r / 2)
+
+    def _repeated(self, pairs: pl.DataFrame) -> None:
+        """S09/S10: the same pair again, same or next second, under a new transfer_id."""
+        rp = _draw(pairs, self.rng, "repeat", self.rate / 2)
         rp = rp.with_columns(transfer_id=self.new_ids(rp.height, "TZ"),
                              t=_parse_time("transfer_time") + pl.duration(seconds=(pl.col("v") < 0.5).cast(pl.Int64)))
         rp = rp.filter(pl.col("t").dt.date() == self.D).with_columns(transfer_time=_fmt_time(pl.col("t")))
         self.add("transfers", pl.concat([rp, rp.with_columns(side=pl.lit("IN"), _prov=pl.col("in_prov"))]))
         self.count("transfer repeated", rp.height)
-        # round trip: the beneficiary sends the amount back one second later
-        rt = _draw(pairs, self.rng, "round", r / 3)
+
+    def _round_trip(self, pairs: pl.DataFrame) -> None:
+        """S13 (and S05): the beneficiary sends the amount back one second later."""
+        rt = _draw(pairs, self.rng, "round", self.rate / 3)
         rt = rt.with_columns(transfer_id=self.new_ids(rt.height, "TZ"),
                              t=_parse_time("transfer_time") + pl.duration(seconds=1))
         rt = rt.filter(pl.col("t").dt.date() == self.D).select(
@@ -298,8 +310,10 @@ class _Day:
         self.add("transfers", pl.concat([rt.with_columns(side=pl.lit("OUT"), _prov=pl.col("sharer_province")),
                                          rt.with_columns(side=pl.lit("IN"), _prov=pl.col("beneficiary_province"))]))
         self.count("round trip", rt.height)
-        # a DISSOLVE of the transfer's relation at its exact second
-        dz = _draw(pairs, self.rng, "dissolve_at_transfer", r / 2)
+
+    def _dissolve_at_transfer(self, pairs: pl.DataFrame) -> None:
+        """S05 / §6 ranks: a DISSOLVE of the transfer's relation at its exact second."""
+        dz = _draw(pairs, self.rng, "dissolve_at_transfer", self.rate / 2)
         self.add("relationships", self._dissolves(dz.select(
             "relation_id", "sharer_psn_no", "beneficiary_psn_no", "beneficiary_province",
             event_time="transfer_time", _prov="_prov")))
@@ -402,7 +416,9 @@ def _text_to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
                               .dt.convert_time_zone(t.tz or "UTC").dt.cast_time_unit(t.unit)).to_series()
             arrays.append(dt.to_arrow().cast(t))
         elif pa.types.is_boolean(t):
-            arrays.append(pa.array([None if v is None or v == "" else v == "true" for v in col.to_list()], t))
+            flags = frame.select(pl.when(pl.col(field_.name) == "true").then(True)
+                                 .when(pl.col(field_.name) == "false").then(False)).to_series()
+            arrays.append(flags.to_arrow().cast(t))
         elif pa.types.is_date(t):
             arrays.append(col.str.to_date().to_arrow().cast(t))
         else:
