@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="processed dates, their status, stale dates")
     _paths_options(s)  # the inbox: dates whose inputs changed since their run (read only)
+    s.add_argument("--provinces", action="store_true",
+                   help="instead, the delivery scorecard of every live province over the last 30 "
+                        "processed dates: on time / late / missing, files rejected, rows "
+                        "quarantined per 10,000, worst first (default off)")
 
     g = sub.add_parser("generate", help="write a synthetic inbox")
     g.add_argument("--out", required=True, metavar="DIR",
@@ -388,6 +392,14 @@ def _status_why(r: dict, stale) -> str:
 
 
 def cmd_status(a) -> int:
+    if getattr(a, "provinces", False):
+        from flows import warehouse as wh
+        from flows.operations import scorecard_lines
+        paths = _paths(a)
+        from flows.operations import OpsConfig
+        print("\n".join(scorecard_lines(paths, wh.status_snapshot(paths)["runs"],
+                                         OpsConfig.from_env().deadline)))
+        return 0
     print("\n".join(status_lines(_paths(a))))
     return 0
 
