@@ -482,3 +482,49 @@ def _published_sha256(out: Path, d: date) -> dict[str, str] | None:
     if not isinstance(sums, dict):
         return None
     return {str(k): str(v) for k, v in sums.items()}
+
+
+# --------------------------------------------------------------------------- scorecard
+
+def _exported_at(d: date, pp: str, folder: Path | None) -> datetime | None:
+    """manifest.json `exported_at` of a province folder (aware), None when unknown."""
+    if folder is None:
+        return None
+    status, raw, manifest = _manifest(folder, pp, d)
+    if manifest is None or not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(str(json.loads(raw.decode("utf-8-sig")).get("exported_at")))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
+                    last: int = ops.LOOKBACK_DAYS) -> list[str]:
+    """`recon status --provinces`: the delivery scorecard of every live province over the
+    last `last` processed dates, worst first (transforms.operations.delivery_scorecard)."""
+    from transforms.operations import delivery_scorecard
+    recent = sorted(runs, key=lambda r: r["business_date"])[-last:]
+    if not recent:
+        return ["No business date has been processed yet, so there is no scorecard."]
+    summaries, exported, due = [], {}, {}
+    for r in recent:
+        d = r["business_date"]
+        s = {**r["summary"], "business_date": d.isoformat()}
+        summaries.append(s)
+        due[d.isoformat()] = deadline_at(d, deadline)
+        folders = _province_folders(paths.inbox, d)
+        for pp in s.get("provinces", {}).get("delivered", []):
+            exported[(d.isoformat(), pp)] = _exported_at(d, pp, folders.get(pp))
+    card = delivery_scorecard(summaries, exported, due)
+    lines = [f"Delivery scorecard of the last {len(recent)} processed date(s), "
+             f"{recent[0]['business_date'].isoformat()}..{recent[-1]['business_date'].isoformat()} "
+             f"(late: exported after {deadline:%H:%M} Asia/Shanghai on D+1), worst first:",
+             f"{'province':<8}  {'dates':>5}  {'on time':>7}  {'late':>4}  {'missing':>7}  "
+             f"{'files rejected':>14}  {'quarantined per 10,000 rows':>27}"]
+    for row in card.iter_rows(named=True):
+        q = "-" if row["quarantined_per_10k"] is None else f"{row['quarantined_per_10k']:.1f}"
+        lines.append(f"{row['province']:<8}  {row['dates']:>5}  {row['on_time']:>7}  "
+                     f"{row['late']:>4}  {row['missing']:>7}  {row['files_rejected']:>14}  {q:>27}")
+    return lines

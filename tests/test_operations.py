@@ -325,3 +325,52 @@ def test_bad_operations_settings_are_refused_in_one_sentence_before_anything_run
     assert err == f"recon: {sentence}\n"
     assert "secret" not in out + err and "Serving" not in out
     assert not (tmp_path / "wh.duckdb").exists()
+
+
+# --------------------------------------------------------------------------- scorecard
+
+def test_province_scorecard_counts_on_time_late_missing_rejected_and_quarantined_worst_first(
+        tmp_path, capsys):
+    """Guangdong (44) misses D1, exports D2 at 06:00 on D+1 (after the 04:30 deadline) and
+    delivers a transfer with 3 decimals on D3; Henan (41) is on time every day but its D3
+    settlements.csv does not match its manifest."""
+    from flows.cli import main
+    from transforms.operations import delivery_scorecard
+    paths = paths_of(tmp_path)
+    write_reference(paths.inbox)
+    henan(paths.inbox, D1)
+    guangdong(paths.inbox, D2, manifest={"exported_at": "2026-11-22T06:00:00+08:00"})
+    henan(paths.inbox, D2)
+    write_province(paths.inbox, D3, "44", persons=[person_row(SHARER, day=D3)],
+                   relationships=[relationship_row(day=D3)],
+                   transfers=[transfer_row("T1", "OUT", day=D3),
+                              transfer_row("T9", "OUT", amount="12.345", day=D3)],
+                   balances=[balance_row(SHARER)])
+    henan(paths.inbox, D3)
+    (paths.inbox / "2026-11-22" / "41" / "settlements.csv").write_bytes(b"not what the manifest says\r\n")
+    for d in (D1, D2, D3):
+        run_date(paths, d, PlainExecutor(max_workers=2))
+    runs = ops.recorded_runs(paths)
+    quarantined_44 = sum(f["rows_quarantined"] for f in runs[2]["summary"]["files"]
+                         if f["province"] == "44")
+    read_44 = sum(f["rows_read"] or 0 for r in runs for f in r["summary"]["files"]
+                  if f["province"] == "44")
+    assert quarantined_44 == 1
+    card = delivery_scorecard(
+        [{**r["summary"], "business_date": r["business_date"].isoformat()} for r in runs],
+        {(r["business_date"].isoformat(), pp): ops._exported_at(
+            r["business_date"], pp, ops._province_folders(paths.inbox, r["business_date"]).get(pp))
+         for r in runs for pp in ("41", "44")},
+        {r["business_date"].isoformat(): ops.deadline_at(r["business_date"], time(4, 30))
+         for r in runs})
+    assert card.select("province", "dates", "on_time", "late", "missing", "files_rejected").rows() == \
+        [("44", 3, 1, 1, 1, 0), ("41", 3, 3, 0, 0, 1)]
+    assert card["quarantined_per_10k"].to_list() == [round(10_000 / read_44, 1), 0.0]
+
+    assert main(["status", "--provinces", "--inbox", str(paths.inbox), "--out", str(paths.out),
+                 "--warehouse", str(paths.warehouse)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Delivery scorecard of the last 3 processed date(s), "
+                               "2026-11-20..2026-11-22")
+    assert lines[2].split() == ["44", "3", "1", "1", "1", "0", f"{10_000 / read_44:.1f}"]
+    assert lines[3].split() == ["41", "3", "3", "0", "0", "1", "0.0"]

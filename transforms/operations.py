@@ -83,3 +83,49 @@ def error_spike(today: dict, history: list[dict], factor: float, baseline_days: 
     if errors > threshold:
         return {"errors": errors, "median": median, "threshold": threshold}
     return None
+
+
+SCORECARD_COLUMNS = ("province", "dates", "on_time", "late", "missing", "files_rejected",
+                     "rows_read", "rows_quarantined", "quarantined_per_10k")
+
+
+def delivery_scorecard(summaries: list[dict], exported_at: dict[tuple[str, str], object],
+                       due: dict[str, object]) -> pl.DataFrame:
+    """Per live province over the given dates' summaries, worst first: delivered on time
+    (by the deadline of the date, `due`), late (its manifest's exported_at after it),
+    missing (still missing at the date's latest run), files rejected, rows quarantined
+    per 10,000 rows read. exported_at: (D, province) -> aware datetime or None (unknown:
+    counted on time, since the run had it)."""
+    days = []
+    for s in summaries:
+        d = s["business_date"]
+        prov = s.get("provinces", {})
+        missing = set(prov.get("missing", []))
+        per_file = {}
+        for f in s.get("files", []):
+            agg = per_file.setdefault(f.get("province"), [0, 0, 0])
+            agg[0] += int(bool(f.get("rejected")))
+            agg[1] += int(f.get("rows_read") or 0)
+            agg[2] += int(f.get("rows_quarantined") or 0)
+        for pp in prov.get("expected", []):
+            at = exported_at.get((d, pp))
+            timing = "missing" if pp in missing else \
+                "late" if at is not None and at > due[d] else "on time"
+            rejected, read, quarantined = per_file.get(pp, [0, 0, 0])
+            days.append({"province": pp, "timing": timing, "files_rejected": rejected,
+                         "rows_read": read, "rows_quarantined": quarantined})
+    frame = pl.DataFrame(days, schema={"province": pl.String, "timing": pl.String,
+                                       "files_rejected": pl.Int64, "rows_read": pl.Int64,
+                                       "rows_quarantined": pl.Int64})
+    return (frame.group_by("province").agg(
+        pl.len().cast(pl.Int64).alias("dates"),
+        (pl.col("timing") == "on time").sum().cast(pl.Int64).alias("on_time"),
+        (pl.col("timing") == "late").sum().cast(pl.Int64).alias("late"),
+        (pl.col("timing") == "missing").sum().cast(pl.Int64).alias("missing"),
+        pl.col("files_rejected").sum(), pl.col("rows_read").sum(), pl.col("rows_quarantined").sum())
+        .with_columns(pl.when(pl.col("rows_read") > 0)
+                      .then((pl.col("rows_quarantined") * 10_000 / pl.col("rows_read")).round(1))
+                      .alias("quarantined_per_10k"))
+        .sort(["missing", "late", "files_rejected", "quarantined_per_10k", "province"],
+              descending=[True, True, True, True, False], nulls_last=True)
+        .select(SCORECARD_COLUMNS))
