@@ -353,3 +353,55 @@ def test_timestamps_fall_on_the_business_date_in_shanghai(sec, ts, day):
 def test_province_styles_cover_every_kind():
     assert {s.encoding for s in STYLES.values()} == {"utf-8", "gb18030"}
     assert any(s.parquet for s in STYLES.values()) and any(s.bom for s in STYLES.values())
+
+
+def test_planted_truth_follows_the_rulings_of_2026_12_02(inbox):
+    """rules.md §2/§6 as clarified (issue 10), read from the written files and the truth:
+    a DISSOLVE of an invalid relationship is effective (no S21); one naming other persons
+    than its relationship's is S21; the latest ESTABLISH decides S05."""
+    out, _ = inbox
+    truth = {(t["rule_code"], t["record_id"]) for t in truth_of(out)}
+    events, outs = defaultdict(list), []
+    for _ds, _p, folder, m in deliveries(out):
+        for fname in m["files"]:
+            if fname.startswith("relationships"):
+                for r in read_rows(folder, fname, m["encoding"]):
+                    events[r["relation_id"]].append(
+                        (shanghai(r["event_time"]), r["event_type"] == "DISSOLVE", r["event_id"], r))
+            elif fname.startswith("transfers"):
+                outs += [r for r in read_rows(folder, fname, m["encoding"])
+                         if r["side"] == "OUT" and r["status"] == "SUCCESS"]
+    invalid = ("S01", "S02", "S03", "S04", "S06", "S07", "F06")   # rules.md §1, §2
+    is_valid = lambda r: not any((c, r["event_id"]) in truth for c in invalid)  # noqa: E731
+    persons = lambda r: (r["sharer_psn_no"], r["beneficiary_psn_no"])          # noqa: E731
+    seen = defaultdict(int)
+    for evs in events.values():
+        evs.sort(key=lambda e: e[:3])
+        latest, dissolved = None, False
+        for _t, is_dissolve, eid, r in evs:
+            if not is_dissolve:
+                latest, dissolved = r, False
+                continue
+            if latest is None or dissolved:
+                continue
+            if persons(r) != persons(latest):
+                seen["other persons"] += 1
+                assert ("S21", eid) in truth, eid
+            else:
+                dissolved = True
+                if not is_valid(latest):
+                    seen["invalid dissolved"] += 1
+                    assert ("S21", eid) not in truth, eid
+    for o in outs:
+        est = [e for e in events.get(o["relation_id"], []) if not e[1] and e[0] <= shanghai(o["transfer_time"])]
+        if len(est) >= 2 and persons(est[-1][3]) == (o["sharer_psn_no"], o["beneficiary_psn_no"]):
+            later_invalid = not is_valid(est[-1][3]) and is_valid(est[-2][3])
+            later_valid = is_valid(est[-1][3]) and not is_valid(est[-2][3])
+            if later_invalid:
+                seen["invalid re-ESTABLISH"] += 1
+                assert ("S05", o["transfer_id"]) in truth
+            elif later_valid and not any(e[1] for e in events[o["relation_id"]]):
+                seen["valid after invalid"] += 1
+                assert ("S05", o["transfer_id"]) not in truth
+    assert all(seen[k] > 0 for k in ("other persons", "invalid dissolved", "invalid re-ESTABLISH",
+                                     "valid after invalid")), dict(seen)
