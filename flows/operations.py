@@ -294,7 +294,7 @@ class Changed:
 def recorded_runs(paths: Paths) -> list[dict]:
     """Every processed date, oldest first: business_date, status, summary (as recorded in
     the warehouse: the outputs folder may be tampered with, the warehouse is ours)."""
-    with wh.run_lock(paths.warehouse):
+    with wh.run_lock(paths.warehouse, "look-back for changed inputs"):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:
             rows = con.execute("SELECT business_date, status, summary_json FROM runs "
