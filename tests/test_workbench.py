@@ -432,6 +432,37 @@ def test_passwords_are_stored_hashed_and_users_added_by_the_command(published, t
                  "--role", "boss", "--password-stdin"]) == 2
 
 
+# --------------------------------------------------------------------------- settings
+
+def test_settings_come_from_options_then_recon_audit_variables_then_defaults(tmp_path):
+    from contracts.errors import InputError
+    from workbench import settings as S
+    st = S.load(out=tmp_path / "reports", env={})
+    assert st.port == S.DEFAULT_PORT and st.db == tmp_path / "reports-workbench.sqlite"
+    assert st.supervisor_limit == S.DEFAULT_SUPERVISOR_LIMIT
+    env = {"RECON_AUDIT_PORT": "9001", "RECON_AUDIT_DB": str(tmp_path / "x.sqlite"),
+           "RECON_AUDIT_SUPERVISOR_LIMIT": "100", "RECON_OUT": str(tmp_path / "o")}
+    st = S.load(env=env)
+    assert (st.port, st.db, st.out, st.supervisor_limit) == (9001, tmp_path / "x.sqlite", tmp_path / "o",
+                                                              Decimal("100.00"))
+    assert S.load(port="9002", env=env).port == 9002
+    for bad in ({"RECON_AUDIT_PORT": "http"}, {"RECON_AUDIT_PORT": "70000"},
+                {"RECON_AUDIT_SUPERVISOR_LIMIT": "lots"}, {"RECON_AUDIT_MAX_FAILED_LOGINS": "0"}):
+        with pytest.raises(InputError):
+            S.load(out=tmp_path, env=bad)
+
+
+def test_evidence_from_a_hostile_report_is_reduced_to_short_text():
+    from workbench.ingest import clean_evidence
+    ev = clean_evidence({"tables": [{"zh": "x", "columns": ["a"], "rows": [["<b>" * 1000], "oops"]},
+                                    "not a table", {"columns": "no"}],
+                         "chain": {"kind": "evil", "nodes": ["1", {"x": 1}], "edges": ["bad", {"from": 1}]},
+                         "limits": "nope"})
+    assert len(ev["tables"]) == 1 and ev["tables"][0]["rows"] == [[("<b>" * 1000)[:2000]]]
+    assert ev["chain"]["kind"] == "forwarding" and ev["chain"]["edges"][0]["from"] == "1"
+    assert ev["limits"] == []
+
+
 # --------------------------------------------------------------------------- lists and exports
 
 def test_lists_my_open_cases_ageing_and_largest_amounts(published, tmp_path):
@@ -472,7 +503,9 @@ def test_decided_cases_of_a_period_export_as_xlsx_and_csv(published, tmp_path):
     c.post(f"/api/cases/{cid}/decide", json={"decision": "recovered", "amount_recovered": "1234.5",
                                              "reason": "=HYPERLINK(\"http://x\")"},
            headers={"X-CSRF-Token": token})
-    today = date.today().isoformat()
+    from workbench.exports import SHANGHAI
+    from datetime import datetime
+    today = datetime.now(SHANGHAI).date().isoformat()
     text = c.get("/export/decided.csv", params={"from": "2000-01-01", "to": "2999-12-31"}).text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["case_id"] for r in rows] == [cid]
@@ -489,7 +522,9 @@ def test_decided_cases_of_a_period_export_as_xlsx_and_csv(published, tmp_path):
     assert rec.value == 1234.5 and rec.number_format == "#,##0.00"
     reason = ws.cell(2, head.index("说明 Reason") + 1)
     assert reason.data_type == "s" and reason.value.startswith("=") and reason.quotePrefix
-    assert today  # the period is the decision date (Asia/Shanghai)
+    # the event trail of the period, every visible case
+    trail = list(csv.DictReader(io.StringIO(c.get("/export/events.csv", params={"from": today}).text)))
+    assert [(e["case_id"], e["kind"]) for e in trail if e["actor"] == "aud"] == [(cid, "decided")]
 
 
 def test_case_page_shows_the_findings_per_date_with_their_report(published, tmp_path):

@@ -53,7 +53,10 @@ class NeedLogin(Exception):
 def fmt_money(v) -> str:
     if v is None or v == "":
         return "—"
-    return f"{Decimal(str(v)).quantize(Decimal('0.01')):,.2f}"
+    try:
+        return f"{Decimal(str(v)).quantize(Decimal('0.01')):,.2f}"
+    except ArithmeticError:
+        return str(v)
 
 
 def _env() -> jinja2.Environment:
@@ -329,6 +332,17 @@ def create_app(settings: Settings, con: sqlite3.Connection | None = None) -> Fas
             data = p.read_bytes()
         return Response(data, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                         headers={"Content-Disposition": f'attachment; filename="decided-{label}.xlsx"'})
+
+    @app.get("/export/events.csv")
+    async def export_events(request: Request):
+        u, _t, _ = who(request)
+        start, end, label = _period(request)
+        visible = {c["case_id"] for c in C.all_cases(con, u)}
+        rows = [e for e in C.all_events(con) if e["case_id"] in visible
+                and (start is None or exports.local_date(e["at"]) >= start)
+                and (end is None or exports.local_date(e["at"]) <= end)]
+        return PlainTextResponse(exports.events_csv(rows), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="events-{label}.csv"'})
 
     @app.get("/reports/{day}/report.html")
     async def report(request: Request, day: str):

@@ -210,6 +210,11 @@ def events_of(con: sqlite3.Connection, cid: str) -> list[dict]:
             for r in con.execute("SELECT * FROM events WHERE case_id = ? ORDER BY event_id", (cid,))]
 
 
+def all_events(con: sqlite3.Connection) -> list[dict]:
+    return [{**dict(r), "before": _loads(r["before"]), "after": _loads(r["after"])}
+            for r in con.execute("SELECT * FROM events ORDER BY event_id")]
+
+
 def sightings_of(con: sqlite3.Connection, cid: str) -> list[dict]:
     out = []
     for r in con.execute("SELECT * FROM sightings WHERE case_id = ? ORDER BY business_date, exception_id",

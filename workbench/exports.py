@@ -49,10 +49,15 @@ COLUMNS = (  # key, header, width, kind
 )
 
 
+def local_date(at: str) -> date:
+    """The Asia/Shanghai date of a stored UTC instant."""
+    return datetime.fromisoformat(at).astimezone(SHANGHAI).date()
+
+
 def decided_on(case: dict) -> date | None:
     if case.get("status") != "decided" or not case.get("decided_at"):
         return None
-    return datetime.fromisoformat(case["decided_at"]).astimezone(SHANGHAI).date()
+    return local_date(case["decided_at"])
 
 
 def decided_in(cases: list[dict], start: date | None, end: date | None) -> list[dict]:

@@ -141,9 +141,45 @@ def read_evidence(folder: Path) -> dict[str, dict]:
         j = text.find("</script>", i)
         data = json.loads(text[i:j])
         ev = data.get("evidence") if isinstance(data, dict) else None
-        return {str(k): v for k, v in ev.items() if isinstance(v, dict)} if isinstance(ev, dict) else {}
-    except (OSError, ValueError):
+        if not isinstance(ev, dict):
+            return {}
+        return {str(k)[:64]: clean_evidence(v) for k, v in ev.items() if isinstance(v, dict)}
+    except (OSError, ValueError, RecursionError):
         return {}
+
+
+def _s(v, n: int = 2000) -> str | None:
+    return None if v is None else str(v)[:n]
+
+
+def clean_evidence(ev: dict) -> dict:
+    """The evidence of one finding in the shape the case page shows, every value a short
+    string (a report.html from a hostile <out> cannot break or bloat the page)."""
+    tables = []
+    for t in ev.get("tables") or []:
+        if not isinstance(t, dict) or not isinstance(t.get("columns"), list) \
+                or not isinstance(t.get("rows"), list):
+            continue
+        tables.append({"zh": _s(t.get("zh"), 100), "en": _s(t.get("en"), 100),
+                       "columns": [_s(c, 100) for c in t["columns"][:40]],
+                       "rows": [[_s(v) for v in r[:40]] for r in t["rows"][:200] if isinstance(r, list)],
+                       "more": bool(t.get("more"))})
+    limits = [{k: _s(x.get(k), 200) for k in ("zh", "en", "value", "policy")}
+              for x in (ev.get("limits") or []) if isinstance(x, dict)][:10]
+    out: dict = {"tables": tables, "limits": limits}
+    ch = ev.get("chain")
+    if isinstance(ch, dict) and isinstance(ch.get("nodes"), list):
+        out["chain"] = {
+            "kind": "cycle" if ch.get("kind") == "cycle" else "forwarding",
+            "window_from": _s(ch.get("window_from"), 20),
+            "nodes": [_s(x, 40) for x in ch["nodes"][:20]],
+            "edges": [{"from": _s(e.get("from"), 40), "to": _s(e.get("to"), 40),
+                       "count": _s(e.get("count"), 10), "amount": _s(e.get("amount"), 30),
+                       "last": _s(e.get("last"), 30), "this": bool(e.get("this")),
+                       "transfer_ids": [_s(x, 40) for x in (e.get("transfer_ids") or [])[:10]
+                                        if isinstance(e.get("transfer_ids"), list)]}
+                      for e in (ch.get("edges") or [])[:40] if isinstance(e, dict)]}
+    return out
 
 
 def _status(folder: Path) -> str | None:
