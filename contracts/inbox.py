@@ -58,6 +58,9 @@ MAX_DATA_FILE_BYTES = 1 << 30
 # reader works in blocks of this size and refuses the file (F03) when a record
 # does not fit in two of them, before any field of it is materialised.
 MAX_RECORD_BYTES = 1 << 20
+# A header row: the contract's columns plus extra ones (ignored), at most this many.
+# Every header field becomes a column of the CSV reader, so this bounds its memory.
+MAX_HEADER_FIELDS = 1000
 # A Parquet file is compressed: what it unpacks to is bounded too.
 MAX_PARQUET_UNPACKED_BYTES = 4 * MAX_DATA_FILE_BYTES
 # Reference files: free-text region names.

@@ -169,3 +169,29 @@ def test_a_parquet_file_that_unpacks_beyond_its_limit_is_f03(monkeypatch):
     assert stat.reject_rule == "F03"
     assert found["detail"][0].startswith("transfers.parquet unpacks to ")
     assert found["detail"][0].endswith(f"more than the limit of {1 << 20} bytes.")
+
+
+def test_a_header_of_a_million_commas_is_f03_and_cheap():
+    """A 1 MB header of commas used to become a million reader columns (18 GB, 2 minutes)."""
+    from contracts.inbox import MAX_HEADER_FIELDS
+    rows = csv_bytes([transfer_row(f"T{i}") for i in range(200)], COLUMNS["transfers"])
+    data = b"," * (MAX_RECORD_BYTES - 10) + b"\r\n" + rows.split(b"\r\n", 1)[1]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    it = load("transfers", data, 200)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500 * 1024
+    stat, found = outcome(it, "transfers")
+    assert found["detail"].to_list() == [
+        f"transfers.csv has a header line of {MAX_RECORD_BYTES - 10} commas, more than the limit of "
+        f"{MAX_HEADER_FIELDS} fields."]
+    assert stat.reject_rule == "F03"
+
+
+def test_a_header_at_the_field_limit_is_read():
+    from contracts.inbox import MAX_HEADER_FIELDS
+    cols = COLUMNS["transfers"]
+    extra = [f"x{i}" for i in range(MAX_HEADER_FIELDS - len(cols))]
+    data = csv_bytes([{**transfer_row("T1")}], cols + extra)
+    it = load("transfers", data, 1)
+    assert it.transfers["transfer_id"].to_list() == ["T1"]
+    it = load("transfers", csv_bytes([transfer_row("T1")], cols + extra + ["one_more"]), 1)
+    assert outcome(it, "transfers")[0].reject_rule == "F03"

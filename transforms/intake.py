@@ -44,9 +44,9 @@ import pyarrow.parquet as pq
 
 from contracts import codes
 from contracts.inbox import (AMOUNT_COLUMN, DATA_FILE_NAMES, DATASET_COLUMNS, KEY_COLUMNS,
-                             LOADED_SCHEMAS, MANIFEST, MAX_PARQUET_UNPACKED_BYTES,
-                             MAX_RECORD_BYTES, MONEY, RE_PSN, REQUIRED_COLUMNS, SHANGHAI, Env,
-                             InboxDate, ProvinceDelivery, all_ok, derived_columns, key_label,
+                             LOADED_SCHEMAS, MANIFEST, MAX_HEADER_FIELDS,
+                             MAX_PARQUET_UNPACKED_BYTES, MAX_RECORD_BYTES, MONEY, RE_PSN,
+                             REQUIRED_COLUMNS, SHANGHAI, Env, InboxDate, ProvinceDelivery, all_ok, derived_columns, key_label,
                              loaded_columns, reasons_from_flags, record_id_expr, rule_flags,
                              typed_helpers)
 from transforms.context import RunContext
@@ -170,8 +170,8 @@ def decode_csv_text(data: bytes, encoding: str) -> bytes:
 def _header_width_bound(utf8: bytes) -> int:
     """An upper bound of the header's field count, so every column can be read as
     text (pyarrow wants types by name). The header ends at the first newline with
-    an even number of quotes before it; look at no more than 1 MiB."""
-    head = utf8[: 1 << 20]
+    an even number of quotes before it; look at no more than one record."""
+    head = utf8[:MAX_RECORD_BYTES]
     pos = 0
     for _ in range(1000):
         nl = head.find(b"\n", pos)
@@ -213,6 +213,9 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
         # reads it as an empty block and fails, though it is a valid 0-row CSV.
         utf8 = utf8 + b"\n"
     width = _header_width_bound(utf8)
+    if width > MAX_HEADER_FIELDS:
+        raise FileRejected(f"has a header line of {width - 1} commas, more than the limit of "
+                           f"{MAX_HEADER_FIELDS} fields")
     quoted = b'"' in utf8
     skipped: list[tuple[int | None, int, int, str]] = []
 
