@@ -539,3 +539,24 @@ def test_case_page_shows_the_findings_per_date_with_their_report(published, tmp_
     assert page.count('class="card sighting"') == 3
     assert "balances.csv" in page                      # source file of the finding
     assert c.get("/reports/../../etc/passwd").status_code == 404
+
+
+def test_case_page_draws_the_chain_or_cycle_of_the_reports_evidence(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    c, _ = client(app, "aud")
+    for rule, kind in (("S13", "cycle"), ("S12", "forwarding")):
+        cases = c.get("/api/cases", params={"rule": rule}).json()["cases"]
+        assert cases, rule
+        pages = [c.get(f"/cases/{x['case_id']}").text for x in cases]
+        drawn = [p for p in pages if f'class="chain-drawing"' in p and f'aria-label="{kind}"' in p]
+        assert drawn, rule                        # the report evidences its top findings per rule
+        assert drawn[0].count('class="edge"') >= 2 and drawn[0].count('class="node"') >= 2
+        assert "转账记录(双边)" in drawn[0]           # both sides of the transfer
+
+
+def test_balance_break_case_shows_the_delivered_and_computed_balances(published, tmp_path):
+    app, _ = make_app(published, tmp_path, ALL)
+    c, _ = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    page = c.get(f"/cases/{cid}").text
+    assert "Delivered quota balance" in page and "Computed lots (closing)" in page

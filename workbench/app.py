@@ -28,7 +28,7 @@ from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse, PlainTe
                                RedirectResponse, Response)
 
 from contracts.codes import PROVINCE_NAMES, RULES
-from transforms.audit_view import mask_text
+from auditview import mask_text
 from workbench import auth, cases as C, exports
 from workbench.ingest import DATE_RE, ingest
 from workbench.settings import Settings
@@ -73,7 +73,37 @@ def _env() -> jinja2.Environment:
     env.filters["tojson_text"] = lambda v: json.dumps(v, ensure_ascii=False) if v else ""
     env.filters["q"] = lambda s: quote(str(s), safe="")
     env.filters["local"] = local_time
+    env.filters["drawing"] = chain_drawing
     return env
+
+
+def chain_drawing(chain: dict) -> dict:
+    """Node positions of a chain (left to right) or a cycle (on a circle), and its edges as
+    lines between them, for the inline SVG of the case page."""
+    import math
+    nodes = [n for n in chain.get("nodes") or [] if n]
+    if chain.get("kind") == "cycle":
+        r, cx, cy = 110, 200, 140
+        pos = {n: (cx + r * math.sin(2 * math.pi * i / len(nodes)),
+                   cy - r * math.cos(2 * math.pi * i / len(nodes))) for i, n in enumerate(nodes)}
+        width, height = 400, 280
+    else:
+        pos = {n: (90 + 210 * i, 50) for i, n in enumerate(nodes)}
+        width, height = 180 + 210 * max(len(nodes) - 1, 0), 110
+    edges = []
+    for e in chain.get("edges") or []:
+        a, b = pos.get(e.get("from")), pos.get(e.get("to"))
+        if a and b:
+            dx, dy = b[0] - a[0], b[1] - a[1]
+            d = math.hypot(dx, dy) or 1
+            k = 30 / d   # stop short of the node circles so that the arrow head shows
+            x1, y1, x2, y2 = a[0] + dx * k, a[1] + dy * k, b[0] - dx * k, b[1] - dy * k
+            # bend to the right of the direction of travel: A->B and B->A do not overlap
+            qx, qy = (x1 + x2) / 2 - dy / d * 28, (y1 + y2) / 2 + dx / d * 28
+            edges.append({"path": f"M {x1:.1f} {y1:.1f} Q {qx:.1f} {qy:.1f} {x2:.1f} {y2:.1f}",
+                          "lx": qx, "ly": qy, "this": e.get("this"), "amount": e.get("amount")})
+    return {"width": width, "height": height, "nodes": [{"id": n, "x": x, "y": y} for n, (x, y) in pos.items()],
+            "edges": edges}
 
 
 def local_time(at: str | None) -> str:

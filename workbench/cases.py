@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from transforms.audit_view import mask_text
+from auditview import mask_text
 from workbench.store import append_event, transaction
 
 DECISIONS = {

@@ -22,7 +22,7 @@ import xlsxwriter
 
 from contracts.codes import PROVINCE_NAMES, RULES
 from flows.report_xlsx import needs_escape
-from transforms.audit_view import mask_text
+from auditview import mask_text
 from workbench.cases import DECISIONS
 
 SHANGHAI = timezone(timedelta(hours=8))

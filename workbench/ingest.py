@@ -27,7 +27,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from transforms.audit_view import mask_text
+from auditview import mask_text
 from workbench import keys
 from workbench.store import append_event, now_utc, transaction
 
