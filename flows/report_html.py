@@ -32,7 +32,7 @@ from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
 from contracts.reports import RERUN_IDS_SHOWN, shorten_for_display
 from contracts.summary import RunSummary
 from contracts.summary import parse as parse_summary
-from transforms.audit_view import AuditConfig, mask_text, money, report_data
+from auditview import AuditConfig, mask_text, report_data
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

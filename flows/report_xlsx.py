@@ -42,7 +42,7 @@ from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
 from contracts.reports import DISPLAY_ELLIPSIS, DISPLAY_TEXT_MAX, RERUN_IDS_SHOWN, shorten_for_display
 from contracts.summary import STALE, RunSummary
 from contracts.summary import parse as parse_summary
-from transforms.audit_view import mask_text
+from auditview import mask_text
 
 MAX_ROWS = 1_048_576 - 1  # Excel rows per sheet, header excluded
 

@@ -31,7 +31,7 @@ from flows import cli
 from tests.inbox_builders import (BENEFICIARY, COLUMNS, D, SHARER, balance_row, person_row,
                                   relationship_row, resident_id, settlement_row, transfer_row,
                                   write_province, write_reference)
-from transforms.audit_view import mask_certno
+from auditview import mask_certno
 from transforms.findings import exception_id
 
 ISSUE_ID = "110100198603155536"     # the number of the issue's report
@@ -43,7 +43,7 @@ ISSUE_MASKED = "110100********5536"
 def test_issue_example_is_masked_like_a_certno_in_the_auditors_views():
     text = f"sharer_psn_no '{ISSUE_ID}' is not 20 digits"
     assert scrub_text(text) == f"sharer_psn_no '{ISSUE_MASKED}' is not 20 digits"
-    assert mask_certno(ISSUE_ID) == ISSUE_MASKED    # the same style as transforms/audit_view
+    assert mask_certno(ISSUE_ID) == ISSUE_MASKED    # the same style as auditview
 
 
 def test_letters_glued_to_an_id_do_not_protect_it():

@@ -1,4 +1,4 @@
-"""report.html (flows/report_html.py) and its data (transforms/audit_view.py).
+"""report.html (flows/report_html.py) and its data (auditview/).
 
 What the page says about a run is tested on the pages a real pipeline run
 published (the session fixture `real_run` of tests/conftest.py: a generated inbox,
@@ -21,7 +21,7 @@ import pytest
 from contracts.codes import PROVINCE_NAMES, RULES
 from tests.builders import (BENEFICIARY, SHARER, D, add, both_sides, establish, person, settlement,
                             transfer, warehouse)
-from transforms.audit_view import (AuditConfig, day_over_day, mask_certno, mask_text, report_data)
+from auditview import AuditConfig, day_over_day, mask_certno, mask_text, report_data
 from transforms.context import RunContext
 from transforms.findings import exception_id
 
@@ -541,7 +541,7 @@ def test_js_has_no_inner_html():
 def test_settlement_evidence_of_s18_and_batched_equals_one_by_one(sample):
     """S18's quota movements (its SQL once failed to parse: `at` is a keyword), and a finding
     evidenced alone gets the same tables as in the batch of all."""
-    from transforms.audit_view import evidence_for, evidence_of
+    from auditview import evidence_for, evidence_of
     con, ctx, *_rest = sample
     s18 = _finding(D, "S18", "41", "S1", dataset="settlements", beneficiary=BENEFICIARY,
                    amount="120.00", detail="quota short")

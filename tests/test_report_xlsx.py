@@ -219,7 +219,7 @@ def test_any_detail_round_trips_as_text(tmp_path_factory, real_run, details):
     write(path, frame(rows), real_run.summary(D))
     ws = openpyxl.load_workbook(path)[FAMILY_SHEETS["S"]]
     got = [ws.cell(r, 14).value or "" for r in range(2, ws.max_row + 1)]
-    from transforms.audit_view import mask_text
+    from auditview import mask_text
     import re
     illegal = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
     for want, cell_value in zip(details, got):

@@ -1,0 +1,205 @@
+"""The family view: one entry per top sharer (by the amount of their findings): the
+person, relationships, transfers sent and received, the beneficiaries' spending and
+remaining quota.
+"""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from contracts.policy import Policy
+
+from auditview.evidence import _window_start
+from auditview.queries import _Gather, _S, _Transfers, _batch, _make_table, _with_keys
+from auditview.text import AuditConfig, money
+
+# --------------------------------------------------------------------------- families
+
+def _keyed(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: list[tuple],
+           types: tuple) -> list[tuple]:
+    """Rows of `sql` (reading the keys as {keys}: k0, k1, ...), all of them, as fetched."""
+    if not keys:
+        return []
+    text, used = _with_keys(sql, params, keys, types)
+    return con.execute(text, used).fetchall()
+
+
+_FAMILY_TABLES: dict[str, tuple[str, str, str, tuple, str]] = {
+    "relationships": ("relationships", "共济关系事件", "Relationship events", (_S,), """
+        SELECT r.sharer_psn_no AS __k0, r.business_date, r.event_id, r.relation_id, r.event_type,
+               r.relation_code, r.commitment_signed, r.beneficiary_psn_no, r.event_time, e.valid,
+               row_number() OVER (PARTITION BY r.sharer_psn_no
+                                  ORDER BY r.event_time DESC, r.event_id) AS __n
+        FROM relationships r LEFT JOIN relation_events e
+          ON e.business_date = r.business_date AND e.event_id = r.event_id
+        WHERE r.business_date <= $day AND r.sharer_psn_no IN (SELECT k0 FROM {keys})"""),
+    "transfers": ("transfers", "转出与转入(窗口内)", "Transfers sent and received (window)", (_S,), """
+        SELECT __k0, transfer_time, transfer_id,
+               CASE WHEN sharer_psn_no = __k0 THEN 'OUT' ELSE 'IN' END AS direction,
+               sharer_psn_no, beneficiary_psn_no, amount, status,
+               row_number() OVER (PARTITION BY __k0 ORDER BY transfer_time DESC, transfer_id) AS __n
+        FROM (SELECT k.k0 AS __k0, t.* FROM {transfers} t JOIN {keys} k
+                ON t.sharer_psn_no = k.k0 OR t.beneficiary_psn_no = k.k0
+              WHERE t.business_date BETWEEN $start AND $day
+              QUALIFY row_number() OVER (PARTITION BY k.k0, t.transfer_id ORDER BY t.side DESC) = 1)"""),
+    "spending": ("spending", "被共济人的结算(窗口内)", "Beneficiaries' settlements (window)",
+                 (_S, _S), """
+        WITH sl AS (
+          SELECT k.k0 AS __k0, s.business_date, s.setl_time, s.setl_id, s.psn_no, s.status,
+                 s.expense_type, s.fixmedins_code, s.wallet_pay
+          FROM settlements s JOIN {keys} k ON s.psn_no = k.k1
+          WHERE s.business_date BETWEEN $start AND $day),
+        fs AS (
+          SELECT x.__k0, c.business_date, c.setl_id, sum(c.amount) AS amount
+          FROM consumptions c
+          JOIN (SELECT DISTINCT sharer_psn_no AS __k0, lot_id FROM lots
+                WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l ON l.lot_id = c.lot_id
+          JOIN (SELECT DISTINCT __k0, business_date, setl_id FROM sl) x
+            ON x.__k0 = l.__k0 AND x.business_date = c.business_date AND x.setl_id = c.setl_id
+          GROUP BY x.__k0, c.business_date, c.setl_id)
+        SELECT sl.__k0, sl.business_date, sl.setl_time, sl.setl_id, sl.psn_no, sl.status,
+               sl.expense_type, sl.fixmedins_code, sl.wallet_pay, o.outcome,
+               fs.amount AS from_this_sharer,
+               row_number() OVER (PARTITION BY sl.__k0 ORDER BY sl.setl_time DESC, sl.setl_id) AS __n
+        FROM sl LEFT JOIN settlement_outcomes o
+          ON o.business_date = sl.business_date AND o.setl_id = sl.setl_id
+        LEFT JOIN fs ON fs.__k0 = sl.__k0 AND fs.business_date = sl.business_date
+                    AND fs.setl_id = sl.setl_id"""),
+}
+
+
+def _top_sharers(rows: list[dict], config: AuditConfig) -> tuple[list[str], dict, dict]:
+    """The top N sharers by the total |amount| of their findings: (top, score, count)."""
+    score: dict[str, Decimal] = {}
+    nfind: dict[str, int] = {}
+    zero = Decimal("0")
+    for r in rows:
+        s = r.get("sharer_psn_no")
+        if not s:
+            continue
+        a = r.get("amount")
+        if a is not None:
+            a = abs(a if isinstance(a, Decimal) else Decimal(str(a)))
+        score[s] = score.get(s, zero) + (zero if a is None else a)
+        nfind[s] = nfind.get(s, 0) + 1
+    top = sorted(score, key=lambda s: (-score[s], -nfind[s], s))[:config.families]
+    return top, score, nfind
+
+
+def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: Policy | None,
+             config: AuditConfig, transfers: _Transfers | None = None,
+             top_sharers: tuple | None = None) -> list[dict]:
+    """Family views of the top N sharers by the total |amount| of their findings (in batch).
+
+    `transfers`: a _Transfers that already needs the top sharers (else one of its own);
+    `top_sharers`: _top_sharers(rows, config) when already known.
+    """
+    top, score, nfind = top_sharers or _top_sharers(rows, config)
+    if not top:
+        return []
+    start = _window_start(d, policy)
+    own = transfers is None
+    if own:
+        transfers = _Transfers(con, d, start)
+        transfers.need(persons=top)
+    try:
+        return _families(con, d, rows, top, score, nfind, start, config, transfers)
+    finally:
+        if own:
+            transfers.close()
+
+
+def _families(con, d: date, rows: list[dict], top: list[str], score: dict, nfind: dict,
+              start: date, config: AuditConfig, transfers: _Transfers) -> list[dict]:
+    lim = config.family_rows
+    params = {"day": d, "start": start, "__transfers": transfers.fetch()}
+    keys = [(s,) for s in top]
+    top_set = set(top)
+    involved: dict[str, list[str]] = {s: [] for s in top}
+    for r in rows:
+        for p in dict.fromkeys((r.get("sharer_psn_no"), r.get("beneficiary_psn_no"))):
+            if p in top_set:
+                involved[p].append(str(r["exception_id"]))
+
+    bens: dict[str, list[str]] = {s: [] for s in top}
+    for k, b in _keyed(con, """
+            SELECT DISTINCT __k0, b FROM (
+              SELECT sharer_psn_no AS __k0, beneficiary_psn_no AS b FROM relationships
+              WHERE business_date <= $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              UNION ALL
+              SELECT sharer_psn_no, beneficiary_psn_no FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              UNION ALL
+              SELECT sharer_psn_no, beneficiary_psn_no FROM lots
+              WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys}))
+            ORDER BY 1, 2""", params, keys, (_S,)):
+        bens[k].append(b)
+    sent: dict[str, dict[str, tuple]] = {s: {} for s in top}
+    for k, b, n, amount in _keyed(con, """
+            SELECT __k0, beneficiary_psn_no, count(*), sum(amount) FROM (
+              SELECT sharer_psn_no AS __k0, * FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+                AND sharer_psn_no IN (SELECT k0 FROM {keys})
+              QUALIFY row_number() OVER (PARTITION BY sharer_psn_no, transfer_id
+                                         ORDER BY side DESC) = 1)
+            GROUP BY 1, 2""", params, keys, (_S,)):
+        sent[k][b] = (n, amount)
+    received: dict[str, list[tuple]] = {s: [] for s in top}
+    for k, p, n, amount in _keyed(con, """
+            SELECT __k0, sharer_psn_no, count(*), sum(amount) FROM (
+              SELECT beneficiary_psn_no AS __k0, * FROM {transfers}
+              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+                AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
+              QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, transfer_id
+                                         ORDER BY side) = 1)
+            GROUP BY 1, 2 ORDER BY 1, 2""", params, keys, (_S,)):
+        received[k].append((p, n, amount))
+    remaining: dict[str, dict[str, Any]] = {s: {} for s in top}
+    for k, b, v in _keyed(con, """
+            SELECT sharer_psn_no, beneficiary_psn_no, sum(remaining) FROM lots
+            WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+            GROUP BY 1, 2""", params, keys, (_S,)):
+        remaining[k][b] = v
+    spent: dict[str, dict[str, Any]] = {s: {} for s in top}
+    for k, b, v in _keyed(con, """
+            SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
+            JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
+            JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM lots
+                  WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
+              ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
+            WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2""", params, keys, (_S,)):
+        spent[k][b] = v
+
+    g = _Gather(con, d, lim)
+    people = {s: g.persons([s] + bens[s] + [r[0] for r in received[s]]) for s in top}
+    g.run()
+    fetched: dict[str, tuple | None] = {}
+    for kind, (_key, _zh, _en, types, sql) in _FAMILY_TABLES.items():
+        fam_keys = [(s, b) for s in top for b in bens[s]] if len(types) == 2 else keys
+        # the SQL of one family held LIMIT family_rows: at most that many rows, never "more"
+        fetched[kind] = _batch(con, sql, params, fam_keys, types, lim, out_keys=1)
+    out = []
+    for s in top:
+        tables = [g.table(people[s])]
+        for kind, (tkey, zh, en, _types, _sql) in _FAMILY_TABLES.items():
+            got = fetched[kind]
+            tables.append(_make_table(tkey, zh, en, got[0], got[1].get((s,), []), lim)
+                          if got is not None else None)
+        out.append({
+            "sharer": s, "province": s[:2] if s else None,
+            "finding_amount": money(score[s]), "finding_count": nfind[s],
+            "involved": involved[s][:lim],
+            "beneficiaries": [{"psn_no": b,
+                               "sent_count": sent[s].get(b, (0, Decimal("0")))[0],
+                               "sent": money(sent[s].get(b, (0, Decimal("0")))[1]),
+                               "spent": money(spent[s].get(b, Decimal("0"))),
+                               "remaining": money(remaining[s].get(b, Decimal("0")))}
+                              for b in bens[s][:lim]],
+            "received_from": [{"psn_no": r[0], "count": r[1], "amount": money(r[2])}
+                              for r in received[s][:lim]],
+            "tables": [t for t in tables if t],
+        })
+    return out

@@ -1,0 +1,101 @@
+"""All together: `report_data`, the one JSON-ready dict that flows/report_html.py renders.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from contracts.codes import FAMILIES
+from contracts.policy import Policy, policy_for
+
+from auditview.evidence import _window_start, evidence
+from auditview.families import _top_sharers, families
+from auditview.frames import (_exception_rows, clearing_view, compact_findings, day_over_day,
+                              heatmap, rule_table)
+from auditview.queries import _Transfers
+from auditview.text import AuditConfig, display_text, money
+
+# --------------------------------------------------------------------------- totals
+
+def warehouse_totals(con: duckdb.DuckDBPyConnection, d: date) -> dict:
+    """Transfers and settlements of D as loaded (one row per transfer, OUT side preferred)."""
+    try:
+        t = con.execute("""
+            SELECT count(*) FILTER (WHERE status = 'SUCCESS'),
+                   coalesce(sum(amount) FILTER (WHERE status = 'SUCCESS'), 0),
+                   count(*) FILTER (WHERE status <> 'SUCCESS'),
+                   count(*) FILTER (WHERE status = 'SUCCESS' AND sharer_province <> beneficiary_province),
+                   coalesce(sum(amount) FILTER (WHERE status = 'SUCCESS'
+                                                AND sharer_province <> beneficiary_province), 0)
+            FROM (SELECT * FROM transfers WHERE business_date = ?
+                  QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side DESC) = 1)""",
+                        [d]).fetchone()
+        s = con.execute("""SELECT count(*) FILTER (WHERE status = 'NORMAL'),
+                                  count(*) FILTER (WHERE status = 'REFUND')
+                           FROM settlements WHERE business_date = ?""", [d]).fetchone()
+    except duckdb.CatalogException:
+        return {}
+    return {"transfers_success": t[0], "transfers_amount": money(t[1]), "transfers_failed": t[2],
+            "transfers_cross": t[3], "transfers_cross_amount": money(t[4]),
+            "settlements_normal": s[0], "settlements_refund": s[1]}
+
+
+# --------------------------------------------------------------------------- all together
+
+def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
+                exceptions: pl.DataFrame, settlement: pl.DataFrame | None = None,
+                positions: pl.DataFrame | None = None, policy: Policy | None = None,
+                config: AuditConfig | None = None) -> dict:
+    """Everything the HTML report shows beyond summary.json, as one JSON-ready dict."""
+    config = config or AuditConfig()
+    d = business_date
+    if policy is None:
+        try:
+            policy = policy_for(d)
+        except ValueError:
+            policy = None
+    rows = _exception_rows(exceptions)
+    dod = day_over_day(con, d, rows, config.day_over_day_rows)
+    # one scan of the window's transfers serves the evidence and the family views
+    transfers = _Transfers(con, d, _window_start(d, policy))
+    top = _top_sharers(rows, config)
+    transfers.need(persons=top[0])
+    try:
+        ev, largest = evidence(con, d, rows, policy, config, transfers)
+        fams = families(con, d, rows, policy, config, transfers, top)
+    finally:
+        transfers.close()
+    compact, total = compact_findings(rows, config.max_findings)
+    embedded = {r[0] for r in compact["rows"]}
+    # a finding that is evidenced, largest or listed day over day is always embedded
+    index = {str(r["exception_id"]): r for r in rows}
+    extra = [e for e in list(ev) + dod["new"] + dod["recurring"] if e not in embedded]
+    for e in dict.fromkeys(extra):
+        r = index[e]
+        compact["rows"].append([
+            r.get("exception_id"), r.get("rule_code"), r.get("severity"), r.get("province"),
+            r.get("dataset"), display_text(r.get("record_id")), r.get("sharer_psn_no"),
+            r.get("beneficiary_psn_no"), money(r.get("amount")), display_text(r.get("detail")),
+            r.get("source_file"), r.get("source_row")])
+    return {
+        "business_date": d.isoformat(),
+        "policy": {"id": policy.id, "title": policy.title,
+                   "max_transfer_amount": money(policy.max_transfer_amount),
+                   "max_daily_out_transfers": policy.max_daily_out_transfers,
+                   "forwarding_window_days": policy.forwarding_window_days,
+                   "max_cycle_length": policy.max_cycle_length} if policy else None,
+        "findings": compact, "findings_total": total,
+        "findings_embedded": len(compact["rows"]),
+        "rules": rule_table(rows, dod),
+        "families_catalogue": {k: {"zh": v[0], "en": v[1]} for k, v in FAMILIES.items()},
+        "heatmap": heatmap(rows),
+        "clearing": clearing_view(settlement, positions),
+        "largest": largest,
+        "evidence": ev,
+        "families": fams,
+        "day_over_day": dod,
+        "warehouse_totals": warehouse_totals(con, d),
+        "config": config.__dict__.copy(),
+    }
