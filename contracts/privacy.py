@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from contracts.certno import CHECK_CHARS, WEIGHTS
+from contracts.certno import check_char
 
 KEEP_HEAD, KEEP_TAIL = 6, 4         # as transforms/audit_view.mask_certno
 MASK = "*" * (18 - KEEP_HEAD - KEEP_TAIL)
@@ -48,7 +48,7 @@ def is_resident_id(s: str) -> bool:
     """18 characters: 17 digits and the GB 11643 check character of them (X or x)."""
     if len(s) != 18 or not s[:17].isascii() or not s[:17].isdigit():
         return False
-    return s[17].upper() == CHECK_CHARS[sum(int(c) * w for c, w in zip(s, WEIGHTS)) % 11]
+    return s[17].upper() == check_char(s[:17])
 
 
 def mask_id(s: str) -> str:
