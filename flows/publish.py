@@ -20,7 +20,8 @@ import polars as pl
 from contracts.privacy import scrub_frame, scrub_json, scrub_text
 from flows import report_html, report_xlsx
 from flows.warehouse import (_lstat, as_fault, ensure_staging_root, environment_fault,
-                             fsync_dir, remove_path, staging_root, write_json_atomic)
+                             finish_run, fsync_dir, remove_path, staging_root,
+                             write_json_atomic)
 from transforms.context import RunContext
 from transforms.reports import csv_bytes
 
@@ -68,13 +69,14 @@ def stage_reports(out: Path, run_id: str, con: duckdb.DuckDBPyConnection, ctx: R
     try:
         _write_reports(d, con, ctx, frames, summary)
     except BaseException as e:
-        remove_path(d.parent)
+        finish_run(out, run_id)  # no staging left behind (the journal is not written yet)
         if environment_fault(e) is not None and not getattr(e, "filename", None):
             raise as_fault(e, d) from None
         raise
     missing = missing_reports(d, run_id)
     if missing:
         from flows.nightly import RunFailed
+        finish_run(out, run_id)
         raise RunFailed(f"the reports of {ctx.d} could not all be staged in {d} "
                         f"({', '.join(missing)}), so nothing was published.")
     return d

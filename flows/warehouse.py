@@ -2,7 +2,7 @@
 run records, STALE marking, the status a reader sees, and recovery of a publish
 that was interrupted.
 
-Run guarantees (outputs.md) and how they are kept (docs/design.md, "Run folders"):
+Run guarantees (outputs.md) and how they are kept (docs/run-folders.md):
 
 - **One run at a time.** `run_lock(warehouse)` takes an exclusive, non-blocking
   `fcntl.flock` on `<warehouse>.lock` *before* DuckDB is opened. A second run
@@ -617,9 +617,6 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
 def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """Make the summary.json of every STALE date say so (atomically, idempotent; only
     a real summary.json in a real `<out>/<D>` folder is rewritten)."""
-    from contracts.summary import clear_command
-    from flows.report_stale import mark_date_stale  # summary.json, report.html, xlsx say STALE
-    clear = stale_ranges(con)
     for r in runs(con):
         if r["status"] != STALE:
             continue
@@ -627,8 +624,6 @@ def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         p = folder / "summary.json"
         st = _lstat(p)
         if not _is_real_dir(folder) or st is None or not stat.S_ISREG(st.st_mode):
-            continue
-        if clear and mark_date_stale(folder, clear_command(*clear)):
             continue
         try:
             s = json.loads(p.read_text(encoding="utf-8"))

@@ -1,0 +1,388 @@
+"""What the run folders allow (issue 9; outputs.md "Run guarantees"; docs/run-folders.md).
+
+Nothing under <out> or beside the warehouse is trusted: a hostile journal or a link
+planted in <out> never makes recon delete, move or overwrite anything outside it.
+<out> belongs to one warehouse. `recon status` is read-only. A full disk, a denied
+permission or a read-only folder is one sentence naming the path, exit 1, with the
+previous reports intact, and the next run succeeds once the cause is gone.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows import nightly, publish
+from flows import warehouse as wh
+from flows.cli import main
+from flows.nightly import RunFailed, new_run_id, run_date_plain
+from tests.test_run_guarantees import (D1, D2, D3, committed_runs, recon, report_bytes,  # noqa: F401
+                                       two_days_done, done, warehouse_state)
+
+HOSTILE_RUN_ID = "../../victim"
+
+
+def victim_folder(root: Path) -> tuple[Path, dict[str, bytes]]:
+    """A folder outside <out> that nothing of recon may touch, with its content."""
+    v = root / "victim"
+    (v / "inner").mkdir(parents=True)
+    (v / "keep.txt").write_text("precious\n")
+    (v / "inner" / "also.txt").write_text("also precious\n")
+    return v, snapshot(v)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def visible_reports(out: Path) -> dict[str, bytes]:
+    return {k: v for k, v in report_bytes(out).items() if not k.startswith(wh.STAGING)}
+
+
+def one_sentence(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr and lines[0].startswith("recon: ")
+    return lines[0]
+
+
+def tree_state(root: Path) -> dict[str, tuple]:
+    """Every path under root with its kind, size and modification time (links not followed)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = os.lstat(p)
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+# --------------------------------------------------------------------------- confinement
+
+def test_status_never_deletes_outside_staging_for_hostile_journal(done):
+    victim, content = victim_folder(done)
+    staging = done / "reports" / wh.STAGING
+    staging.mkdir()
+    (staging / "evil.json").write_text(json.dumps(
+        {"run_id": HOSTILE_RUN_ID, "business_date": D1.isoformat()}))
+    # a journal named like a run whose content names another path
+    rid = new_run_id(D1)
+    (staging / f"{rid}.json").write_text(json.dumps(
+        {"run_id": HOSTILE_RUN_ID, "business_date": D1.isoformat()}))
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert snapshot(victim) == content
+    r = recon(done, "run", "--date", D3.isoformat())   # the run discards them, and only them
+    assert r.returncode == 0, r.stderr
+    assert snapshot(victim) == content
+    assert not staging.exists()
+
+
+def test_staging_symlink_not_followed(done):
+    victim, content = victim_folder(done)
+    staging = done / "reports" / wh.STAGING
+    staging.symlink_to(victim, target_is_directory=True)
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert snapshot(victim) == content
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 0, r.stderr
+    assert snapshot(victim) == content                  # the link went, its target stayed
+    assert not os.path.lexists(staging)
+    assert (done / "reports" / D3.isoformat() / "summary.json").is_file()
+
+
+def test_committed_journal_with_linked_staging_moves_nothing(done):
+    """A journal naming the committed run of D1 whose staging folder is a link: the
+    swap never moves the link's target into <out>, nor <out>/<D1> into it."""
+    victim, content = victim_folder(done)
+    (victim / D1.isoformat()).mkdir()
+    (victim / D1.isoformat() / "summary.json").write_text("{}")
+    content = snapshot(victim)
+    before = visible_reports(done / "reports")
+    rid = committed_runs(done / "wh.duckdb")[D1][0]
+    staging = done / "reports" / wh.STAGING
+    staging.mkdir()
+    (staging / rid).symlink_to(victim, target_is_directory=True)
+    (staging / f"{rid}.json").write_text(json.dumps(
+        {"run_id": rid, "business_date": D1.isoformat(), "staged": f"{rid}/{D1.isoformat()}"}))
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 0, r.stderr
+    assert snapshot(victim) == content
+    after = visible_reports(done / "reports")
+    assert {k: v for k, v in after.items() if k.startswith(D1.isoformat())} == \
+           {k: v for k, v in before.items() if k.startswith(D1.isoformat())}
+
+
+def test_stale_marking_never_writes_through_a_planted_link(done):
+    """Marking D2 STALE rewrites its summary.json aside and renames it in: a link planted
+    where the old code put its temp file is never written through."""
+    victim_file = done / "victim.txt"
+    victim_file.write_text("precious\n")
+    (done / "reports" / D2.isoformat() / ".summary.json.tmp").symlink_to(victim_file)
+    r = recon(done, "run", "--date", D1.isoformat())   # re-run of D1: D2 becomes STALE
+    assert r.returncode == 0, r.stderr
+    assert victim_file.read_text() == "precious\n"
+    assert json.loads((done / "reports" / D2.isoformat() / "summary.json").read_text())[
+        "status"] == "STALE"
+
+
+def test_run_ids_the_program_makes_are_the_only_ones_recovery_accepts():
+    assert wh.RUN_ID.fullmatch(new_run_id(D1))
+    for hostile in (HOSTILE_RUN_ID, "..", "", "/etc", f"{new_run_id(D1)}/..",
+                    new_run_id(D1) + "\n"):
+        assert not wh.RUN_ID.fullmatch(hostile)
+        with pytest.raises(ValueError):
+            wh.journal_path(Path("out"), hostile)
+
+
+def test_reports_folder_that_is_a_file_is_exit_2(done):
+    (done / "r").write_text("a file where the reports folder should be")
+    r = recon(done, "run", "--date", D3.isoformat(), "--out", "r")
+    assert r.returncode == 2
+    assert "r is not a folder" in one_sentence(r.stderr)
+
+
+# --------------------------------------------------------------------------- one warehouse per <out>
+
+def test_two_warehouses_one_out_refused(done):
+    before = report_bytes(done / "reports")
+    r = recon(done, "run", "--date", D1.isoformat(), "--warehouse", "other.duckdb")
+    assert r.returncode == 2
+    line = one_sentence(r.stderr)
+    assert "reports" in line and "another warehouse" in line and "other.duckdb" in line
+    assert report_bytes(done / "reports") == before
+    # the warehouse the folder belongs to still publishes there
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 0, r.stderr
+
+
+def test_out_is_locked_while_a_run_publishes_into_it(done):
+    """Two runs (e.g. through two paths to one warehouse) never stage into one <out> at once."""
+    con = wh.open_warehouse(done / "wh.duckdb")
+    identity = wh.warehouse_id(con)
+    con.close()
+    before = report_bytes(done / "reports")
+    with wh.out_lock(done / "reports", identity, done / "wh.duckdb"):
+        r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 2
+    assert "Another recon run is publishing into" in one_sentence(r.stderr)
+    assert report_bytes(done / "reports") == before
+
+
+def test_run_that_loses_its_staging_after_the_commit_does_not_exit_0(done, monkeypatch):
+    """What another run's recovery did to a run sharing <out>: the staged reports vanish
+    between the commit and the swap. The run must not report success."""
+    real = nightly.kill_point
+
+    def lose_staging(point):
+        if point == "after_commit":
+            shutil.rmtree(done / "reports" / wh.STAGING)
+        real(point)
+    monkeypatch.setattr(nightly, "kill_point", lose_staging)
+    with pytest.raises(RunFailed, match="incomplete after publishing"):
+        run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D3)
+    monkeypatch.undo()
+    run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D3)
+    assert publish.missing_reports(done / "reports" / D3.isoformat(),
+                                   committed_runs(done / "wh.duckdb")[D3][0]) == []
+
+
+def test_reports_missing_from_staging_publish_nothing(done, monkeypatch):
+    before, state = visible_reports(done / "reports"), warehouse_state(done / "wh.duckdb")
+    monkeypatch.setattr(publish.report_xlsx, "write", lambda *a, **k: None)  # writes no file
+    with pytest.raises(RunFailed, match="exceptions.xlsx missing"):
+        run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D1)
+    assert visible_reports(done / "reports") == before
+    assert warehouse_state(done / "wh.duckdb") == state
+
+
+# --------------------------------------------------------------------------- read-only status
+
+def test_status_while_run_in_progress(done):
+    with wh.run_lock(done / "wh.duckdb"):
+        con = duckdb.connect(str(done / "wh.duckdb"))   # what a run holds: DuckDB read-write
+        try:
+            t0 = time.monotonic()
+            st = recon(done, "status")
+            assert time.monotonic() - t0 < 30
+        finally:
+            con.close()
+    assert st.returncode == 0, st.stderr
+    assert "in progress" in st.stdout
+    assert D1.isoformat() in st.stdout and D2.isoformat() in st.stdout
+
+
+def test_status_never_blocks_a_run(done):
+    """A run that starts while a status probes the run lock is not refused."""
+    lock = os.open(f"{done / 'wh.duckdb'}.lock", os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_SH)             # what status's probe holds, here for longer
+    release = threading.Timer(0.3, lambda: os.close(lock))
+    release.start()
+    try:
+        s = run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D3)
+    finally:
+        release.join()
+    assert s["business_date"] == D3.isoformat()
+
+
+def test_status_missing_warehouse_exit2_creates_nothing(done):
+    before = tree_state(done)
+    st = recon(done, "status", "--warehouse", "wh.dukcdb")
+    assert st.returncode == 2
+    assert "wh.dukcdb" in one_sentence(st.stderr)
+    assert tree_state(done) == before
+
+
+def test_status_creates_and_changes_no_file(done):
+    before = tree_state(done), report_bytes(done)
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert (tree_state(done), report_bytes(done)) == before
+
+
+def test_status_reads_a_warehouse_written_before_status_files(done):
+    wh.status_file(done / "wh.duckdb").unlink()
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert D1.isoformat() in st.stdout and D2.isoformat() in st.stdout
+    assert not wh.status_file(done / "wh.duckdb").exists()
+
+
+def test_status_file_that_is_not_ours_falls_back_to_the_warehouse(done):
+    wh.status_file(done / "wh.duckdb").write_text(json.dumps(
+        {"runs": [{"business_date": "2026-11-20", "run_id": HOSTILE_RUN_ID, "status": "OK"}]}))
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert committed_runs(done / "wh.duckdb")[D1][0] in st.stdout
+    assert HOSTILE_RUN_ID not in st.stdout
+
+
+def test_status_snapshot_is_what_the_warehouse_committed(done):
+    snap = wh.status_snapshot(nightly.Paths.of(done / "inbox", done / "reports", done / "wh.duckdb"))
+    assert snap["run_in_progress"] is None and snap["interrupted"] == []
+    assert {r["business_date"]: (r["run_id"], r["status"]) for r in snap["runs"]} == \
+        committed_runs(done / "wh.duckdb")
+    for r in snap["runs"]:
+        assert r["summary"]["run_id"] == r["run_id"]
+
+
+# --------------------------------------------------------------------------- environment faults
+
+def run_args(w: Path, d=D1) -> list[str]:
+    return ["run", "--date", d.isoformat(), "--inbox", str(w / "inbox"), "--out",
+            str(w / "reports"), "--warehouse", str(w / "wh.duckdb"), "--orchestrator", "plain"]
+
+
+def failing_csv_writer(monkeypatch, err: int, calls: list):
+    """exceptions.csv cannot be written: write() fails with `err` half-way, and, like the
+    OS, names no file."""
+    class Failing:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            calls.append(self.f.name)
+            self.f.write(data[: len(data) // 2])
+            raise OSError(err, os.strerror(err))
+
+    def fake_open(path, mode="r", *args, **kw):
+        f = open(path, mode, *args, **kw)
+        return Failing(f) if Path(path).name == "exceptions.csv" and "w" in mode else f
+    monkeypatch.setattr(publish, "open", fake_open, raising=False)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_disk_full_one_sentence_previous_reports_intact(done, monkeypatch, capsys, err):
+    before, state = visible_reports(done / "reports"), warehouse_state(done / "wh.duckdb")
+    calls: list = []
+    failing_csv_writer(monkeypatch, err, calls)
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert os.strerror(err) in line and errno.errorcode[err] in line
+    assert "exceptions.csv" in line and str(done / "reports") in line
+    assert len(calls) == 1                              # never retried
+    assert visible_reports(done / "reports") == before
+    assert not (done / "reports" / wh.STAGING).exists()
+    assert warehouse_state(done / "wh.duckdb") == state
+    monkeypatch.undo()                                  # the cause is gone
+    assert main(run_args(done)) == 0
+
+
+def test_disk_full_in_the_parquet_writer_names_the_file(done, monkeypatch, capsys):
+    """Polars reports a full disk as its own error, with the OS text and no path."""
+    before = visible_reports(done / "reports")
+    calls: list = []
+
+    def full(self, path, **kw):
+        calls.append(path)
+        raise pl.exceptions.ComputeError("parquet: File out of specification: underlying IO "
+                                         "error: No space left on device (os error 28)")
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert "No space left on device (ENOSPC)" in line and "exceptions.parquet" in line
+    assert len(calls) == 1
+    assert visible_reports(done / "reports") == before
+
+
+def test_environment_faults_are_never_retried_by_prefect():
+    class State:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def result(self, raise_on_failure=False):
+            return self.exc
+    for err in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        assert nightly._retry_on_oserror(None, None, State(OSError(err, os.strerror(err)))) is False
+    assert nightly._retry_on_oserror(None, None, State(OSError(errno.EIO, "I/O error"))) is True
+    assert nightly._retry_on_oserror(None, None, State(ValueError("bad data"))) is False
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 4 MB tmpfs (needs root and a kernel that allows the mount, else skipped)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_disk_full_on_a_real_small_filesystem(done, small_filesystem):
+    """The real thing: <out> on a file system that fills up during the run."""
+    out = small_filesystem / "reports"
+    r = recon(done, "run", "--date", D1.isoformat(), "--out", str(out), "--warehouse", "w2.duckdb")
+    assert r.returncode == 0, r.stderr
+    before = visible_reports(out)
+    free = os.statvfs(small_filesystem).f_bavail * os.statvfs(small_filesystem).f_frsize
+    filler = small_filesystem / "filler"
+    filler.write_bytes(b"\0" * max(free - 8192, 0))
+    r = recon(done, "run", "--date", D2.isoformat(), "--out", str(out), "--warehouse", "w2.duckdb")
+    assert r.returncode == 1
+    line = one_sentence(r.stderr)
+    assert "No space left on device (ENOSPC)" in line and str(out) in line
+    assert visible_reports(out) == before
+    filler.unlink()
+    r = recon(done, "run", "--date", D2.isoformat(), "--out", str(out), "--warehouse", "w2.duckdb")
+    assert r.returncode == 0, r.stderr
