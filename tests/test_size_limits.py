@@ -195,3 +195,26 @@ def test_a_header_at_the_field_limit_is_read():
     assert it.transfers["transfer_id"].to_list() == ["T1"]
     it = load("transfers", csv_bytes([transfer_row("T1")], cols + extra + ["one_more"]), 1)
     assert outcome(it, "transfers")[0].reject_rule == "F03"
+
+
+def test_a_huge_field_on_an_invalid_row_does_not_swell_the_reports(tmp_path):
+    """A 50 MB field on an invalid row used to make report.html 157 MB; now its file is F03
+    and every report stays small."""
+    from flows import cli
+    from tests.inbox_builders import BENEFICIARY
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    write_reference(inbox)
+    bad = transfer_row("T2", amount="-1", relation_id="R" * (3 * MAX_RECORD_BYTES))
+    write_province(inbox, D, "44", persons=[person_row()], transfers=[transfer_row("T1"), bad])
+    write_province(inbox, D, "41", persons=[person_row(BENEFICIARY, birth="20050101", male=False,
+                                                       insutype="390")])
+    code = cli.main(["run", "--date", D.isoformat(), "--inbox", str(inbox), "--out", str(out),
+                     "--warehouse", str(tmp_path / "wh.duckdb"), "--orchestrator", "plain"])
+    assert code == 0
+    day = out / D.isoformat()
+    sizes = {p.name: p.stat().st_size for p in day.iterdir()}
+    assert max(sizes.values()) < MAX_RECORD_BYTES, sizes
+    summary = json.loads((day / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "PARTIAL"
+    assert "transfers.csv has a record longer than the limit" in (day / "exceptions.csv").read_text(
+        encoding="utf-8")
