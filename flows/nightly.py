@@ -144,16 +144,6 @@ def _check_published(out: Path, run_id: str, d: date) -> None:
                         f"`recon run --date {d.isoformat()}` again.")
 
 
-def _check_published(out: Path, run_id: str, d: date) -> None:
-    """Exit 0 only when <out>/<D> holds every report of outputs.md, of this run."""
-    from flows.publish import missing_reports
-    missing = missing_reports(Path(out) / d.isoformat(), run_id)
-    if missing:
-        raise RunFailed(f"the reports of {d.isoformat()} in {Path(out) / d.isoformat()} are "
-                        f"incomplete after publishing ({', '.join(missing)}); run "
-                        f"`recon run --date {d.isoformat()}` again.")
-
-
 READ_FOLDERS = Step("list_date_folders", _date_folders, io_retries=3)
 READ_INBOX = Step("read_inbox", _read_inbox, io_retries=3)
 LOAD_PROVINCE = Step("load_province", _load_province, io_retries=3)

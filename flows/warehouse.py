@@ -617,6 +617,9 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
 def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """Make the summary.json of every STALE date say so (atomically, idempotent; only
     a real summary.json in a real `<out>/<D>` folder is rewritten)."""
+    from contracts.summary import clear_command
+    from flows.report_stale import mark_date_stale  # summary.json, report.html, xlsx say STALE
+    clear = stale_ranges(con)
     for r in runs(con):
         if r["status"] != STALE:
             continue
@@ -624,6 +627,8 @@ def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         p = folder / "summary.json"
         st = _lstat(p)
         if not _is_real_dir(folder) or st is None or not stat.S_ISREG(st.st_mode):
+            continue
+        if clear and mark_date_stale(folder, clear_command(*clear)):
             continue
         try:
             s = json.loads(p.read_text(encoding="utf-8"))
