@@ -168,6 +168,7 @@ class PlainExecutor:
     def __init__(self, max_workers: int | None = None, backoff: float = 0.5):
         self.max_workers = max_workers or min(8, (os.cpu_count() or 2))
         self.backoff = backoff
+        self.timings: dict[str, float] = {}  # step name -> seconds (benchmarks print them)
 
     def call(self, step: Step, *args):
         attempt = 0
@@ -175,7 +176,9 @@ class PlainExecutor:
             try:
                 t0 = time.perf_counter()
                 result = step.fn(*args)
-                log.debug("step %s took %.2f s", step.name, time.perf_counter() - t0)
+                took = time.perf_counter() - t0
+                self.timings[step.name] = self.timings.get(step.name, 0.0) + took
+                log.debug("step %s took %.2f s", step.name, took)
                 return result
             except OSError as e:
                 if attempt >= step.io_retries or not wh.transient_oserror(e):
@@ -190,8 +193,11 @@ class PlainExecutor:
     def map(self, step: Step, items: list, *args) -> list:
         if len(items) <= 1:
             return [self.call(step, it, *args) for it in items]
+        t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(lambda it: self.call(step, it, *args), items))
+            results = list(pool.map(lambda it: self.call(step, it, *args), items))
+        self.timings[f"{step.name} (wall)"] = time.perf_counter() - t0
+        return results
 
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         pass
