@@ -45,6 +45,46 @@ def _is_chain(f: dict) -> bool:
             and bool(f.get("sharer_psn_no")))
 
 
+def _plan_file(g: _Gather, f: dict) -> list:
+    """A file finding (F01-F05, manifest): the quarantined row and the file's load."""
+    plan = []
+    src, row = f.get("source_file"), f.get("source_row")
+    if src and row is not None:
+        plan.append(g.want("quarantine", src, int(row)))
+    plan.append(g.want("file", src) if src else g.want("files", f.get("province")))
+    return plan
+
+
+def _plan_transfer(g: _Gather, rule: str, rid: str | None, sharer: str | None) -> list:
+    plan = [g.want("transfer", rid)]
+    if rule == "S05":
+        plan.append(g.want("relation", rid))
+    if rule == "S06":
+        plan.append(g.persons([sharer]))
+    if rule in ("S09", "S10", "S11") and sharer:
+        plan.append(g.want("sharer_out", sharer))
+    if rule in ("S10", "S11") and sharer:
+        plan.append(g.want("personal", sharer))
+    if rule == "S11" and sharer:
+        plan += [g.want("held_quota", sharer), g.want("received_today", sharer)]
+    if rule in ("S12", "S13") and sharer:
+        plan.append("chain")
+    return plan
+
+
+def _plan_settlement(g: _Gather, rule: str, rid: str | None, ben: str | None) -> list:
+    plan = [g.want("settlement", rid), g.want("outcome", rid)]
+    if rule == "S20":
+        plan += [g.want("original", rid), g.want("earlier_refunds", rid)]
+    if rule == "S15":
+        plan.append(g.want("institution", rid))
+    if rule in ("S07", "F06"):
+        plan.append(g.persons([ben]))
+    if rule == "S18" and ben:
+        plan += [g.want("opening_lots", ben), g.want("day_events", ben)]
+    return plan + [g.want("consumed", rid)]
+
+
 def _plan(g: _Gather, f: dict) -> list:
     """The evidence tables of one finding, in order, as references (or 'chain')."""
     rule = str(f.get("rule_code"))
@@ -52,48 +92,19 @@ def _plan(g: _Gather, f: dict) -> list:
     sharer, ben = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
     rid = f.get("record_id")
     rid = None if rid is None else str(rid)
-    plan: list = []
-    if rule in ("F04", "F05") or dataset == "manifest" or rule in ("F01", "F02", "F03"):
-        src, row = f.get("source_file"), f.get("source_row")
-        if src and row is not None:
-            plan.append(g.want("quarantine", src, int(row)))
-        if src:
-            plan.append(g.want("file", src))
-        else:
-            plan.append(g.want("files", f.get("province")))
+    if rule in ("F01", "F02", "F03", "F04", "F05") or dataset == "manifest":
+        plan = _plan_file(g, f)
     elif dataset == "transfers":
-        plan.append(g.want("transfer", rid))
-        if rule == "S05":
-            plan.append(g.want("relation", rid))
-        if rule == "S06":
-            plan.append(g.persons([sharer]))
-        if rule in ("S09", "S10", "S11") and sharer:
-            plan.append(g.want("sharer_out", sharer))
-        if rule in ("S10", "S11") and sharer:
-            plan.append(g.want("personal", sharer))
-        if rule == "S11" and sharer:
-            plan.append(g.want("held_quota", sharer))
-            plan.append(g.want("received_today", sharer))
-        if rule in ("S12", "S13") and sharer:
-            plan.append("chain")
+        plan = _plan_transfer(g, rule, rid, sharer)
     elif dataset == "settlements":
-        plan += [g.want("settlement", rid), g.want("outcome", rid)]
-        if rule == "S20":
-            plan += [g.want("original", rid), g.want("earlier_refunds", rid)]
-        if rule == "S15":
-            plan.append(g.want("institution", rid))
-        if rule in ("S07", "F06"):
-            plan.append(g.persons([ben]))
-        if rule == "S18" and ben:
-            plan += [g.want("opening_lots", ben), g.want("day_events", ben)]
-        plan.append(g.want("consumed", rid))
+        plan = _plan_settlement(g, rule, rid, ben)
     elif dataset == "relationships":
-        plan += [g.want("event", rid), g.persons([sharer, ben]), g.want("history", rid)]
+        plan = [g.want("event", rid), g.persons([sharer, ben]), g.want("history", rid)]
     elif dataset == "balances":
         b, _, s = str(rid).partition(":")
-        plan += [g.want("balance", b, s), g.want("computed", b, s), g.want("computed_total", b, s)]
+        plan = [g.want("balance", b, s), g.want("computed", b, s), g.want("computed_total", b, s)]
     else:
-        plan.append(g.persons([sharer, ben]))
+        plan = [g.persons([sharer, ben])]
     if rule == "F06":
         plan.append(g.persons([sharer, ben]))
     return plan
@@ -128,43 +139,35 @@ class _Window:
             self.by_pair.setdefault((r[0], r[1]), []).append(r)
 
 
-def _chain(d: date, f: dict, policy: Policy | None, lim: int, window: _Window) -> dict | None:
-    """S12: upstream senders -> sharer -> beneficiary; S13: the cycle named in the detail.
-
-    The detail text names the persons (20-digit psn_no) of the chain in order; the
-    edges are drawn with the SUCCESS transfers of the window between them (one row
-    per transfer, the OUT side when both were delivered).
-    """
-    start = _window_start(d, policy)
+def _forwarding(f: dict, named: list[str], t, window: _Window) -> tuple[list, list]:
+    """S12: (nodes, pairs) of upstream senders -> sharer -> beneficiary."""
     sharer, beneficiary = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
-    t = window.own.get(f["record_id"])
-    named = _PSN_RE.findall(f.get("detail") or "")
-    if f["rule_code"] == "S12":
-        upstream = [p for p in dict.fromkeys(named) if p not in (sharer, beneficiary)]
-        if not upstream and t is not None:
-            upstream = sorted({r[0] for r in window.in_to.get(sharer, ())
-                               if r[0] != beneficiary and r[4] < t})
-        nodes = list(dict.fromkeys(upstream + [sharer, beneficiary]))
-        pairs = [(u, sharer) for u in upstream] + [(sharer, beneficiary)]
-        kind = "forwarding"
-    else:
-        cyc = list(named)
-        if len(cyc) >= 2 and cyc[0] == cyc[-1]:
-            cyc = cyc[:-1]
-        cyc = list(dict.fromkeys(cyc))
-        if len(cyc) < 2:
-            cyc = [p for p in (sharer, beneficiary) if p]
-        # rotate so that the transfer of this finding (sharer -> beneficiary) closes the cycle
-        if sharer in cyc:
-            i = cyc.index(sharer)
-            cyc = cyc[i + 1:] + cyc[:i + 1]
-        nodes = cyc
-        pairs = [(cyc[i], cyc[(i + 1) % len(cyc)]) for i in range(len(cyc))] if len(cyc) >= 2 else []
-        kind = "cycle"
-    if not pairs:
-        return None
-    edges_rows = sorted((r for p in dict.fromkeys(pairs) for r in window.by_pair.get(p, ())
-                         if t is None or r[4] <= t), key=lambda r: (r[4], r[2]))
+    upstream = [p for p in dict.fromkeys(named) if p not in (sharer, beneficiary)]
+    if not upstream and t is not None:
+        upstream = sorted({r[0] for r in window.in_to.get(sharer, ())
+                           if r[0] != beneficiary and r[4] < t})
+    nodes = list(dict.fromkeys(upstream + [sharer, beneficiary]))
+    return nodes, [(u, sharer) for u in upstream] + [(sharer, beneficiary)]
+
+
+def _cycle(f: dict, named: list[str]) -> tuple[list, list]:
+    """S13: (nodes, pairs) of the cycle named in the detail, closed by this transfer."""
+    sharer, beneficiary = f.get("sharer_psn_no"), f.get("beneficiary_psn_no")
+    cyc = list(named)
+    if len(cyc) >= 2 and cyc[0] == cyc[-1]:
+        cyc = cyc[:-1]
+    cyc = list(dict.fromkeys(cyc))
+    if len(cyc) < 2:
+        cyc = [p for p in (sharer, beneficiary) if p]
+    # rotate so that the transfer of this finding (sharer -> beneficiary) closes the cycle
+    if sharer in cyc:
+        i = cyc.index(sharer)
+        cyc = cyc[i + 1:] + cyc[:i + 1]
+    pairs = [(cyc[i], cyc[(i + 1) % len(cyc)]) for i in range(len(cyc))] if len(cyc) >= 2 else []
+    return cyc, pairs
+
+
+def _chain_edges(f: dict, pairs: list, edges_rows: list) -> list[dict]:
     by_pair: dict[tuple, list[tuple]] = {}
     for r in edges_rows:
         by_pair.setdefault((r[0], r[1]), []).append(r)
@@ -175,18 +178,41 @@ def _chain(d: date, f: dict, policy: Policy | None, lim: int, window: _Window) -
                       "amount": money(sum((r[3] for r in ts), Decimal("0"))),
                       "last": _cell("t", ts[-1][4]) if ts else None,
                       "transfer_ids": [r[2] for r in ts][-5:],
-                      "this": a == sharer and b == beneficiary})
-    table = None
-    if edges_rows:
-        table = {"key": "chain_transfers", "zh": "链条中的转账(窗口内)",
-                 "en": "Transfers along the chain (window)",
-                 "columns": ["transfer_id", "sharer_psn_no", "beneficiary_psn_no", "amount",
-                             "transfer_time"],
-                 "rows": [[r[2], r[0], r[1], money(r[3]), _cell("t", r[4])]
-                          for r in edges_rows[:lim]],
-                 "more": len(edges_rows) > lim}
-    return {"kind": kind, "nodes": nodes, "edges": edges, "window_from": start.isoformat(),
-            "table": table}
+                      "this": a == f.get("sharer_psn_no") and b == f.get("beneficiary_psn_no")})
+    return edges
+
+
+def _chain_table(edges_rows: list, lim: int) -> dict | None:
+    if not edges_rows:
+        return None
+    return {"key": "chain_transfers", "zh": "链条中的转账(窗口内)",
+            "en": "Transfers along the chain (window)",
+            "columns": ["transfer_id", "sharer_psn_no", "beneficiary_psn_no", "amount",
+                        "transfer_time"],
+            "rows": [[r[2], r[0], r[1], money(r[3]), _cell("t", r[4])] for r in edges_rows[:lim]],
+            "more": len(edges_rows) > lim}
+
+
+def _chain(d: date, f: dict, policy: Policy | None, lim: int, window: _Window) -> dict | None:
+    """S12: upstream senders -> sharer -> beneficiary; S13: the cycle named in the detail.
+
+    The detail text names the persons (20-digit psn_no) of the chain in order; the
+    edges are drawn with the SUCCESS transfers of the window between them (one row
+    per transfer, the OUT side when both were delivered).
+    """
+    t = window.own.get(f["record_id"])
+    named = _PSN_RE.findall(f.get("detail") or "")
+    if f["rule_code"] == "S12":
+        (nodes, pairs), kind = _forwarding(f, named, t, window), "forwarding"
+    else:
+        (nodes, pairs), kind = _cycle(f, named), "cycle"
+    if not pairs:
+        return None
+    edges_rows = sorted((r for p in dict.fromkeys(pairs) for r in window.by_pair.get(p, ())
+                         if t is None or r[4] <= t), key=lambda r: (r[4], r[2]))
+    return {"kind": kind, "nodes": nodes, "edges": _chain_edges(f, pairs, edges_rows),
+            "window_from": _window_start(d, policy).isoformat(),
+            "table": _chain_table(edges_rows, lim)}
 
 
 def evidence_of(con: duckdb.DuckDBPyConnection, d: date, findings: list[dict],

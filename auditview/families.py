@@ -112,94 +112,122 @@ def families(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict], policy: 
             transfers.close()
 
 
+# What a sharer's family looks like in the window [start, D], one query each for all the
+# sharers shown ({keys}: their psn_no as k0; each row starts with the sharer).
+_BENEFICIARIES_SQL = """
+    SELECT DISTINCT __k0, b FROM (
+      SELECT sharer_psn_no AS __k0, beneficiary_psn_no AS b FROM relationships
+      WHERE business_date <= $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+      UNION ALL
+      SELECT sharer_psn_no, beneficiary_psn_no FROM {transfers}
+      WHERE business_date BETWEEN $start AND $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+      UNION ALL
+      SELECT sharer_psn_no, beneficiary_psn_no FROM lots
+      WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys}))
+    ORDER BY 1, 2"""
+_SENT_SQL = """
+    SELECT __k0, beneficiary_psn_no, count(*), sum(amount) FROM (
+      SELECT sharer_psn_no AS __k0, * FROM {transfers}
+      WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+        AND sharer_psn_no IN (SELECT k0 FROM {keys})
+      QUALIFY row_number() OVER (PARTITION BY sharer_psn_no, transfer_id
+                                 ORDER BY side DESC) = 1)
+    GROUP BY 1, 2"""
+_RECEIVED_SQL = """
+    SELECT __k0, sharer_psn_no, count(*), sum(amount) FROM (
+      SELECT beneficiary_psn_no AS __k0, * FROM {transfers}
+      WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
+        AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
+      QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, transfer_id
+                                 ORDER BY side) = 1)
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+_REMAINING_SQL = """
+    SELECT sharer_psn_no, beneficiary_psn_no, sum(remaining) FROM lots
+    WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
+    GROUP BY 1, 2"""
+_SPENT_SQL = """
+    SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
+    JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
+    JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM lots
+          WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
+      ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
+    WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2"""
+
+
+def _involved(rows: list[dict], top: list[str]) -> dict[str, list[str]]:
+    """Exception ids of D that name each top sharer (as either party)."""
+    involved: dict[str, list[str]] = {s: [] for s in top}
+    for r in rows:
+        for p in dict.fromkeys((r.get("sharer_psn_no"), r.get("beneficiary_psn_no"))):
+            if p in involved:
+                involved[p].append(str(r["exception_id"]))
+    return involved
+
+
+def _family_sums(con, params: dict, keys: list[tuple], top: list[str]) -> dict[str, dict]:
+    """Per sharer: beneficiaries, sent / received (count, amount), remaining quota, spent."""
+    def query(sql):
+        return _keyed(con, sql, params, keys, (_S,))
+    f: dict[str, dict] = {s: {"bens": [], "sent": {}, "received": [], "remaining": {}, "spent": {}}
+                          for s in top}
+    for k, b in query(_BENEFICIARIES_SQL):
+        f[k]["bens"].append(b)
+    for k, b, n, amount in query(_SENT_SQL):
+        f[k]["sent"][b] = (n, amount)
+    for k, p, n, amount in query(_RECEIVED_SQL):
+        f[k]["received"].append((p, n, amount))
+    for k, b, v in query(_REMAINING_SQL):
+        f[k]["remaining"][b] = v
+    for k, b, v in query(_SPENT_SQL):
+        f[k]["spent"][b] = v
+    return f
+
+
+def _family_tables(con, params: dict, keys: list[tuple], sums: dict, lim: int) -> dict:
+    """The rows of every table of _FAMILY_TABLES for all the sharers shown."""
+    fetched: dict[str, tuple | None] = {}
+    for kind, (_key, _zh, _en, types, sql) in _FAMILY_TABLES.items():
+        fam_keys = ([(s, b) for (s,) in keys for b in sums[s]["bens"]] if len(types) == 2
+                    else keys)
+        # the SQL of one family held LIMIT family_rows: at most that many rows, never "more"
+        fetched[kind] = _batch(con, sql, params, fam_keys, types, lim, out_keys=1)
+    return fetched
+
+
+def _family_entry(s: str, f: dict, person_table, fetched: dict, involved: list[str],
+                  score: dict, nfind: dict, lim: int) -> dict:
+    tables = [person_table]
+    for kind, (tkey, zh, en, _types, _sql) in _FAMILY_TABLES.items():
+        got = fetched[kind]
+        tables.append(_make_table(tkey, zh, en, got[0], got[1].get((s,), []), lim)
+                      if got is not None else None)
+    zero = (0, Decimal("0"))
+    return {
+        "sharer": s, "province": s[:2] if s else None,
+        "finding_amount": money(score[s]), "finding_count": nfind[s],
+        "involved": involved[:lim],
+        "beneficiaries": [{"psn_no": b, "sent_count": f["sent"].get(b, zero)[0],
+                           "sent": money(f["sent"].get(b, zero)[1]),
+                           "spent": money(f["spent"].get(b, Decimal("0"))),
+                           "remaining": money(f["remaining"].get(b, Decimal("0")))}
+                          for b in f["bens"][:lim]],
+        "received_from": [{"psn_no": r[0], "count": r[1], "amount": money(r[2])}
+                          for r in f["received"][:lim]],
+        "tables": [t for t in tables if t],
+    }
+
+
 def _families(con, d: date, rows: list[dict], top: list[str], score: dict, nfind: dict,
               start: date, config: AuditConfig, transfers: _Transfers) -> list[dict]:
     lim = config.family_rows
     params = {"day": d, "start": start, "__transfers": transfers.fetch()}
     keys = [(s,) for s in top]
-    top_set = set(top)
-    involved: dict[str, list[str]] = {s: [] for s in top}
-    for r in rows:
-        for p in dict.fromkeys((r.get("sharer_psn_no"), r.get("beneficiary_psn_no"))):
-            if p in top_set:
-                involved[p].append(str(r["exception_id"]))
-
-    bens: dict[str, list[str]] = {s: [] for s in top}
-    for k, b in _keyed(con, """
-            SELECT DISTINCT __k0, b FROM (
-              SELECT sharer_psn_no AS __k0, beneficiary_psn_no AS b FROM relationships
-              WHERE business_date <= $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
-              UNION ALL
-              SELECT sharer_psn_no, beneficiary_psn_no FROM {transfers}
-              WHERE business_date BETWEEN $start AND $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
-              UNION ALL
-              SELECT sharer_psn_no, beneficiary_psn_no FROM lots
-              WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys}))
-            ORDER BY 1, 2""", params, keys, (_S,)):
-        bens[k].append(b)
-    sent: dict[str, dict[str, tuple]] = {s: {} for s in top}
-    for k, b, n, amount in _keyed(con, """
-            SELECT __k0, beneficiary_psn_no, count(*), sum(amount) FROM (
-              SELECT sharer_psn_no AS __k0, * FROM {transfers}
-              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
-                AND sharer_psn_no IN (SELECT k0 FROM {keys})
-              QUALIFY row_number() OVER (PARTITION BY sharer_psn_no, transfer_id
-                                         ORDER BY side DESC) = 1)
-            GROUP BY 1, 2""", params, keys, (_S,)):
-        sent[k][b] = (n, amount)
-    received: dict[str, list[tuple]] = {s: [] for s in top}
-    for k, p, n, amount in _keyed(con, """
-            SELECT __k0, sharer_psn_no, count(*), sum(amount) FROM (
-              SELECT beneficiary_psn_no AS __k0, * FROM {transfers}
-              WHERE business_date BETWEEN $start AND $day AND status = 'SUCCESS'
-                AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
-              QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, transfer_id
-                                         ORDER BY side) = 1)
-            GROUP BY 1, 2 ORDER BY 1, 2""", params, keys, (_S,)):
-        received[k].append((p, n, amount))
-    remaining: dict[str, dict[str, Any]] = {s: {} for s in top}
-    for k, b, v in _keyed(con, """
-            SELECT sharer_psn_no, beneficiary_psn_no, sum(remaining) FROM lots
-            WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
-            GROUP BY 1, 2""", params, keys, (_S,)):
-        remaining[k][b] = v
-    spent: dict[str, dict[str, Any]] = {s: {} for s in top}
-    for k, b, v in _keyed(con, """
-            SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
-            JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
-            JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM lots
-                  WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
-              ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
-            WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2""", params, keys, (_S,)):
-        spent[k][b] = v
-
+    sums = _family_sums(con, params, keys, top)
     g = _Gather(con, d, lim)
-    people = {s: g.persons([s] + bens[s] + [r[0] for r in received[s]]) for s in top}
+    people = {s: g.persons([s] + sums[s]["bens"] + [r[0] for r in sums[s]["received"]])
+              for s in top}
     g.run()
-    fetched: dict[str, tuple | None] = {}
-    for kind, (_key, _zh, _en, types, sql) in _FAMILY_TABLES.items():
-        fam_keys = [(s, b) for s in top for b in bens[s]] if len(types) == 2 else keys
-        # the SQL of one family held LIMIT family_rows: at most that many rows, never "more"
-        fetched[kind] = _batch(con, sql, params, fam_keys, types, lim, out_keys=1)
-    out = []
-    for s in top:
-        tables = [g.table(people[s])]
-        for kind, (tkey, zh, en, _types, _sql) in _FAMILY_TABLES.items():
-            got = fetched[kind]
-            tables.append(_make_table(tkey, zh, en, got[0], got[1].get((s,), []), lim)
-                          if got is not None else None)
-        out.append({
-            "sharer": s, "province": s[:2] if s else None,
-            "finding_amount": money(score[s]), "finding_count": nfind[s],
-            "involved": involved[s][:lim],
-            "beneficiaries": [{"psn_no": b,
-                               "sent_count": sent[s].get(b, (0, Decimal("0")))[0],
-                               "sent": money(sent[s].get(b, (0, Decimal("0")))[1]),
-                               "spent": money(spent[s].get(b, Decimal("0"))),
-                               "remaining": money(remaining[s].get(b, Decimal("0")))}
-                              for b in bens[s][:lim]],
-            "received_from": [{"psn_no": r[0], "count": r[1], "amount": money(r[2])}
-                              for r in received[s][:lim]],
-            "tables": [t for t in tables if t],
-        })
-    return out
+    fetched = _family_tables(con, params, keys, sums, lim)
+    involved = _involved(rows, top)
+    return [_family_entry(s, sums[s], g.table(people[s]), fetched, involved[s], score, nfind, lim)
+            for s in top]

@@ -172,6 +172,47 @@ def previous_date(con: duckdb.DuckDBPyConnection, d: date) -> date | None:
     return None
 
 
+def _previous_rekeyed(con: duckdb.DuckDBPyConnection, d: date, prev: date | None) -> dict[str, tuple]:
+    """The findings of the previous date P re-keyed to D: {id on D: (rule_code, rowid)}."""
+    if prev is None:
+        return {}
+    return {k: (code, rowid) for k, code, rowid in con.execute(
+        "SELECT left(sha256(rule_code || '|' || ? || '|' || province || '|' || record_id), 16), "
+        "rule_code, rowid FROM findings WHERE business_date = ? "
+        "ORDER BY rule_code, province, record_id", [d.isoformat(), prev]).fetchall()}
+
+
+def _counts_by_rule(current: dict, rekeyed: dict, new, recurring, resolved) -> dict:
+    by_rule: dict[str, dict[str, int]] = {}
+    for kind, rules in (("new", [current[e]["rule_code"] for e in new]),
+                        ("recurring", [current[e]["rule_code"] for e in recurring]),
+                        ("resolved", [rekeyed[k][0] for k in resolved])):
+        for code in rules:
+            by_rule.setdefault(code, {"new": 0, "recurring": 0, "resolved": 0})[kind] += 1
+    return by_rule
+
+
+def _resolved_rows(con: duckdb.DuckDBPyConnection, prev: date | None, rekeyed: dict,
+                   listed: list[str]) -> list[dict]:
+    """The previous date's findings that D no longer has, as the page lists them."""
+    if not listed:
+        return []
+    by_rowid = {r[0]: r[1:] for r in con.execute(
+        "SELECT rowid, exception_id, rule_code, severity, province, record_id, sharer_psn_no, "
+        "beneficiary_psn_no, amount, detail FROM findings WHERE business_date = ? "
+        "AND rowid IN (SELECT unnest(?::BIGINT[]))",
+        [prev, [rekeyed[k][1] for k in listed]]).fetchall()}
+    rows = []
+    for k in listed:
+        pr = by_rowid[rekeyed[k][1]]
+        rows.append({
+            "exception_id": pr[0], "rekeyed_id": k, "rule_code": pr[1], "severity": pr[2],
+            "province": pr[3], "record_id": display_text(pr[4]), "sharer_psn_no": pr[5],
+            "beneficiary_psn_no": pr[6], "amount": money(pr[7]), "detail": display_text(pr[8]),
+        })
+    return rows
+
+
 def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
                  limit: int = 500) -> dict:
     """New, recurring and resolved findings of D against the previous processed date.
@@ -182,50 +223,19 @@ def day_over_day(con: duckdb.DuckDBPyConnection, d: date, rows: list[dict],
     """
     prev = previous_date(con, d)
     current = {str(r["exception_id"]): r for r in rows}
-    d_iso = d.isoformat()
-    # (re-keyed id, rule_code, rowid) of P's findings; the columns only for the rows listed
-    rekeyed: dict[str, tuple] = {}
-    if prev is not None:
-        for k, code, rowid in con.execute(
-                "SELECT left(sha256(rule_code || '|' || ? || '|' || province || '|' || record_id), 16), "
-                "rule_code, rowid FROM findings WHERE business_date = ? "
-                "ORDER BY rule_code, province, record_id", [d_iso, prev]).fetchall():
-            rekeyed[k] = (code, rowid)
+    rekeyed = _previous_rekeyed(con, d, prev)
     recurring = [e for e in current if e in rekeyed]
     new = [e for e in current if e not in rekeyed] if prev is not None else []
     resolved = [k for k in rekeyed if k not in current]
 
-    by_rule: dict[str, dict[str, int]] = {}
-    for e in new:
-        by_rule.setdefault(current[e]["rule_code"], {"new": 0, "recurring": 0, "resolved": 0})["new"] += 1
-    for e in recurring:
-        by_rule.setdefault(current[e]["rule_code"], {"new": 0, "recurring": 0, "resolved": 0})["recurring"] += 1
-    for k in resolved:
-        by_rule.setdefault(rekeyed[k][0], {"new": 0, "recurring": 0, "resolved": 0})["resolved"] += 1
-
     def _ordered(ids: list[str]) -> list[str]:
         return [str(r["exception_id"]) for r in _by_amount(current[i] for i in ids)][:limit]
 
-    listed = resolved[:limit]
-    by_rowid: dict[int, tuple] = {}
-    if listed:
-        by_rowid = {r[0]: r[1:] for r in con.execute(
-            "SELECT rowid, exception_id, rule_code, severity, province, record_id, sharer_psn_no, "
-            "beneficiary_psn_no, amount, detail FROM findings WHERE business_date = ? "
-            "AND rowid IN (SELECT unnest(?::BIGINT[]))",
-            [prev, [rekeyed[k][1] for k in listed]]).fetchall()}
-    resolved_rows = []
-    for k in listed:
-        pr = by_rowid[rekeyed[k][1]]
-        resolved_rows.append({
-            "exception_id": pr[0], "rekeyed_id": k, "rule_code": pr[1], "severity": pr[2],
-            "province": pr[3], "record_id": display_text(pr[4]), "sharer_psn_no": pr[5],
-            "beneficiary_psn_no": pr[6], "amount": money(pr[7]), "detail": display_text(pr[8]),
-        })
     return {
         "previous_date": prev.isoformat() if prev else None,
         "counts": {"new": len(new), "recurring": len(recurring), "resolved": len(resolved)},
-        "by_rule": by_rule,
-        "new": _ordered(new), "recurring": _ordered(recurring), "resolved": resolved_rows,
+        "by_rule": _counts_by_rule(current, rekeyed, new, recurring, resolved),
+        "new": _ordered(new), "recurring": _ordered(recurring),
+        "resolved": _resolved_rows(con, prev, rekeyed, resolved[:limit]),
         "truncated": max(len(new), len(recurring), len(resolved)) > limit,
     }

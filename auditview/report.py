@@ -44,6 +44,29 @@ def warehouse_totals(con: duckdb.DuckDBPyConnection, d: date) -> dict:
 
 # --------------------------------------------------------------------------- all together
 
+def _embed(compact: dict, rows: list[dict], ids: list[str]) -> None:
+    """Add the findings `ids` to the compact findings of the page when not there yet."""
+    embedded = {r[0] for r in compact["rows"]}
+    index = {str(r["exception_id"]): r for r in rows}
+    for e in dict.fromkeys(e for e in ids if e not in embedded):
+        r = index[e]
+        compact["rows"].append([
+            r.get("exception_id"), r.get("rule_code"), r.get("severity"), r.get("province"),
+            r.get("dataset"), display_text(r.get("record_id")), r.get("sharer_psn_no"),
+            r.get("beneficiary_psn_no"), money(r.get("amount")), display_text(r.get("detail")),
+            r.get("source_file"), r.get("source_row")])
+
+
+def _policy_view(policy: Policy | None) -> dict | None:
+    if policy is None:
+        return None
+    return {"id": policy.id, "title": policy.title,
+            "max_transfer_amount": money(policy.max_transfer_amount),
+            "max_daily_out_transfers": policy.max_daily_out_transfers,
+            "forwarding_window_days": policy.forwarding_window_days,
+            "max_cycle_length": policy.max_cycle_length}
+
+
 def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
                 exceptions: pl.DataFrame, settlement: pl.DataFrame | None = None,
                 positions: pl.DataFrame | None = None, policy: Policy | None = None,
@@ -68,24 +91,11 @@ def report_data(con: duckdb.DuckDBPyConnection, business_date: date,
     finally:
         transfers.close()
     compact, total = compact_findings(rows, config.max_findings)
-    embedded = {r[0] for r in compact["rows"]}
     # a finding that is evidenced, largest or listed day over day is always embedded
-    index = {str(r["exception_id"]): r for r in rows}
-    extra = [e for e in list(ev) + dod["new"] + dod["recurring"] if e not in embedded]
-    for e in dict.fromkeys(extra):
-        r = index[e]
-        compact["rows"].append([
-            r.get("exception_id"), r.get("rule_code"), r.get("severity"), r.get("province"),
-            r.get("dataset"), display_text(r.get("record_id")), r.get("sharer_psn_no"),
-            r.get("beneficiary_psn_no"), money(r.get("amount")), display_text(r.get("detail")),
-            r.get("source_file"), r.get("source_row")])
+    _embed(compact, rows, list(ev) + dod["new"] + dod["recurring"])
     return {
         "business_date": d.isoformat(),
-        "policy": {"id": policy.id, "title": policy.title,
-                   "max_transfer_amount": money(policy.max_transfer_amount),
-                   "max_daily_out_transfers": policy.max_daily_out_transfers,
-                   "forwarding_window_days": policy.forwarding_window_days,
-                   "max_cycle_length": policy.max_cycle_length} if policy else None,
+        "policy": _policy_view(policy),
         "findings": compact, "findings_total": total,
         "findings_embedded": len(compact["rows"]),
         "rules": rule_table(rows, dod),
