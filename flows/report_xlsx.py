@@ -349,20 +349,8 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
     return facts
 
 
-def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
-    ws = book.wb.add_worksheet(SUMMARY_SHEET)
-    ws.set_column(0, 0, 30)
-    ws.set_column(1, 1, 24)
-    ws.set_column(2, 2, 34)
-    ws.set_column(3, 3, 12)
-    ws.set_column(4, 6, 16)
-    ws.write_string(0, 0, f"共济对账异常汇总 Exceptions summary {s.business_date.isoformat()}", book.title)
-    r = 2
-    for label, value in _facts(s):
-        ws.write_string(r, 0, label, book.label)
-        book.string(ws, r, 1, value)
-        r += 1
-
+def _amounts_and_invariants(book: _Book, ws, r: int, s: RunSummary) -> int:
+    """The amounts and the invariants of summary.json from row r; returns the next row."""
     r += 1
     ws.write_string(r, 0, "金额 Amounts (元 yuan)", book.label)
     r += 1
@@ -371,7 +359,6 @@ def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
         ws.write_string(r, 0, names.get(k, k), book.text)
         book.money_cell(ws, r, 1, v)
         r += 1
-
     r += 1
     ws.write_string(r, 0, "不变量 Invariants", book.label)
     r += 1
@@ -381,8 +368,29 @@ def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
                         book.ok if inv.passed else book.error)
         book.string(ws, r, 2, f"value = {inv.value}; {inv.detail}")
         r += 1
+    return r
 
-    # findings per rule, from the rows (the same rows as the family sheets)
+
+def _per_rule(frame: pl.DataFrame) -> tuple[dict[str, int], dict[str, Decimal]]:
+    """(count, amount) of the rows of each rule code, from the rows themselves."""
+    counts: dict[str, int] = {}
+    sums: dict[str, Decimal] = {}
+    if not frame.height:
+        return counts, sums
+    code = (pl.col("rule_code").cast(pl.String).fill_null("None") if "rule_code" in frame.columns
+            else pl.lit("None"))
+    amount = pl.col("amount") if "amount" in frame.columns else pl.lit(None)
+    per_rule = frame.select(code.alias("code"), amount.alias("amount")).group_by("code").agg(
+        pl.len().alias("n"), pl.col("amount").count().alias("m"), pl.col("amount").alias("a"))
+    for c, n, m, amounts in per_rule.iter_rows():
+        counts[c] = n
+        if m:
+            sums[c] = sum((Decimal(str(a)) for a in amounts if a is not None), Decimal("0"))
+    return counts, sums
+
+
+def _rule_table(book: _Book, ws, r: int, frame: pl.DataFrame) -> None:
+    """Findings per rule (every rule of the catalogue, Chinese and English names) from row r."""
     r += 1
     ws.write_string(r, 0, "各规则异常 Findings per rule", book.label)
     r += 1
@@ -391,37 +399,38 @@ def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
     top = r
     for c, h in enumerate(head):
         ws.write_string(r, c, h, book.header)
-    counts: dict[str, int] = {}
-    sums: dict[str, Decimal] = {}
-    if frame.height:
-        code = (pl.col("rule_code").cast(pl.String).fill_null("None") if "rule_code" in frame.columns
-                else pl.lit("None"))
-        amount = pl.col("amount") if "amount" in frame.columns else pl.lit(None)
-        per_rule = frame.select(code.alias("code"), amount.alias("amount")).group_by("code").agg(
-            pl.len().alias("n"), pl.col("amount").count().alias("m"), pl.col("amount").alias("a"))
-        for c, n, m, amounts in per_rule.iter_rows():
-            counts[c] = n
-            if m:
-                sums[c] = sum((Decimal(str(a)) for a in amounts if a is not None), Decimal("0"))
-    codes = list(RULES) + sorted(set(counts) - set(RULES))
-    for code in codes:
+    counts, sums = _per_rule(frame)
+    for code in list(RULES) + sorted(set(counts) - set(RULES)):
         r += 1
         rule = RULES.get(code)
-        book.string(ws, r, 0, code)
-        book.string(ws, r, 1, rule.name if rule else "")
-        book.string(ws, r, 2, f"{rule.zh} / {rule.en}" if rule else "")
-        book.string(ws, r, 3, rule.severity if rule else "")
         fam = FAMILIES.get(code[:1], ("", ""))
-        book.string(ws, r, 4, f"{code[:1]} {fam[0]} {fam[1]}")
+        for c, text in enumerate((code, rule.name if rule else "",
+                                  f"{rule.zh} / {rule.en}" if rule else "",
+                                  rule.severity if rule else "", f"{code[:1]} {fam[0]} {fam[1]}")):
+            book.string(ws, r, c, text)
         ws.write_number(r, 5, counts.get(code, 0), book.count)
         book.money_cell(ws, r, 6, sums.get(code, Decimal("0")))
     r += 1
     ws.write_string(r, 0, "合计 Total", book.label)
     ws.write_number(r, 5, frame.height, book.count)
     book.money_cell(ws, r, 6, sum(sums.values(), Decimal("0")))
-    ws.set_column(5, 5, 12)
-    ws.set_column(6, 6, 18)
     ws.autofilter(top, 0, r - 1, len(head) - 1)
+
+
+def _summary_sheet(book: _Book, s: RunSummary, frame: pl.DataFrame) -> None:
+    """Run facts (why PARTIAL / STALE, provinces), amounts, invariants, findings per rule."""
+    ws = book.wb.add_worksheet(SUMMARY_SHEET)
+    for first, last, width in ((0, 0, 30), (1, 1, 24), (2, 2, 34), (3, 3, 12), (4, 4, 16),
+                               (5, 5, 12), (6, 6, 18)):
+        ws.set_column(first, last, width)
+    ws.write_string(0, 0, f"共济对账异常汇总 Exceptions summary {s.business_date.isoformat()}", book.title)
+    r = 2
+    for label, value in _facts(s):
+        ws.write_string(r, 0, label, book.label)
+        book.string(ws, r, 1, value)
+        r += 1
+    r = _amounts_and_invariants(book, ws, r, s)
+    _rule_table(book, ws, r, frame)
     ws.freeze_panes(1, 0)
     ws.activate()
 
