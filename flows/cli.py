@@ -141,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "(医保个人账户跨省共济对账).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    _reconcile_commands(sub)
+    _synthetic_commands(sub)
+    _service_commands(sub)
+    return p
 
+
+def _reconcile_commands(sub) -> None:
+    """run, backfill, status."""
     r = sub.add_parser("run", help="reconcile one business date")
     r.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD",
                    help="the business date to reconcile, e.g. 2026-11-21 (required)")
@@ -163,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "processed dates: on time / late / missing, files rejected, rows "
                         "quarantined per 10,000, worst first (default off)")
 
+
+def _synthetic_commands(sub) -> None:
+    """generate, demo."""
     g = sub.add_parser("generate", help="write a synthetic inbox")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="the inbox folder to write; must be new or empty (required)")
@@ -192,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _paths_options(d)
     _runner_options(d)
 
+
+def _service_commands(sub) -> None:
+    """serve, catch-up, audit."""
     v = sub.add_parser("serve", help="start the nightly schedule (02:30 Asia/Shanghai)")
     _paths_options(v)
     _runner_options(v, orchestrator=False)  # serve always runs Prefect
@@ -208,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "dates, decisions, audit trail; login required); `recon audit user add` adds users")
     from workbench.cli import add_arguments as audit_arguments  # argparse only; web stack when serving
     audit_arguments(w)
-    return p
 
 
 def check_runner(a) -> None:
