@@ -329,7 +329,8 @@ def test_provincial_auditor_neither_sees_nor_changes_another_provinces_case(publ
     seen = p.get("/api/cases").json()["cases"]
     assert seen and {r["province"] for r in seen} == {published.other_province}
     assert cid not in p.get("/cases").text
-    assert p.get(f"/cases/{cid}").status_code == 404
+    r = p.get(f"/cases/{cid}")
+    assert r.status_code == 404 and '<h1 id="error-status">404</h1>' in r.text
     assert p.get(f"/api/cases/{cid}").status_code == 404
     assert p.get(f"/cases/{cid}/events.csv").status_code == 404
     before = con.execute("SELECT count(*) FROM events").fetchone()[0]
