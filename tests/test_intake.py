@@ -645,3 +645,16 @@ def test_symlinks_out_of_the_inbox_are_refused(tmp_path):
     f2 = findings(con, "F02")
     assert [(f["record_id"], "outside" in f["detail"]) for f in f2] == [("transfers.csv", True)]
     assert [f["record_id"] for f in findings(con, "F01")] == ["41"]
+
+
+def test_transforms_never_import_flows():
+    """Layout rule: transforms are pure; the inbox types they read live in contracts/."""
+    import ast
+    from pathlib import Path
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "transforms").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n == "flows" or n.startswith("flows.")]
+    assert offenders == []
