@@ -3,8 +3,10 @@
 One `prefect server start` for this module: its own PREFECT_HOME and SQLite database
 in a temporary folder, a free port on 127.0.0.1. `recon serve` registers the
 deployment `nightly/recon-nightly`; the test triggers a run through the API
-(`run_deployment`), waits for it, reads its artifacts and its `wait-for-provinces`
-task back, then stops every process it started (each in its own process group).
+(`run_deployment`), waits for it, reads its artifacts and the log of its
+`wait-for-provinces` task back (Guangdong missing D2 at the deadline), checks the
+alerts a local HTTP endpoint received, then stops every process it started (each in
+its own process group).
 
 Not marked `prefect` on purpose: that marker starts Prefect's ephemeral API, which
 this test replaces by a real server. CI runs it with the rest of `make test`.
@@ -123,8 +125,8 @@ def test_recon_serve_on_a_real_server_runs_the_nightly_deployment_through_the_ap
 
     paths = nightly.Paths.of(tmp_path / "inbox", tmp_path / "reports", tmp_path / "wh.duckdb")
     write_reference(paths.inbox)
+    guangdong(paths.inbox, D1)          # Guangdong (44) has not delivered D2
     for d in (D1, D2):
-        guangdong(paths.inbox, d)
         henan(paths.inbox, d)
     name = f"nightly/{nightly.DEPLOYMENT_NAME}"
     with http_sink() as sink, \
@@ -151,18 +153,20 @@ def test_recon_serve_on_a_real_server_runs_the_nightly_deployment_through_the_ap
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
                 any_=[run.id])))
             waits = [t for t in tasks if t.name.startswith("wait-for-provinces")]
-            said = "all 2 live provinces of 2026-11-21 delivered complete folders"
+            said = "still missing for 2026-11-21: 44 (no folder)"   # the deadline has passed
             logs = wait_until(lambda: [x.message for x in client.read_logs(log_filter=LogFilter(
                 task_run_id=LogFilterTaskRunId(any_=[t.id for t in waits]))) if said in x.message],
                 30, "the wait-for-provinces log reaching the API") if waits else []
     assert {a.key for a in arts} == {f"recon-{d}-{k}" for d in (D1, D2) for k in ("summary", "findings")}
     md = next(a.data for a in arts if a.key == f"recon-{D2}-summary")
-    assert "COMPLETE" in md and "Invariants" in md
+    assert "PARTIAL" in md and "Invariants" in md
     assert [t.name for t in waits] == [f"wait-for-provinces-{D2}"]
     assert logs
-    for d in (D1, D2):
-        summary = json.loads((paths.out / d.isoformat() / "summary.json").read_text())
-        assert summary["status"] == "COMPLETE"
-    assert [m["title"] for m in sink.messages] == [f"recon {D1}: daily digest",
+    statuses = [json.loads((paths.out / d.isoformat() / "summary.json").read_text())["status"]
+                for d in (D1, D2)]
+    assert statuses == ["COMPLETE", "PARTIAL"]
+    assert [m["title"] for m in sink.messages] == [f"recon {D2}: provinces missing at deadline",
+                                                   f"recon {D1}: daily digest",
                                                    f"recon {D2}: daily digest"]
+    assert "deadline 2026-11-22T04:45:00+08:00" in sink.messages[0]["message"]
     assert proc.poll() is not None                              # serve was stopped
