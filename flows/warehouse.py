@@ -58,6 +58,8 @@ from transforms.context import DATE_PARTITIONED, create_warehouse
 STAGING = ".staging"
 BINDING = ".recon-warehouse"
 STATUS_SUFFIX = ".status.json"
+STATUS_FILE_MAX = 256 * 1024 * 1024  # bytes: decades of dates, never a planted flood
+JOURNAL_MAX = 65536  # bytes: a journal names one run and its date
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
 # The run ids flows.nightly.new_run_id makes: <D>-<YYYYMMDDTHHMMSS>-<8 hex>.
 RUN_ID = re.compile(r"(\d{4}-\d{2}-\d{2})-\d{8}T\d{6}-[0-9a-f]{8}")
@@ -152,7 +154,7 @@ def run_in_progress(warehouse: Path) -> str | None:
     """What holds the run lock of `warehouse` now ("run of D (pid …)"), None when nothing.
     Probes with a momentary shared lock; never creates the lock file."""
     try:
-        fd = os.open(f"{warehouse}.lock", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"{warehouse}.lock", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -361,6 +363,20 @@ def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     write_json_atomic(status_file(warehouse), {"warehouse_id": warehouse_id(con), "runs": runs_})
 
 
+def read_regular(path: Path, limit: int) -> str:
+    """The text of `path` if it is a regular file of at most `limit` bytes (a planted
+    FIFO, device or folder never blocks or floods the reader); else ValueError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise ValueError(f"{path} is not a regular file of at most {limit} bytes")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _status_rows(obj) -> list[dict]:
     """The runs of a status file, checked (the file is as untrusted as <out>)."""
     out = []
@@ -414,7 +430,7 @@ def status_snapshot(paths) -> dict:
     busy = run_in_progress(warehouse)
     rows, source = None, "status file"
     try:
-        rows = _status_rows(json.loads(status_file(warehouse).read_text(encoding="utf-8")))
+        rows = _status_rows(json.loads(read_regular(status_file(warehouse), STATUS_FILE_MAX)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         rows = None
     if rows is None:
@@ -528,11 +544,10 @@ def _read_journal(root: Path, entry: os.DirEntry) -> tuple[str, date] | None:
     """(run_id, D) of a journal entry of `<out>/.staging`, None unless it is a small
     regular file named `<run_id>.json` whose content names that run and its date."""
     m = RUN_ID.fullmatch(entry.name[:-5]) if entry.name.endswith(".json") else None
-    if not m or not entry.is_file(follow_symlinks=False) or entry.stat(
-            follow_symlinks=False).st_size > 65536:
+    if not m or not entry.is_file(follow_symlinks=False):
         return None
     try:
-        meta = json.loads(Path(entry.path).read_text(encoding="utf-8"))
+        meta = json.loads(read_regular(Path(entry.path), JOURNAL_MAX))
         run_id, d = meta["run_id"], date.fromisoformat(meta["business_date"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -386,3 +386,31 @@ def test_disk_full_on_a_real_small_filesystem(done, small_filesystem):
     filler.unlink()
     r = recon(done, "run", "--date", D2.isoformat(), "--out", str(out), "--warehouse", "w2.duckdb")
     assert r.returncode == 0, r.stderr
+
+
+def test_read_only_folder_on_a_real_filesystem(done, small_filesystem):
+    """The real thing: <out> on a file system mounted read-only after its first run."""
+    out = small_filesystem / "reports"
+    run = ("run", "--out", str(out), "--warehouse", "w2.duckdb")
+    r = recon(done, *run, "--date", D1.isoformat())
+    assert r.returncode == 0, r.stderr
+    before = visible_reports(out)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    try:
+        r = recon(done, *run, "--date", D2.isoformat())
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+    assert r.returncode == 1
+    line = one_sentence(r.stderr)
+    assert "Read-only file system (EROFS)" in line and str(out) in line
+    assert visible_reports(out) == before
+    r = recon(done, *run, "--date", D2.isoformat())
+    assert r.returncode == 0, r.stderr
+
+
+def test_status_never_hangs_on_a_planted_fifo(done):
+    wh.status_file(done / "wh.duckdb").unlink()
+    os.mkfifo(wh.status_file(done / "wh.duckdb"))
+    st = recon(done, "status")
+    assert st.returncode == 0, st.stderr
+    assert D1.isoformat() in st.stdout and D2.isoformat() in st.stdout
