@@ -154,6 +154,11 @@ def test_workbench_in_headless_chromium(tmp_path, monkeypatch):
         links = browser.eval("[...document.querySelectorAll('a.report-link')].map(a => a.getAttribute('href'))")
         assert links == [f"/reports/{d.isoformat()}/report.html" for d in DATES]
         assert "3" in browser.eval("document.getElementById('case-seen').textContent")
+        # the date's report.html opens from the workbench, its script running (sandboxed)
+        finding = browser.eval("document.querySelector('.sighting td.mono a').getAttribute('href')")
+        browser.open(base + finding)
+        assert browser.eval("document.getElementById('drawer').hidden") is False
+        browser.open(f"{base}/cases/{cid}")
 
         # comment, then decide as recovered
         go(browser, """(() => { document.getElementById('comment-text').value =
