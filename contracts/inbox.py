@@ -21,6 +21,10 @@ An empty field is null. A rule about a value passes on null; the separate
 for one fault. Cross-column rules pass when an input they need is unreadable
 for the same reason.
 
+Every column declares its longest field (`Col.max_chars`); the file, record,
+header and Parquet limits are the MAX_* constants below. They bound what a run
+holds in memory (docs/spec-readings.md item 7j).
+
 A rule's expressions may use the helper columns of `typed_helpers()`
 (`<col>#v`: the typed value, null where the text does not parse), which the
 intake adds before evaluating the rules.
@@ -102,11 +106,7 @@ class Col:
     required: bool = True
     codes: tuple[str, ...] = ()
     sign: str = ""       # '>0' or '>=0' for money
-
-    @property
-    def max_chars(self) -> int:
-        """The longest field this column accepts (characters of its canonical text)."""
-        return MAX_ID_CHARS
+    max_chars: int = MAX_ID_CHARS   # the longest field accepted (characters of its canonical text)
 
     @property
     def dtype(self) -> pl.DataType:
