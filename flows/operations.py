@@ -115,7 +115,57 @@ def deadline_at(d: date, deadline: time) -> datetime:
 
 # --------------------------------------------------------------------------- reading the inbox
 
-def _hash_inside(folder: Path, name: str, limit: int | None = None) -> tuple[str, str | None]:
+class HashCache:
+    """sha256 of inbox files already hashed, keyed by what the kernel says about the file
+    (device, inode, size, mtime_ns, ctime_ns: a rewrite changes ctime, which no user
+    call can set back), kept beside the warehouse (`<warehouse>.sha256-cache.json`) so
+    that the nightly look-back and `recon status` hash only what changed since.
+    `writable=False` (recon status) reads it and writes nothing."""
+
+    MAX_BYTES = 64 << 20
+
+    def __init__(self, path: Path | None = None, writable: bool = False):
+        self.path, self.writable = path, writable and path is not None
+        self.known: dict[str, list] = {}
+        self.used: dict[str, list] = {}
+        if path is not None:
+            try:
+                if os.path.isfile(path) and os.path.getsize(path) <= self.MAX_BYTES:
+                    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+                    self.known = {k: v for k, v in doc.items()
+                                  if isinstance(k, str) and isinstance(v, list) and len(v) == 6}
+            except (OSError, ValueError, AttributeError):
+                self.known = {}
+
+    @classmethod
+    def of(cls, warehouse: Path, writable: bool) -> "HashCache":
+        return cls(Path(f"{warehouse}.sha256-cache.json"), writable)
+
+    @staticmethod
+    def _key(st: os.stat_result) -> list:
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def get(self, real: Path, st: os.stat_result) -> str | None:
+        entry = self.known.get(str(real))
+        if entry is not None and entry[:5] == self._key(st) and isinstance(entry[5], str):
+            self.used[str(real)] = entry
+            return entry[5]
+        return None
+
+    def put(self, real: Path, st: os.stat_result, sha: str) -> None:
+        self.used[str(real)] = self._key(st) + [sha]
+
+    def save(self) -> None:
+        """Keep the entries used by this look-back only (the cache never outgrows it)."""
+        if self.writable and self.used != self.known:
+            try:
+                wh.write_json_atomic(self.path, self.used)
+            except OSError as e:  # a cache that cannot be written only costs time
+                log.warning("the sha256 cache %s was not written: %s", self.path, e.strerror or e)
+
+
+def _hash_inside(folder: Path, name: str, limit: int | None = None,
+                 cache: HashCache | None = None) -> tuple[str, str | None]:
     """('ok', sha256) of folder/name streamed in chunks, with the checks of
     flows.inbox._read_inside (inside the folder, a regular file, size limit);
     ('absent', None) or ('refused', None) otherwise."""
@@ -130,13 +180,24 @@ def _hash_inside(folder: Path, name: str, limit: int | None = None) -> tuple[str
         st = os.stat(real)
         if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
             return "refused", None
+        known = cache.get(real, st) if cache is not None else None
+        if known is not None:
+            return "ok", known
         h = hashlib.sha256()
         with open(real, "rb") as f:
+            st = os.fstat(f.fileno())  # the file hashed is the one the cache key describes
             while chunk := f.read(ops.HASH_CHUNK_BYTES):
                 h.update(chunk)
+        if cache is not None and _unchanged(st, os.stat(real)):
+            cache.put(real, st, h.hexdigest())
         return "ok", h.hexdigest()
     except OSError:
         return "refused", None
+
+
+def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
+    """Nothing wrote the file while it was hashed (else its hash is not cached)."""
+    return HashCache._key(a) == HashCache._key(b)
 
 
 def _province_folders(inbox: Path, d: date) -> dict[str, Path]:
@@ -182,7 +243,7 @@ def _named_files(manifest) -> list[str]:
     return names
 
 
-def current_inputs(inbox: Path, d: date) -> dict[str, str]:
+def current_inputs(inbox: Path, d: date, cache: HashCache | None = None) -> dict[str, str]:
     """sha256 of D's delivered files, keyed as summary.json `input_sha256` keys them
     (`<D>/<PP>/manifest.json`, `<D>/<PP>/<data file>`): exactly the files a run of D
     would read now, so a date re-run with unchanged inputs compares equal."""
@@ -195,7 +256,7 @@ def current_inputs(inbox: Path, d: date) -> dict[str, str]:
         if manifest is None:
             continue  # refused or invalid manifest: the run opens no data file
         for name in _named_files(manifest):
-            got, sha = _hash_inside(folder, name)
+            got, sha = _hash_inside(folder, name, cache=cache)
             if got == "ok":
                 sums[f"{d.isoformat()}/{pp}/{name}"] = sha
     return sums
@@ -314,14 +375,17 @@ def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
         return []
     until = until or runs[-1]["business_date"]
     first = until - timedelta(days=lookback_days - 1)
+    cache = HashCache.of(paths.warehouse, writable=True)
     out = []
     for r in runs:
         d = r["business_date"]
         if first <= d <= until and (Path(paths.inbox) / d.isoformat()).is_dir():
             # a date folder cleared from the inbox cannot be re-run: not a change
-            reasons = input_changes(d, r["summary"].get("input_sha256", {}), current_inputs(paths.inbox, d))
+            reasons = input_changes(d, r["summary"].get("input_sha256", {}),
+                                    current_inputs(paths.inbox, d, cache))
             if reasons:
                 out.append(Changed(d, r["status"], reasons))
+    cache.save()
     return out
 
 
@@ -443,6 +507,7 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
         return [f"Inputs not checked for changes: there is no inbox at {paths.inbox} (--inbox)."]
     last = max(r["business_date"] for r in runs)
     first = last - timedelta(days=lookback_days - 1)
+    cache = HashCache.of(paths.warehouse, writable=False)  # status writes no file
     changed = []
     for r in runs:
         d = r["business_date"]
@@ -452,7 +517,7 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
         if recorded is None:
             continue
         try:
-            reasons = input_changes(d, recorded, current_inputs(paths.inbox, d))
+            reasons = input_changes(d, recorded, current_inputs(paths.inbox, d, cache))
         except OSError:
             continue
         if reasons:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import sleep
 
 import pytest
 
@@ -166,6 +167,25 @@ def test_inbox_files_are_hashed_in_bounded_chunks(tmp_path, monkeypatch):
     assert reads and all(0 < n <= 1000 for n in reads)
 
 
+def test_a_file_hashed_before_is_taken_from_the_cache_until_it_is_rewritten(inbox3):
+    cache_file = Path(f"{inbox3.warehouse}.sha256-cache.json")
+    assert ops.changed_dates(inbox3, 30) == []
+    cached = json.loads(cache_file.read_text())
+    settlements = str((inbox3.inbox / "2026-11-21" / "41" / "settlements.csv").resolve())
+    assert cached[settlements][5] == hashlib.sha256(Path(settlements).read_bytes()).hexdigest()
+    cached[settlements][5] = "f" * 64          # proves the next look-back reads the cache
+    cache_file.write_text(json.dumps(cached))
+    [changed] = ops.changed_dates(inbox3, 30)
+    assert changed.reasons[0].startswith("2026-11-21/41/settlements.csv changed (sha256 ")
+    assert "is now ffffffffffff…" in changed.reasons[0]
+    original = Path(settlements).read_bytes()
+    sleep(0.05)                                # a later write: the kernel's ctime moves on
+    Path(settlements).write_bytes(original.replace(b"S1", b"S2"))   # same size, new bytes
+    [changed] = ops.changed_dates(inbox3, 30)
+    now = hashlib.sha256(Path(settlements).read_bytes()).hexdigest()
+    assert f"is now {now[:12]}…" in changed.reasons[0]
+
+
 def test_catch_up_reruns_the_changed_date_then_the_stale_dates_after_it(inbox3):
     (inbox3.inbox / "2026-11-21" / "41" / "settlements.csv").write_bytes(b"corrected\r\n")
     changed, summaries = ops.catch_up(inbox3, ops.OpsConfig(), plain(inbox3))
@@ -301,6 +321,7 @@ def test_recon_status_lists_dates_whose_inputs_changed_and_catch_up_reruns_them(
     st = recon("status", *shared)
     assert st.returncode == 0, st.stderr
     assert "Inputs changed since their run" in st.stdout
+    assert not Path(f"{inbox3.warehouse}.sha256-cache.json").exists()   # status writes nothing
     assert "2026-11-21" in st.stdout and "41/settlements.csv changed" in st.stdout
     cu = recon("catch-up", *shared)
     assert cu.returncode == 0, cu.stderr
