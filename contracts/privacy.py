@@ -33,7 +33,7 @@ import polars as pl
 
 from contracts.certno import check_char
 
-KEEP_HEAD, KEEP_TAIL = 6, 4         # as transforms/audit_view.mask_certno
+KEEP_HEAD, KEEP_TAIL = 6, 4         # as auditview.mask_certno
 MASK = "*" * (18 - KEEP_HEAD - KEEP_TAIL)
 
 # 17 digits not preceded by a digit, then X, or a digit not followed by a digit.
