@@ -50,7 +50,15 @@ def check_channels(urls) -> None:
 
 
 def one_sentence(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+    """The error as the CLI shows it: our own errors are one sentence already; anything
+    else is its type and the first line of its message (tracebacks stay in the logs)."""
+    from flows.nightly import RunFailed
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    if not isinstance(e, (InputError, RunFailed)):
+        step = getattr(e, "recon_step", None)
+        first = f"internal error{f' in step {step}' if step else ''}, {type(e).__name__}" \
+                + (f": {first}" if first else "")
+    text = " ".join(first.split())
     return text if text.endswith((".", "?", "!")) else text + "."
 
 

@@ -120,12 +120,22 @@ def test_a_run_failure_reaches_the_smtp_and_http_channels_once_each(tmp_path):
     assert m["Subject"] == f"recon 2026-11-20: {FAILED}"
     body = m.get_body().get_content()
     assert "Business date: 2026-11-20" in body
-    assert "the run of 2026-11-20 FAILED: the warehouse disk is full." in body
+    assert "the run of 2026-11-20 FAILED: internal error, RuntimeError: the warehouse disk is full." in body
     assert f"Report: {report}" in body
     [j] = web.messages
     assert j["title"] == f"recon 2026-11-20: {FAILED}"
     assert j["type"] == "failure"
     assert f"Report: {report}" in j["message"]
+
+
+def test_a_failure_is_told_in_one_sentence_without_the_traceback():
+    from flows.alerts import one_sentence
+    e = ValueError("Binder Error: column x not found\nLINE 1: SELECT x FROM t\n       ^")
+    e.recon_step = "rules-transfers"
+    assert one_sentence(e) == ("internal error in step rules-transfers, ValueError: "
+                               "Binder Error: column x not found.")
+    assert one_sentence(InputError("The inbox has no folder for business date 2026-11-20.")) == \
+        "The inbox has no folder for business date 2026-11-20."
 
 
 def test_a_broken_invariant_is_its_own_event():
