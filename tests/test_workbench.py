@@ -561,3 +561,47 @@ def test_balance_break_case_shows_the_delivered_and_computed_balances(published,
     cid = case_of(c, "B01", published.province, published.pair)["case_id"]
     page = c.get(f"/cases/{cid}").text
     assert "Delivered quota balance" in page and "Computed lots (closing)" in page
+
+
+def _restore_balance(inbox: Path, d: date, province: str, pair: str) -> None:
+    """The province's corrected delivery of date d: the pair's closing balance without the bump."""
+    ben, sharer = pair.split(":")
+    folder = inbox / d.isoformat() / province
+    b = folder / "balances.csv"
+    rows = list(csv.reader(io.StringIO(b.read_text(encoding="utf-8"))))
+    head = rows[0]
+    for r in rows[1:]:
+        if r[head.index("psn_no")] == ben and r[head.index("sharer_psn_no")] == sharer:
+            i = head.index("closing_balance")
+            r[i] = str(Decimal(r[i]) - BUMP)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    b.write_bytes(buf.getvalue().encode("utf-8"))
+    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    man["files"]["balances.csv"]["sha256"] = hashlib.sha256(b.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(man, indent=2), encoding="utf-8")
+
+
+def test_a_real_rerun_of_a_corrected_date_replaces_its_sightings(published, tmp_path):
+    import polars as pl
+    from flows.cli import main
+    from workbench.ingest import ingest
+    shutil.copytree(published.out.parent, tmp_path / "run")   # inbox, warehouse, reports: our own
+    run = Published(tmp_path / "run" / published.out.name, published.province, published.pair,
+                    published.other_province)
+    app, con = make_app(run, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", run.province, run.pair)["case_id"]
+    c.post(f"/api/cases/{cid}/assign", json={"assignee": "aud"}, headers={"X-CSRF-Token": token})
+    # the province corrects its last delivery; the operator re-runs that date
+    inbox, last = run.out.parent / "inbox", DATES[-1]
+    _restore_balance(inbox, last, run.province, run.pair)
+    assert main(["run", "--date", last.isoformat(), "--inbox", str(inbox), "--out", str(run.out),
+                 "--warehouse", str(run.out.parent / "warehouse.duckdb"), "--orchestrator", "plain"]) == 0
+    assert ingest(con, run.out).ingested == [last.isoformat()]
+    published_rows = sum(pl.read_parquet(run.out / d.isoformat() / "exceptions.parquet").height for d in DATES)
+    assert con.execute("SELECT count(*) FROM sightings").fetchone()[0] == published_rows
+    case = c.get(f"/api/cases/{cid}").json()
+    assert [s["business_date"] for s in case["sightings"]] == [d.isoformat() for d in DATES[:2]]
+    assert case["case"]["no_longer_seen"] and case["case"]["status"] == "open"
+    assert case["case"]["assignee"] == "aud"              # what people did stays
