@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-history bench-history-quick clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "python3.11 is required"; exit 2; }
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/national_day.py
+
+# 60 days x 250,000 persons through one warehouse (HISTORY_DAYS, HISTORY_PERSONS override)
+bench-history: $(STAMP)
+	$(BIN)/python benchmarks/history.py
+
+bench-history-quick: $(STAMP)
+	$(BIN)/python benchmarks/history.py --quick
 
 clean:
 	rm -rf $(VENV) data/inbox data/reports data/warehouse.duckdb*

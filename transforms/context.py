@@ -106,16 +106,23 @@ def bind_date(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     create_findings_table(con)
 
 
+# The person's latest record first: the order that decides which record is "the" record.
+_LATEST = "business_date DESC, file_province, source_row"
+
+
 def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """Replace the known_persons view by a TEMP table, once D's rows are staged.
 
     Same rows as the view for every person a record of D names: D's own
     persons.csv (inbox.md: it lists every person referenced on D) plus, for
-    persons named on D but not delivered on D, their latest earlier record.
-    The view windows over the whole persons history on every lookup; this
-    looks the history up once, and only for the few persons missing today.
+    persons named on D but not delivered on D, their latest earlier record. That
+    record comes from the person registry (latest record of every psn_no over all
+    processed dates), so the cost of a day does not grow with the persons history.
+    Only a re-run of an earlier date, whose registry entry may lie after D, looks
+    the history up, and only for those persons.
     """
     d = ctx.d
+    maintain_person_registry(con, ctx)
     _drop_temp(con, "known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE known_persons AS
@@ -128,17 +135,84 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
             UNION ALL
             (SELECT d.* FROM delivered d SEMI JOIN repeated USING (psn_no)
              QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1)
-        ),
-        referenced AS (SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL),
-        missing AS (SELECT psn_no FROM referenced ANTI JOIN delivered USING (psn_no)),
-        earlier AS (
-            SELECT p.* FROM persons p SEMI JOIN missing m ON p.psn_no = m.psn_no
-            WHERE p.business_date < DATE '{d}'
-            QUALIFY row_number() OVER (PARTITION BY p.psn_no
-                                       ORDER BY p.business_date DESC, p.file_province, p.source_row) = 1
         )
-        SELECT * FROM today UNION ALL SELECT * FROM earlier
+        SELECT * FROM today
     """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE kp_missing AS   -- named on D, not delivered on D
+        SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL
+        EXCEPT SELECT psn_no FROM known_persons""")
+    con.execute(f"""
+        INSERT INTO known_persons
+        SELECT r.* FROM person_registry r SEMI JOIN kp_missing m ON r.psn_no = m.psn_no
+        WHERE r.business_date < DATE '{d}'""")
+    # A re-run of an earlier D: a person whose latest record lies after D is looked up
+    # in the history before D (those persons only; never on a run of the latest date).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE kp_after AS
+        SELECT r.psn_no FROM person_registry r SEMI JOIN kp_missing m ON r.psn_no = m.psn_no
+        WHERE r.business_date > DATE '{d}'""")
+    if con.execute("SELECT count(*) FROM kp_after").fetchone()[0]:
+        con.execute(f"""
+            INSERT INTO known_persons
+            SELECT p.* FROM persons p SEMI JOIN kp_after a ON p.psn_no = a.psn_no
+            WHERE p.business_date < DATE '{d}'
+            QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
+    con.execute("DROP TABLE temp.kp_after")
+    con.execute("DROP TABLE temp.kp_missing")
+
+
+def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """Fold D's persons (and any processed date not folded yet) into the registry.
+
+    Invariant after every committed run: person_registry holds, for every psn_no of
+    persons, its latest record over all dates in persons. A re-run of D first takes
+    D out: entries of D whose person D no longer delivers fall back to their latest
+    record of another date (a lookup of those persons only); then every date of
+    persons not yet folded is folded in (D itself; all dates of a warehouse made
+    before the registry existed, once). Runs inside the run's transaction: a failed
+    run leaves the registry as it was.
+    """
+    d = ctx.d
+    if con.execute("SELECT count(*) FROM person_registry_dates WHERE business_date = DATE "
+                   f"'{d}'").fetchone()[0]:
+        _unfold_date(con, d)
+    pending = [r[0] for r in con.execute("""
+        SELECT DISTINCT business_date FROM persons
+        WHERE business_date NOT IN (SELECT business_date FROM person_registry_dates)
+        ORDER BY 1""").fetchall()]
+    if not pending:
+        return
+    dates = ", ".join(f"DATE '{x.isoformat()}'" for x in pending)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE reg_new AS
+        SELECT * FROM persons WHERE business_date IN ({dates})
+        QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY {_LATEST}) = 1""")
+    con.execute("""
+        DELETE FROM person_registry r USING reg_new n
+        WHERE r.psn_no = n.psn_no AND r.business_date <= n.business_date""")
+    con.execute("INSERT INTO person_registry SELECT * FROM reg_new ANTI JOIN person_registry "
+                "USING (psn_no)")
+    con.execute(f"INSERT INTO person_registry_dates SELECT UNNEST([{dates}])")
+    con.execute("DROP TABLE temp.reg_new")
+
+
+def _unfold_date(con: duckdb.DuckDBPyConnection, d: str) -> None:
+    """Take D out of the registry before D's persons are folded in again."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE reg_orphans AS
+        SELECT psn_no FROM person_registry WHERE business_date = DATE '{d}'
+        EXCEPT SELECT psn_no FROM persons WHERE business_date = DATE '{d}'""")
+    con.execute(f"DELETE FROM person_registry WHERE business_date = DATE '{d}'")
+    con.execute(f"DELETE FROM person_registry_dates WHERE business_date = DATE '{d}'")
+    if con.execute("SELECT count(*) FROM reg_orphans").fetchone()[0]:
+        con.execute(f"""
+            INSERT INTO person_registry
+            SELECT p.* FROM persons p SEMI JOIN reg_orphans o ON p.psn_no = o.psn_no
+            WHERE p.business_date <> DATE '{d}'
+              AND p.business_date IN (SELECT business_date FROM person_registry_dates)
+            QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
+    con.execute("DROP TABLE temp.reg_orphans")
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:

@@ -386,33 +386,48 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     priors: dict[str, Original] = {}
     for setl_id, psn, outcome, _bd, pay in con.execute("SELECT * FROM lg_prior").fetchall():
         priors[setl_id] = Original(psn, outcome == "SETTLED", pay, [])
-    for setl_id, lot_id, amount, payer in con.execute("""
+    # The dates the originals were settled on: only those dates are read below (the
+    # tables are pruned on business_date), so the cost does not grow with history.
+    on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_prior").fetchall())
+    for setl_id, lot_id, amount, payer in con.execute(f"""
             SELECT c.setl_id, c.lot_id, lg_fen(c.amount), c.payer_province
             FROM consumptions c JOIN lg_prior p
               ON p.setl_id = c.setl_id AND p.business_date = c.business_date
+            WHERE c.business_date IN ({on_dates})
             ORDER BY c.setl_id, c.seq""").fetchall():
         priors[setl_id].consumed.append((lot_id, amount, payer))
     for orig, fen in con.execute(f"""
             SELECT orig_setl_id, lg_fen(sum(amount)) FROM refund_returns
             WHERE business_date < DATE '{d}' AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
+              AND business_date >= (SELECT min(business_date) FROM lg_prior)  -- refunds follow
             GROUP BY orig_setl_id""").fetchall():
         priors[orig].refunded = fen
+    # A lot an original consumed on date P was open on P: it is in the closing lots of P,
+    # or was closed on P by a dissolution (dissolution_returns of P); its sharer is in
+    # either (and in the IN transfer of P that opened it, when it opened on P).
     sharer_of = dict(con.execute(f"""
         WITH ids AS (SELECT DISTINCT c.lot_id FROM consumptions c JOIN lg_prior p
-                       ON p.setl_id = c.setl_id AND p.business_date = c.business_date)
+                       ON p.setl_id = c.setl_id AND p.business_date = c.business_date
+                     WHERE c.business_date IN ({on_dates}))
         SELECT lot_id, min(sharer_psn_no) FROM (
             SELECT lot_id, sharer_psn_no FROM dissolution_returns
-            WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
+            WHERE business_date IN ({on_dates}) AND lot_id IN (SELECT lot_id FROM ids)
             UNION ALL
             SELECT lot_id, sharer_psn_no FROM lots
-            WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
+            WHERE business_date IN ({on_dates}) AND lot_id IN (SELECT lot_id FROM ids)
             UNION ALL
             SELECT transfer_id, sharer_psn_no FROM transfers
-            WHERE business_date <= DATE '{d}' AND side = 'IN' AND transfer_id IN (SELECT lot_id FROM ids))
+            WHERE business_date IN ({on_dates}) AND side = 'IN'
+              AND transfer_id IN (SELECT lot_id FROM ids))
         GROUP BY lot_id""").fetchall())
 
     res = replay(dict(wallets), priors, sharer_of)
     _write(con, ctx, res)
+
+
+def _date_list(rows: list[tuple]) -> str:
+    """An SQL list of DATE literals (NULL when empty: `IN (NULL)` matches nothing)."""
+    return ", ".join(f"DATE '{r[0].isoformat()}'" for r in rows) or "NULL"
 
 
 def _register(con, name: str, columns: dict) -> None:

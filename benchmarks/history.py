@@ -1,0 +1,153 @@
+"""Months-of-history benchmark (issue 12, target 3).
+
+    .venv/bin/python benchmarks/history.py                 # or: make bench-history
+    .venv/bin/python benchmarks/history.py --quick         # 15 days x 50,000 persons
+    HISTORY_DAYS=30 HISTORY_PERSONS=100000 make bench-history
+
+1. generates N consecutive days at P persons with `synth.generate` (once; reused from
+   benchmarks/out/ while its parameters are unchanged);
+2. reconciles them in order through ONE warehouse, each day in a fresh child process
+   (the plain orchestration, every report included), and prints per day: wall
+   seconds, peak RSS of the child (ru_maxrss), input rows, warehouse size after the
+   day, and the slowest steps;
+3. compares the last 5 days with days 2-6 (day 1 is genesis: it loads the whole
+   population and opening balances, so it is not a steady-state day). Target: time
+   and peak memory of the last 5 within 15 % of days 2-6.
+
+Nothing here is a test: it prints figures. Timings on a shared 2-core machine
+wander by 10-15 %; the comparison uses medians of five days.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+START = date(2026, 9, 1)
+
+CHILD = """
+import json, resource, sys
+from datetime import date
+from pathlib import Path
+from flows.nightly import Paths, PlainExecutor, run_date
+inbox, out, warehouse, d = sys.argv[1:5]
+ex = PlainExecutor()
+summary = run_date(Paths.of(Path(inbox), Path(out), Path(warehouse)), date.fromisoformat(d), ex)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print("RESULT " + json.dumps({"status": summary.get("status"), "timings": ex.timings,
+                              "peak_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}))
+"""
+
+
+def ensure_inbox(days: int, persons: int, seed: int) -> Path:
+    inbox = OUT / f"history-{days}x{persons}-{seed}"
+    marker = inbox / ".complete"
+    if marker.exists():
+        return inbox
+    shutil.rmtree(inbox, ignore_errors=True)
+    from synth.generate import generate
+    t0 = time.perf_counter()
+    generate(inbox, START, days, persons, seed)
+    print(f"generated {days} days x {persons:,} persons in {time.perf_counter() - t0:.0f} s -> {inbox}",
+          flush=True)
+    marker.write_text("ok")
+    return inbox
+
+
+def input_rows(inbox: Path, d: date) -> int:
+    total = 0
+    for manifest in (inbox / d.isoformat()).glob("*/manifest.json"):
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        total += sum(int(f.get("rows", 0)) for f in m["files"].values())
+    return total
+
+
+def warehouse_mb(warehouse: Path) -> float:
+    return sum(p.stat().st_size for p in warehouse.parent.glob(warehouse.name + "*")
+               if p.is_file()) / 1e6
+
+
+def run_day(inbox: Path, out: Path, warehouse: Path, d: date) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(inbox), str(out), str(warehouse),
+                           d.isoformat()], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "RECON_ORCHESTRATOR": "plain"})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"the run of {d} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line[len("RESULT "):])
+    return {"wall_s": wall, "cpu_s": r["cpu_s"], "peak_mib": r["peak_kib"] / 1024, "timings": r["timings"],
+            "status": r["status"]}
+
+
+def slowest(timings: dict, n: int = 4) -> str:
+    steps = sorted(((v, k) for k, v in timings.items() if not k.endswith("(wall)")), reverse=True)
+    return ", ".join(f"{k} {v:.1f}" for v, k in steps[:n])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--days", type=int, default=int(os.environ.get("HISTORY_DAYS", 60)))
+    ap.add_argument("--persons", type=int, default=int(os.environ.get("HISTORY_PERSONS", 250_000)))
+    ap.add_argument("--seed", type=int, default=20260901)
+    ap.add_argument("--quick", action="store_true", help="15 days x 50,000 persons")
+    ap.add_argument("--json", type=Path, help="also write the per-day figures to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the warehouse and reports")
+    args = ap.parse_args()
+    if args.quick:
+        args.days, args.persons = 15, 50_000
+    if args.days < 11:
+        sys.exit("--days must be at least 11 (days 2-6 are compared with the last 5).")
+    OUT.mkdir(parents=True, exist_ok=True)
+    inbox = ensure_inbox(args.days, args.persons, args.seed)
+    work = OUT / f"history-run-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "reports").mkdir(parents=True)
+    warehouse = work / "warehouse.duckdb"
+
+    print(f"\nhistory benchmark: {args.days} days x {args.persons:,} persons, one warehouse "
+          f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start)")
+    print(f"{'day':>4} {'date':>10} {'rows':>9} {'run s':>7} {'cpu s':>7} {'peak MiB':>9} {'wh MB':>8}  "
+          "slowest steps (s)")
+    days = []
+    for i in range(args.days):
+        d = START + timedelta(days=i)
+        r = run_day(inbox, work / "reports", warehouse, d)
+        r.update(day=i + 1, date=d.isoformat(), rows=input_rows(inbox, d), wh_mb=warehouse_mb(warehouse),
+                 load=os.getloadavg()[0])
+        days.append(r)
+        print(f"{i + 1:>4} {d.isoformat():>10} {r['rows']:>9,} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} {r['peak_mib']:>9,.0f} "
+              f"{r['wh_mb']:>8,.0f}  {slowest(r['timings'])}  [load {r['load']:.1f}]", flush=True)
+
+    early, late = days[1:6], days[-5:]
+    t_early, t_late = (statistics.median(x["wall_s"] for x in s) for s in (early, late))
+    c_early, c_late = (statistics.median(x["cpu_s"] for x in s) for s in (early, late))
+    m_early, m_late = (statistics.median(x["peak_mib"] for x in s) for s in (early, late))
+    r_early, r_late = (statistics.median(x["rows"] for x in s) for s in (early, late))
+    print(f"\ndays 2-6: median {t_early:.1f} s ({c_early:.1f} s cpu), {m_early:,.0f} MiB, {r_early:,.0f} rows;"
+          f"  last 5: median {t_late:.1f} s ({c_late:.1f} s cpu), {m_late:,.0f} MiB, {r_late:,.0f} rows")
+    print(f"input rows {r_late / r_early - 1:+.0%} (the synthetic nation's activity grows as "
+          f"relationships are established); cpu time per input row {c_late / r_late / (c_early / r_early) - 1:+.0%}")
+    print(f"time {t_late / t_early - 1:+.0%}, peak memory {m_late / m_early - 1:+.0%} "
+          f"(target: within +-15 %): "
+          f"{'yes' if abs(t_late / t_early - 1) <= 0.15 and abs(m_late / m_early - 1) <= 0.15 else 'NO'}")
+    if args.json:
+        args.json.write_text(json.dumps(days, indent=1), encoding="utf-8")
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
