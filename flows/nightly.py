@@ -549,9 +549,11 @@ def _flows():
             deadline=deadline, lookback_days=lookback_days, poll_seconds=poll_seconds,
             digest=alert_digest, spike_factor=error_spike_factor)
         sub = reconcile_date.with_options(task_runner=task_runner(runner))
-        return operations.nightly_run(
-            Paths.of(inbox, out, warehouse), cfg, lambda d: sub(inbox, out, warehouse, d),
-            until=until, wait=operations.prefect_wait)
+        paths = Paths.of(inbox, out, warehouse)
+        done = operations.nightly_run(paths, cfg, lambda d: sub(inbox, out, warehouse, d),
+                                      until=until, wait=operations.prefect_wait)
+        operations.scorecard_artifact(paths, cfg)
+        return done
 
     for f in (reconcile_date, backfill, nightly):
         f.__module__ = __name__  # the module path the served deployment imports
