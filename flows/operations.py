@@ -565,14 +565,12 @@ def _exported_at(d: date, pp: str, folder: Path | None) -> datetime | None:
     return at if at.tzinfo is not None else None
 
 
-def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
-                    last: int = ops.LOOKBACK_DAYS) -> list[str]:
-    """`recon status --provinces`: the delivery scorecard of every live province over the
-    last `last` processed dates, worst first (transforms.operations.delivery_scorecard)."""
+def scorecard(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
+              last: int = ops.LOOKBACK_DAYS):
+    """(the dates covered, the delivery scorecard frame of transforms.operations) over the
+    last `last` processed dates of `runs`."""
     from transforms.operations import delivery_scorecard
     recent = sorted(runs, key=lambda r: r["business_date"])[-last:]
-    if not recent:
-        return ["No business date has been processed yet, so there is no scorecard."]
     summaries, exported, due = [], {}, {}
     for r in recent:
         d = r["business_date"]
@@ -582,9 +580,18 @@ def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLIN
         folders = _province_folders(paths.inbox, d)
         for pp in s.get("provinces", {}).get("delivered", []):
             exported[(d.isoformat(), pp)] = _exported_at(d, pp, folders.get(pp))
-    card = delivery_scorecard(summaries, exported, due)
-    lines = [f"Delivery scorecard of the last {len(recent)} processed date(s), "
-             f"{recent[0]['business_date'].isoformat()}..{recent[-1]['business_date'].isoformat()} "
+    return [r["business_date"] for r in recent], delivery_scorecard(summaries, exported, due)
+
+
+def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
+                    last: int = ops.LOOKBACK_DAYS) -> list[str]:
+    """`recon status --provinces`: the delivery scorecard of every live province over the
+    last `last` processed dates, worst first (transforms.operations.delivery_scorecard)."""
+    dates, card = scorecard(paths, runs, deadline, last)
+    if not dates:
+        return ["No business date has been processed yet, so there is no scorecard."]
+    lines = [f"Delivery scorecard of the last {len(dates)} processed date(s), "
+             f"{dates[0].isoformat()}..{dates[-1].isoformat()} "
              f"(late: exported after {deadline:%H:%M} Asia/Shanghai on D+1), worst first:",
              f"{'province':<8}  {'dates':>5}  {'on time':>7}  {'late':>4}  {'missing':>7}  "
              f"{'files rejected':>14}  {'quarantined per 10,000 rows':>27}"]
@@ -593,3 +600,17 @@ def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLIN
         lines.append(f"{row['province']:<8}  {row['dates']:>5}  {row['on_time']:>7}  "
                      f"{row['late']:>4}  {row['missing']:>7}  {row['files_rejected']:>14}  {q:>27}")
     return lines
+
+
+SCORECARD_ARTIFACT = "recon-delivery-scorecard"
+
+
+def scorecard_artifact(paths: Paths, cfg: OpsConfig) -> None:
+    """The scorecard as the Prefect table artifact `recon-delivery-scorecard` (nightly flow)."""
+    from prefect.artifacts import create_table_artifact
+    dates, card = scorecard(paths, recorded_runs(paths), cfg.deadline)
+    if dates:
+        create_table_artifact(key=SCORECARD_ARTIFACT, table=card.to_dicts(),
+                              description=f"Province deliveries {dates[0]}..{dates[-1]}: on time / "
+                                          "late / missing, files rejected, quarantined per 10,000 "
+                                          "rows, worst first")

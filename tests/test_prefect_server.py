@@ -150,6 +150,8 @@ def test_recon_serve_on_a_real_server_runs_the_nightly_deployment_through_the_ap
         with get_client(sync_client=True) as client:
             arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
                 any_=[f"recon-{d}-{k}" for d in (D1, D2) for k in ("summary", "findings")])))
+            [card] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+                any_=["recon-delivery-scorecard"])))
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
                 any_=[run.id])))
             waits = [t for t in tasks if t.name.startswith("wait-for-provinces")]
@@ -161,6 +163,8 @@ def test_recon_serve_on_a_real_server_runs_the_nightly_deployment_through_the_ap
     md = next(a.data for a in arts if a.key == f"recon-{D2}-summary")
     assert "PARTIAL" in md and "Invariants" in md
     assert [t.name for t in waits] == [f"wait-for-provinces-{D2}"]
+    rows = json.loads(card.data) if isinstance(card.data, str) else card.data
+    assert [(r["province"], r["on_time"], r["missing"]) for r in rows] == [("44", 1, 1), ("41", 2, 0)]
     assert logs
     statuses = [json.loads((paths.out / d.isoformat() / "summary.json").read_text())["status"]
                 for d in (D1, D2)]
