@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--province", default=None,
                    help="province code PP (e.g. 44): the user sees and acts on that province's "
                         "cases only (default: all provinces)")
+    a.add_argument("--out", default=argparse.SUPPRESS,
+                   help="as `recon audit --out` (RECON_OUT, default data/reports)")
+    a.add_argument("--db", default=argparse.SUPPRESS,
+                   help="as `recon audit --db` (RECON_AUDIT_DB, default beside <out>)")
     a.add_argument("--password-stdin", action="store_true",
                    help="read the password from the first line of standard input instead of asking "
                         "(default: ask twice on the terminal)")
