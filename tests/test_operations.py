@@ -259,6 +259,25 @@ def test_the_deadline_is_0430_shanghai_on_the_day_after_and_configurable(monkeyp
         ops.OpsConfig.from_env(deadline="half past four")
 
 
+def test_a_province_delivering_at_0310_is_in_the_night_run_of_its_date(tmp_path):
+    """The run starts at 02:30 and waits; Guangdong delivers at 03:10; the date is
+    reconciled COMPLETE at 03:10 and nobody is alerted."""
+    paths = paths_of(tmp_path)
+    write_reference(paths.inbox)
+    henan(paths.inbox, D1)
+
+    def deliver(clock):
+        if clock.now() >= at(D2, "03:10") and not (paths.inbox / "2026-11-20" / "44").exists():
+            guangdong(paths.inbox, D1)
+
+    clock = FakeClock(at(D2, "02:30"), deliver)
+    with http_sink() as sink:
+        [s] = ops.nightly_run(paths, ops.OpsConfig(alerts=(sink.url,)), plain(paths), clock)
+    assert s["status"] == "COMPLETE" and s["provinces"]["missing"] == []
+    assert clock.now() == at(D2, "03:10")
+    assert sink.messages == []
+
+
 # --------------------------------------------------------------------------- the story
 
 def test_late_delivery_story_province_44_missing_then_delivered_completes_itself(tmp_path):
