@@ -9,10 +9,13 @@ processed dates whose inputs changed since their run, and catching them up in or
     nightly_run          what the 02:30 schedule does: wait -> look back -> re-run the
                          changed dates and the STALE ones after them -> the new date
     catch_up             `recon catch-up`: the same without the new date and the wait
+    status_lines         the `recon status` section of dates whose inputs changed
+    scorecard_lines      `recon status --provinces` (and the nightly artifact)
 
 The clock and the sleep are injected (`Clock`), so tests drive a whole night with a
 fake clock. How one date is reconciled is injected too (`run_one`): the plain path or
-the Prefect subflow; this module never imports Prefect except in `prefect_wait`.
+the Prefect subflow; this module imports Prefect only in `prefect_wait` and
+`scorecard_artifact`, which the nightly flow calls.
 """
 from __future__ import annotations
 
