@@ -410,12 +410,12 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         if staged:
             wh.finish_run(paths.out, run_id)
         raise
-    wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
     kill_point("after_commit")
     ex.call(PUBLISH, paths.out, run_id, d)
     kill_point("after_swap")
     _check_published(paths.out, run_id, d)
     wh.sync_stale_summaries(con, paths.out)
+    wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
     wh.finish_run(paths.out, run_id)  # journal last: until here recovery can redo the above
     if newly_stale:
         log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
