@@ -184,12 +184,25 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
         first = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip("!. ")
         raise InputError(f"The warehouse {warehouse} cannot be opened ({first}).") from None
     con.execute("SET enable_progress_bar = false")  # a nightly log is read later, not watched
+    try:
+        _set_resources(con, warehouse)
+    except InputError:
+        con.close()
+        raise
     if not read_only:
         create_warehouse(con)
         if not con.execute("SELECT count(*) FROM warehouse_identity").fetchone()[0]:
             con.execute("INSERT INTO warehouse_identity VALUES (?, current_timestamp)",
                         [uuid.uuid4().hex])
     return con
+
+
+def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """Memory limit and spill folder (contracts/resources.py): a large day spills instead of growing."""
+    from contracts import resources
+    quoted = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731 - SET takes no parameters
+    con.execute(f"SET memory_limit = {quoted(resources.memory_limit())}")
+    con.execute(f"SET temp_directory = {quoted(resources.temp_directory(warehouse))}")
 
 
 def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
