@@ -96,12 +96,13 @@ def money(value: Any) -> str | None:
 
 
 def _cell(column: str, value: Any) -> Any:
+    """A warehouse value as an evidence cell shows it: masked, money as text, long text cut."""
     if value is None:
         return None
     if column == "certno":
         return mask_certno(value)
     if column in ("raw",):
-        return _mask_raw(value)
+        return shorten_for_display(_mask_raw(value))
     if isinstance(value, Decimal):
         return money(value)
     if isinstance(value, bool):
@@ -114,7 +115,7 @@ def _cell(column: str, value: Any) -> Any:
         return repr(value)
     if isinstance(value, int):
         return value
-    return mask_text(str(value))
+    return display_text(str(value))
 
 
 def province_label(code: str | None) -> str:

@@ -555,3 +555,20 @@ def test_settlement_evidence_of_s18_and_batched_equals_one_by_one(sample):
     batch = evidence_of(con, D, rows, ctx.policy)
     for f, e in zip(rows, batch):
         assert e == evidence_for(con, D, f, ctx.policy), f["rule_code"]
+
+
+def test_a_huge_field_of_a_quarantined_row_does_not_swell_the_page(tmp_path):
+    """The issue's 50 MB field on an invalid row made report.html 157 MB: every text the page
+    shows, evidence included, is cut at DISPLAY_TEXT_MAX (the CSV keeps the full value)."""
+    from contracts.reports import DISPLAY_TEXT_MAX
+    from flows import nightly
+    from tests.inbox_builders import clean_day, person_row, write_province
+    inbox = tmp_path / "inbox"
+    clean_day(inbox, D)
+    huge = "Z" * 2_000_000
+    write_province(inbox, D, "44", persons=[person_row(),
+                                            person_row(psn_no="44000000000000000009", insutype=huge)])
+    paths = nightly.Paths.of(inbox, tmp_path / "out", tmp_path / "w.duckdb")
+    nightly.run_date(paths, D, nightly.PlainExecutor())
+    page = (tmp_path / "out" / D.isoformat() / "report.html").read_text(encoding="utf-8")
+    assert len(page) < 2_000_000 and "Z" * (DISPLAY_TEXT_MAX + 1) not in page
