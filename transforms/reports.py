@@ -179,7 +179,7 @@ def summary(*, ctx: RunContext, run_id: str, status: str, provinces_expected: li
         "findings": {"total": sum(per_rule.values()), "per_rule": per_rule},
         "amounts": amounts,
         "invariants": invariants,
-        "all_invariants_passed": all(bool(i.get("passed")) for i in invariants),
+        "all_invariants_passed": all(bool(i["passed"]) for i in invariants),
         "input_sha256": dict(sorted(input_sha256.items())),
         "policy_version": ctx.policy.version,
         "code_version": code_version,
