@@ -82,6 +82,8 @@ def environment_fault(e: BaseException) -> int | None:
     Polars and DuckDB report such faults as their own errors, with the OS text."""
     if isinstance(e, OSError) and e.errno is not None:
         return e.errno if e.errno in ENVIRONMENT_FAULTS else None
+    if type(e).__module__.split(".")[0] not in ("polars", "duckdb", "_duckdb"):
+        return None  # another error that merely quotes such a text is not a fault
     text = str(e)
     for n in ENVIRONMENT_FAULTS:
         if f"(os error {n})" in text or os.strerror(n) in text:

@@ -414,3 +414,17 @@ def test_status_never_hangs_on_a_planted_fifo(done):
     st = recon(done, "status")
     assert st.returncode == 0, st.stderr
     assert D1.isoformat() in st.stdout and D2.isoformat() in st.stdout
+
+
+def test_environment_faults_are_told_apart_from_other_errors():
+    import duckdb as ddb
+    assert wh.environment_fault(OSError(errno.ENOSPC, "No space left on device")) == errno.ENOSPC
+    assert wh.environment_fault(pl.exceptions.ComputeError(
+        "underlying IO error: No space left on device (os error 28)")) == errno.ENOSPC
+    assert wh.environment_fault(ddb.IOException(
+        'IO Error: Could not write file "w.duckdb": Read-only file system')) == errno.EROFS
+    assert wh.environment_fault(RuntimeError("a field said: Permission denied")) is None
+    assert wh.transient_oserror(OSError(errno.EIO, "I/O error"))
+    for not_transient in (OSError(errno.ENOSPC, "full"), FileExistsError(errno.EEXIST, "exists"),
+                          ValueError("bad data")):
+        assert not wh.transient_oserror(not_transient)
