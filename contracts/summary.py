@@ -216,9 +216,12 @@ def dump(summary: RunSummary) -> dict:
 
 
 def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
-    """The summary of a date made STALE by a re-run of an earlier date (idempotent)."""
+    """The summary of a date made STALE by a re-run of an earlier date. Marked once: the
+    command of that moment (from the first STALE date to the last processed one, in
+    order) stays right however many of those dates are re-run meanwhile, and a backfill
+    does not rewrite the reports of every STALE date after each of its dates."""
     if summary.status == STALE:
-        return summary.model_copy(update={"stale_clear_command": clear_with})
+        return summary
     return summary.model_copy(update={"status_before_stale": summary.status, "status": STALE,
                                       "stale_clear_command": clear_with})
 

@@ -34,7 +34,7 @@ def mark_date_stale(folder: Path, clear_with: str) -> bool:
     except SummaryError as e:
         log.warning("not marked STALE: %s", e)
         return False
-    if current.status == STALE and current.stale_clear_command == clear_with:
+    if current.status == STALE:  # marked once (contracts.summary.mark_stale)
         return True
     stale = mark_stale(current, clear_with)
     html = folder / "report.html"

@@ -572,3 +572,16 @@ def test_a_huge_field_of_a_quarantined_row_does_not_swell_the_page(tmp_path):
     nightly.run_date(paths, D, nightly.PlainExecutor())
     page = (tmp_path / "out" / D.isoformat() / "report.html").read_text(encoding="utf-8")
     assert len(page) < 2_000_000 and "Z" * (DISPLAY_TEXT_MAX + 1) not in page
+
+
+def test_a_stale_date_is_marked_once_not_rewritten_by_each_later_re_run(real_run):
+    """A backfill re-runs the STALE dates one by one: the reports of those still STALE keep
+    the command of their marking (still right: it re-runs them in order) and are not
+    rewritten after every date."""
+    from flows.report_stale import mark_date_stale
+    folder = real_run.folder(real_run.stale)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert mark_date_stale(folder, "recon backfill --start 2099-01-01 --end 2099-01-02")
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    assert real_run.summary(real_run.stale)["stale_clear_command"].endswith(
+        real_run.stale.isoformat())

@@ -67,6 +67,7 @@ def test_marking_stale_keeps_the_status_before_and_the_command_that_clears_it(re
     assert stale.stale_clear_command == clear == (
         f"recon backfill --start {real_run.dates[0].isoformat()} --end {real_run.dates[2].isoformat()}")
     assert mark_stale(stale, clear) == stale
+    assert mark_stale(stale, clear_command(real_run.dates[1], real_run.dates[2])) == stale  # once
     assert stale.why().startswith(f"STALE (was {s.status}): an earlier date was re-run; clear with `{clear}`")
 
 
