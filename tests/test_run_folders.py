@@ -354,6 +354,36 @@ def test_environment_faults_are_never_retried_by_prefect():
     assert nightly._retry_on_oserror(None, None, State(ValueError("bad data"))) is False
 
 
+@pytest.mark.prefect
+def test_prefect_tasks_never_retry_environment_faults():
+    from prefect import flow
+
+    class Flaky:
+        def __init__(self, exc):
+            self.exc, self.calls = exc, 0
+
+        def __call__(self):
+            self.calls += 1
+            if self.calls == 1:
+                raise self.exc
+            return "ok"
+    full, hiccup = Flaky(OSError(errno.ENOSPC, "No space left on device")), \
+        Flaky(OSError(errno.EIO, "Input/output error"))
+    ex = nightly.PrefectExecutor(backoff=0.01)
+
+    @flow
+    def probe():
+        again = ex.call(nightly.Step("io_hiccup", hiccup, io_retries=2))
+        try:
+            ex.call(nightly.Step("disk_full", full, io_retries=2))
+        except OSError as e:
+            return again, e.errno
+        return again, None
+
+    assert probe() == ("ok", errno.ENOSPC)
+    assert (hiccup.calls, full.calls) == (2, 1)
+
+
 @pytest.fixture
 def small_filesystem(tmp_path):
     """A 4 MB tmpfs (needs root and a kernel that allows the mount, else skipped)."""
