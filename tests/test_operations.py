@@ -161,6 +161,9 @@ def test_inbox_files_are_hashed_in_bounded_chunks(tmp_path, monkeypatch):
             reads.append(n)
             return self.f.read(n)
 
+        def fileno(self):
+            return self.f.fileno()
+
     monkeypatch.setattr(ops_contract, "HASH_CHUNK_BYTES", 1000)
     monkeypatch.setattr("builtins.open", lambda *a, **k: Spy(real_open(*a, **k)))
     assert ops._hash_inside(folder, "persons.csv") == ("ok", hashlib.sha256(data).hexdigest())
