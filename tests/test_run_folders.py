@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,8 +27,8 @@ from flows import nightly, publish
 from flows import warehouse as wh
 from flows.cli import main
 from flows.nightly import RunFailed, new_run_id, run_date_plain
-from tests.test_run_guarantees import (D1, D2, D3, committed_runs, recon, report_bytes,  # noqa: F401
-                                       two_days_done, done, warehouse_state)
+from tests.test_run_guarantees import (D1, D2, D3, committed_runs, env_for, recon,  # noqa: F401
+                                       report_bytes, two_days_done, done, warehouse_state)
 
 HOSTILE_RUN_ID = "../../victim"
 
@@ -164,6 +165,24 @@ def test_two_warehouses_one_out_refused(done):
     # the warehouse the folder belongs to still publishes there
     r = recon(done, "run", "--date", D3.isoformat())
     assert r.returncode == 0, r.stderr
+
+
+def test_two_warehouses_racing_into_one_new_out_one_wins(done):
+    """Two warehouses started at the same moment on a fresh <out>: one publishes all its
+    reports, the other stops with one sentence; never two runs staging side by side."""
+    out = done / "shared"
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--date", D1.isoformat(),
+                               "--out", str(out), "--warehouse", name], cwd=done,
+                              env=env_for(done), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for name in ("a.duckdb", "b.duckdb")]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 2], results
+    loser = next(err for rc, err in results if rc == 2)
+    assert "another warehouse" in one_sentence(loser) or "publishing into" in loser
+    winner = ("a.duckdb", "b.duckdb")[[rc for rc, _ in results].index(0)]
+    rid = committed_runs(done / winner)[D1][0]
+    assert publish.missing_reports(out / D1.isoformat(), rid) == []
+    assert not (out / wh.STAGING).exists()
 
 
 def test_out_is_locked_while_a_run_publishes_into_it(done):
