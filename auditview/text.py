@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.codes import PROVINCE_NAMES
+from contracts.privacy import scrub_text
 from contracts.reports import shorten_for_display
 
 CENT = Decimal("0.01")
@@ -58,7 +59,7 @@ def mask_certno(certno: str | None) -> str | None:
 def display_text(text: str | None) -> str | None:
     """Free text as the auditors' views show it: masked, and shortened past
     contracts.reports.DISPLAY_TEXT_MAX (the full value stays in the CSV / Parquet)."""
-    return shorten_for_display(mask_text(text))
+    return shorten_for_display(scrub_text(mask_text(text)))
 
 
 def mask_text(text: str | None) -> str | None:

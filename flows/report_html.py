@@ -29,10 +29,10 @@ import polars as pl
 from markupsafe import Markup
 
 from contracts.codes import FAMILIES, PROVINCE_NAMES, RULES
-from contracts.reports import RERUN_IDS_SHOWN, shorten_for_display
+from contracts.reports import RERUN_IDS_SHOWN
 from contracts.summary import RunSummary
 from contracts.summary import parse as parse_summary
-from auditview import AuditConfig, mask_text, report_data
+from auditview import AuditConfig, display_text, mask_text, report_data
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -299,7 +299,7 @@ def _cards(s: RunSummary, data: dict) -> list[dict]:
 def shorten(text: Any) -> str:
     """Long text (detail, record_id, file names) cut for display; the full value stays in
     exceptions.csv / .parquet (contracts.reports.DISPLAY_TEXT_MAX)."""
-    return shorten_for_display(mask_text("" if text is None else str(text)))
+    return display_text("" if text is None else str(text))
 
 
 def _page_header_env():
