@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -61,6 +61,7 @@ STATUS_SUFFIX = ".status.json"
 STATUS_FILE_MAX = 256 * 1024 * 1024  # bytes: decades of dates, never a planted flood
 JOURNAL_MAX = 65536  # bytes: a journal names one run and its date
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 # The run ids flows.nightly.new_run_id makes: <D>-<YYYYMMDDTHHMMSS>-<8 hex>.
 RUN_ID = re.compile(r"(\d{4}-\d{2}-\d{2})-\d{8}T\d{6}-[0-9a-f]{8}")
 # How long a run waits for a lock held by a status probe (which holds it for microseconds)
@@ -145,7 +146,8 @@ def run_lock(warehouse: Path, label: str = "run") -> Iterator[None]:
         _flock_with_grace(fd, f"Another recon run is using the warehouse {warehouse}; "
                               "wait for it to finish and try again.")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{label} (pid {os.getpid()}, since {datetime.now():%Y-%m-%d %H:%M:%S})\n"
+        since = datetime.now(SHANGHAI)  # the zone of every time recon shows
+        os.pwrite(fd, f"{label} (pid {os.getpid()}, since {since:%Y-%m-%d %H:%M:%S} Asia/Shanghai)\n"
                   .encode(), 0)
         yield
     finally:
