@@ -86,13 +86,27 @@ def _runner_options(p: argparse.ArgumentParser, orchestrator: bool = True) -> No
     env = os.environ.get
     p.add_argument("--task-runner", metavar="NAME", default=env("RECON_TASK_RUNNER", "threads"),
                    help="how the province loads run: threads (in parallel), sequential (one "
-                        "at a time) or dask (Prefect only, needs prefect-dask) "
+                        "at a time) or dask (on Dask workers through prefect-dask, under Prefect; "
+                        "a backfill then loads later dates while earlier ones reconcile) "
                         "(env RECON_TASK_RUNNER; default threads)")
+    p.add_argument("--dask-address", metavar="tcp://HOST:PORT", default=env("RECON_DASK_ADDRESS"),
+                   help="with --task-runner dask: the `dask scheduler` to run the province "
+                        "loads on, e.g. tcp://10.0.0.5:8786; its workers must see the inbox "
+                        "and the staging folder at the same paths (env RECON_DASK_ADDRESS; "
+                        "default none: a cluster on this machine)")
+    p.add_argument("--dask-workers", type=_positive, metavar="N", default=env("RECON_DASK_WORKERS"),
+                   help="with --task-runner dask and no --dask-address: worker processes of the "
+                        "cluster on this machine (env RECON_DASK_WORKERS; default: one per CPU)")
+    p.add_argument("--dask-staging", metavar="DIR", default=env("RECON_DASK_STAGING"),
+                   help="with --task-runner dask: an existing folder, shared with the workers, "
+                        "where they write the provinces' rows as Parquet for the driver to load "
+                        "(env RECON_DASK_STAGING; default <out>/.intake)")
     if orchestrator:
         p.add_argument("--orchestrator", metavar="NAME", default=env("RECON_ORCHESTRATOR", "auto"),
                        help="prefect (Prefect flows, visible in the Prefect UI), plain (the same "
                             "steps without Prefect) or auto (prefect when PREFECT_API_URL is "
-                            "set, else plain) (env RECON_ORCHESTRATOR; default auto)")
+                            "set or the task runner is dask, else plain) (env RECON_ORCHESTRATOR; "
+                            "default auto)")
 
 
 def _ops_options(p: argparse.ArgumentParser, waiting: bool) -> None:
@@ -231,16 +245,28 @@ def check_runner(a) -> None:
     orchestrator = getattr(a, "orchestrator", "prefect")
     if orchestrator not in ORCHESTRATORS:
         raise UsageError(f"Unknown orchestrator {orchestrator!r}; use {', '.join(ORCHESTRATORS)}.")
-    prefect = orchestrator == "prefect" or (orchestrator == "auto"
-                                            and bool(os.environ.get("PREFECT_API_URL")))
-    if runner == "dask":
-        if not prefect:
+    if runner == "dask":  # under Prefect: --orchestrator prefect, or auto, which then means it
+        if orchestrator == "plain":
             raise UsageError("The task runner 'dask' acts only under Prefect; use threads or "
                              "sequential with the plain path, or --orchestrator prefect.")
         import importlib.util
         if importlib.util.find_spec("prefect_dask") is None:
             raise UsageError("The task runner 'dask' needs the package prefect-dask, which is "
                              "not installed; use threads or sequential.")
+        _dask_environment(a)
+
+
+def _dask_environment(a) -> None:
+    """Hand the Dask options to flows/distributed.py (and to the flow runs Prefect starts)
+    through the environment; a scheduler that does not answer is refused now (exit 2)."""
+    from flows import distributed
+    if getattr(a, "dask_address", None):
+        distributed.check_reachable(a.dask_address)
+        os.environ[distributed.ADDRESS_ENV] = a.dask_address
+    if getattr(a, "dask_workers", None):
+        os.environ[distributed.WORKERS_ENV] = str(a.dask_workers)
+    if getattr(a, "dask_staging", None):
+        os.environ[distributed.STAGING_ENV] = a.dask_staging
 
 
 def _plain_executor(a):
@@ -256,8 +282,8 @@ def _paths(a):
 
 
 def _use_prefect(a) -> bool:
-    if a.orchestrator == "auto":
-        return bool(os.environ.get("PREFECT_API_URL"))
+    if a.orchestrator == "auto":  # dask acts only under Prefect
+        return bool(os.environ.get("PREFECT_API_URL")) or a.task_runner == "dask"
     return a.orchestrator == "prefect"
 
 

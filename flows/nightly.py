@@ -23,6 +23,7 @@ Test hook: env RECON_TEST_KILL_AT=<point> SIGKILLs the process at that point
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import json
@@ -492,13 +493,9 @@ def task_runner(name: str | None = None):
         return ThreadPoolTaskRunner(max_workers=min(8, os.cpu_count() or 2))
     if name == "sequential":
         return ThreadPoolTaskRunner(max_workers=1)
-    if name == "dask":
-        try:
-            from prefect_dask import DaskTaskRunner  # type: ignore[import-not-found]
-        except ImportError:
-            raise InputError("The task runner 'dask' needs the package prefect-dask, "
-                             "which is not installed.") from None
-        return DaskTaskRunner()
+    if name == "dask":  # RECON_DASK_ADDRESS's scheduler, else a LocalCluster
+        from flows.distributed import dask_task_runner
+        return dask_task_runner()
     raise InputError(f"Unknown task runner {name!r}; use threads, sequential or dask.")
 
 
@@ -525,15 +522,22 @@ def _flows():
           flow_run_name="reconcile-{business_date}", log_prints=True)
     def reconcile_date(inbox: str, out: str, warehouse: str, business_date: date) -> dict:
         """Reconcile one business date and publish its reports."""
-        return run_date(Paths.of(inbox, out, warehouse), business_date, PrefectExecutor())
+        from flows.distributed import flow_executor  # Dask: province loads on the workers
+        paths = Paths.of(inbox, out, warehouse)
+        with flow_executor(paths) as ex:
+            return run_date(paths, business_date, ex)
 
     @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
     def backfill(inbox: str, out: str, warehouse: str, start: date, end: date,
                  runner: str | None = None) -> list[dict]:
         """Reconcile start..end in order (re-running any date already done)."""
         paths = Paths.of(inbox, out, warehouse)
+        days = preflight_range(paths, start, end)
+        from flows.distributed import pipelined_backfill, runs_on_dask
+        if runs_on_dask():  # later dates' intake on the workers while earlier dates run here
+            return pipelined_backfill(paths, days)
         sub = reconcile_date.with_options(task_runner=task_runner(runner))
-        return [sub(inbox, out, warehouse, d) for d in preflight_range(paths, start, end)]
+        return [sub(inbox, out, warehouse, d) for d in days]
 
     @flow(name="nightly")
     def nightly(inbox: str, out: str, warehouse: str, runner: str | None = None,
@@ -563,14 +567,25 @@ def _flows():
 
 def run_date_prefect(paths: Paths, d: date, runner: str | None = None) -> dict:
     reconcile_date, _, _ = _flows()
-    return reconcile_date.with_options(task_runner=task_runner(runner))(
-        str(paths.inbox), str(paths.out), str(paths.warehouse), d)
+    from flows.distributed import prefect_api_for_workers
+    with prefect_api_for_workers() if _is_dask(runner) else contextlib.nullcontext():
+        return reconcile_date.with_options(task_runner=task_runner(runner))(
+            str(paths.inbox), str(paths.out), str(paths.warehouse), d)
+
+
+def _is_dask(runner: str | None) -> bool:
+    return (runner or os.environ.get("RECON_TASK_RUNNER") or "").lower() == "dask"
 
 
 def backfill_prefect(paths: Paths, start: date, end: date, runner: str | None = None) -> list[dict]:
     preflight_range(paths, start, end)  # refuse before Prefect starts
     _, backfill, _ = _flows()
-    return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
+    if not _is_dask(runner):
+        return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
+    from flows.distributed import prefect_api_for_workers
+    with prefect_api_for_workers():  # one cluster for the whole range, dates pipelined
+        return backfill.with_options(task_runner=task_runner("dask"))(
+            str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
 
 
 def nightly_deployment(paths: Paths, runner: str | None = None, settings: dict | None = None):

@@ -1,0 +1,409 @@
+"""`--task-runner dask`: Prefect's DaskTaskRunner, the province intake that runs on its
+workers, and the backfill that pipelines its dates.
+
+    driver (recon)                           Dask workers (LocalCluster or `dask worker`s)
+    read_inbox(D) -> deliveries  ─────────►  intake_to_parquet(delivery, D, run folder):
+                                             read, decode, validate, F01-F05, and write
+                                             <staging>/<run>/<D>-<PP>-xxxx/*.parquet
+    stage(D) from the Parquet  ◄─────────    returns a StagedIntake: folder name, row counts,
+    rules, ledger, clearing, reports         file stats, sha256 (never the rows)
+    of D, in date order
+
+The warehouse stays single-writer: only the driver opens DuckDB; workers never need the
+driver's memory. Workers read the inbox themselves (ProvinceDelivery carries its folder
+and the bounded reader of flows/inbox.py), so on several hosts the inbox and the staging
+folder must be one shared file system, seen at the same path.
+
+The staging folder is not trusted (docs/run-folders.md): recon only creates folders of
+its own under it with exclusive, private `mkdtemp`, reads back only names it made (real
+folders and regular files, checked with lstat, never following a link), and removes
+only its own run folders: each date's Parquet right after the date is staged, the run
+folder at the end, and at start the run folders of dead runs (their lock is free).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import socket
+import stat
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from contracts import codes
+from contracts.errors import InputError
+from flows import warehouse as wh
+from flows.nightly import (LOAD_PROVINCE, READ_INBOX, STAGE, Paths, PrefectExecutor, Step,
+                           run_date, task_name)
+
+ADDRESS_ENV = "RECON_DASK_ADDRESS"
+WORKERS_ENV = "RECON_DASK_WORKERS"
+STAGING_ENV = "RECON_DASK_STAGING"
+DEFAULT_STAGING = ".intake"      # <out>/.intake unless RECON_DASK_STAGING names a folder
+RUN_FOLDER = re.compile(r"recon-intake-\d{8}T\d{6}-[0-9a-f]{8}")
+PROVINCE_FOLDER = re.compile(r"(\d{4}-\d{2}-\d{2})-(\d{2})-[A-Za-z0-9_]{1,16}")
+LOCK = ".lock"
+PIPELINE_DEPTH = 2               # dates whose intake runs ahead of the date on the driver
+CONNECT_TIMEOUT_S = 5.0
+# The local workers' task runs log INFO to the Prefect API only; warnings reach the console.
+WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+              "DASK_LOGGING__DISTRIBUTED": "warning"}
+
+
+# --------------------------------------------------------------------------- the cluster
+
+def local_workers() -> int:
+    """Worker processes of the LocalCluster: RECON_DASK_WORKERS, else the CPUs this
+    process may use (one single-threaded process each: polars and pyarrow keep the GIL
+    for parts of parsing)."""
+    text = os.environ.get(WORKERS_ENV)
+    if text:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"{WORKERS_ENV}={text!r} is not a whole number of at least 1.")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_address(address: str) -> str:
+    """tcp://HOST:PORT of a running `dask scheduler`, else InputError (exit 2)."""
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or not port or parts.path:
+        raise InputError(f"The Dask scheduler address {address[:80]!r} is not of the form "
+                         "tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786).")
+    return address
+
+
+def check_reachable(address: str) -> None:
+    """Refuse (exit 2) a scheduler that does not answer, before anything is touched."""
+    parts = urlsplit(check_address(address))
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as e:
+        raise InputError(f"The Dask scheduler at {address} cannot be reached "
+                         f"({e.strerror or e}); start `dask scheduler` there or leave out "
+                         "--dask-address to use a cluster on this machine.") from None
+
+
+def dask_task_runner():
+    """Prefect's DaskTaskRunner: on the scheduler of RECON_DASK_ADDRESS, else on a
+    LocalCluster of local_workers() processes bound to 127.0.0.1 without dashboard."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise InputError("The task runner 'dask' needs the package prefect-dask, "
+                         "which is not installed.") from None
+    quiet_dask_logs()
+    address = os.environ.get(ADDRESS_ENV)
+    if address:
+        return DaskTaskRunner(address=check_address(address))
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": local_workers(), "threads_per_worker": 1, "processes": True,
+        "host": "127.0.0.1", "dashboard_address": None, "env": WORKER_ENV})
+
+
+def quiet_dask_logs() -> None:
+    """Dask's INFO lines (cluster start, workers joining) stay off the CLI's screenful, in
+    this process and in the worker processes it starts."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def prefect_api_for_workers():
+    """The workers report their task runs to the driver's Prefect API. A Prefect server
+    (PREFECT_API_URL) travels with each task as it is; Prefect's temporary API is started
+    here and named in the settings, so that its address travels too (otherwise every
+    worker would start a temporary API of its own)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    if PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    server = SubprocessASGIServer()  # the same one Prefect's own client would start
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def runs_on_dask() -> bool:
+    """Whether the current Prefect flow run's task runner is Dask."""
+    from prefect.context import FlowRunContext
+    ctx = FlowRunContext.get()
+    return ctx is not None and type(ctx.task_runner).__name__ == "DaskTaskRunner"
+
+
+# --------------------------------------------------------------------------- staging folder
+
+def staging_root(paths: Paths) -> Path:
+    """RECON_DASK_STAGING (an operator's shared folder, must exist), else <out>/.intake,
+    made a real folder of recon's own (a link of that name is removed, not followed)."""
+    given = os.environ.get(STAGING_ENV)
+    if given:
+        root = Path(given)
+        if not root.is_dir():
+            raise InputError(f"The Dask staging folder {root} ({STAGING_ENV}) is not a folder.")
+        return root
+    root = Path(paths.out) / DEFAULT_STAGING
+    if wh._lstat(root) is not None and not wh._is_real_dir(root):
+        wh.remove_path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if not wh._is_real_dir(root):
+        raise InputError(f"{root} cannot be made a folder of recon's own; remove it and run again.")
+    return root
+
+
+def _try_lock(path: Path) -> int | None:
+    """An exclusive flock on a regular file, None when someone holds it (or it is not ours)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def remove_dead_runs(root: Path) -> list[str]:
+    """Remove the run folders of runs that died (their lock is free); nothing else under
+    `root` is touched."""
+    removed = []
+    with os.scandir(root) as it:
+        entries = [e for e in it if RUN_FOLDER.fullmatch(e.name)]
+    for e in entries:
+        folder = Path(e.path)
+        if not wh._is_real_dir(folder):
+            wh.remove_path(folder)  # a planted link of our name: unlinked, target untouched
+            continue
+        fd = _try_lock(folder / LOCK)
+        if fd is None and wh._lstat(folder / LOCK) is not None:
+            continue                # a live run holds it
+        try:
+            wh.remove_path(folder)
+            removed.append(e.name)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
+
+
+@contextlib.contextmanager
+def run_folder(paths: Paths):
+    """A fresh private folder for this run's staged Parquet, locked while we live,
+    removed at the end whatever happens."""
+    root = staging_root(paths)
+    remove_dead_runs(root)
+    stamp = f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder = root / f"recon-intake-{stamp}"
+    folder.mkdir(mode=0o755)  # exclusive: fails if anything of that name exists
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield folder
+    finally:
+        wh.remove_path(folder)
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty (no other run is staging there)
+
+
+# --------------------------------------------------------------------------- worker side
+
+@dataclass
+class StagedIntake:
+    """What a worker returns for one province of D: where its rows are, never the rows.
+    Reads back like transforms.intake.ProvinceIntake, so `stage` takes it as it is."""
+    province: str
+    business_date: date
+    folder: str                        # the name of the province folder in the run folder
+    rows: dict[str, int]               # dataset -> rows loaded
+    files: list                        # FileStat of every expected file
+    sha256: dict[str, str]             # source_file -> hex of the bytes read
+    run_folder: Path | None = field(default=None, repr=False)  # set by the driver
+
+    def _read(self, name: str) -> pl.DataFrame:
+        return pl.read_parquet(confined_file(self.run_folder, self.folder, name))
+
+    @property
+    def frames(self) -> "_LazyFrames":
+        return _LazyFrames(self)
+
+    @property
+    def quarantine(self) -> pl.DataFrame:
+        return self._read("quarantine.parquet")
+
+    @property
+    def findings(self) -> pl.DataFrame:
+        return self._read("findings.parquet")
+
+
+class _LazyFrames:
+    """dataset -> loaded rows, read from Parquet when asked (stage reads one dataset of
+    all provinces at a time, so the driver holds one dataset, not the whole date)."""
+
+    def __init__(self, staged: StagedIntake):
+        self.staged = staged
+
+    def __getitem__(self, dataset: str) -> pl.DataFrame:
+        if dataset not in codes.DATASETS:
+            raise KeyError(dataset)
+        return self.staged._read(f"{dataset}.parquet")
+
+
+STAGED_FILES = tuple(f"{ds}.parquet" for ds in codes.DATASETS) + ("quarantine.parquet",
+                                                                  "findings.parquet")
+
+
+def confined_file(run: Path | None, folder: str, name: str) -> Path:
+    """run/folder/name when it is what recon wrote: folder and name of our own forms,
+    real folders and a regular file (lstat: a planted link is never followed)."""
+    if run is None or not PROVINCE_FOLDER.fullmatch(folder) or name not in STAGED_FILES:
+        raise InputError(f"A staged intake names {folder[:40]!r}/{name[:40]!r}, which recon "
+                         "did not write.")
+    path = Path(run) / folder / name
+    st = wh._lstat(path)
+    if not (wh._is_real_dir(Path(run)) and wh._is_real_dir(path.parent)
+            and st is not None and stat.S_ISREG(st.st_mode)):
+        raise InputError(f"The staged file {path} is not the regular file recon wrote; "
+                         "the staging folder was changed during the run.")
+    return path
+
+
+def intake_to_parquet(delivery, business_date: date, run: str) -> StagedIntake:
+    """On a worker: load one province of D (transforms.intake.load_province) and write
+    its loaded rows, quarantine and findings as Parquet into a fresh private folder."""
+    from transforms.intake import load_province
+    intake = load_province(delivery, business_date)
+    if not wh._is_real_dir(Path(run)):
+        raise InputError(f"The Dask staging folder {run} is not a real folder on this worker; "
+                         "workers must see the staging folder at the driver's path.")
+    prefix = f"{business_date.isoformat()}-{delivery.province}-"
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run))  # exclusive, mode 0700
+    os.chmod(folder, 0o755)  # the driver may run as another user of the shared folder
+    for ds in codes.DATASETS:
+        intake.frames[ds].write_parquet(folder / f"{ds}.parquet")
+    intake.quarantine.write_parquet(folder / "quarantine.parquet")
+    intake.findings.write_parquet(folder / "findings.parquet")
+    return StagedIntake(intake.province, business_date, folder.name,
+                        {ds: f.height for ds, f in intake.frames.items()},
+                        intake.files, intake.sha256)
+
+
+INTAKE_TO_PARQUET = Step(LOAD_PROVINCE.name, intake_to_parquet, io_retries=LOAD_PROVINCE.io_retries)
+
+
+# --------------------------------------------------------------------------- driver side
+
+class DaskExecutor(PrefectExecutor):
+    """PrefectExecutor whose province loads run on the Dask workers as intake_to_parquet
+    and can be submitted ahead (prefetch) for the dates a backfill reaches later."""
+
+    def __init__(self, paths: Paths, run: Path):
+        super().__init__()
+        self.paths, self.run = paths, run
+        self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, futures)
+
+    def _submit(self, deliveries: list, d: date) -> list:
+        t = self._task(INTAKE_TO_PARQUET)
+        return [t.with_options(task_run_name=f"{task_name(LOAD_PROVINCE)}-{d.isoformat()}-"
+                                             f"{x.province}").submit(x, d, str(self.run))
+                for x in deliveries]
+
+    def prefetch(self, d: date) -> None:
+        """Read D's inbox and submit its provinces now; a fault is left for D's own turn."""
+        if d in self._ahead:
+            return
+        try:
+            inbox_date = super().call(READ_INBOX, self.paths.inbox, d)
+        except Exception:  # noqa: BLE001 - D's run reads again and reports it in order
+            return
+        self._ahead[d] = (inbox_date, self._submit(list(inbox_date.deliveries), d))
+
+    def call(self, step: Step, *args):
+        if step is READ_INBOX and args[1] in self._ahead:
+            return self._ahead[args[1]][0]
+        result = super().call(step, *args)
+        if step is STAGE:   # the rows are in the warehouse: drop their Parquet at once
+            for staged in args[3]:
+                wh.remove_path(self.run / staged.folder)
+        return result
+
+    def map(self, step: Step, items: list, *args) -> list:
+        if step is not LOAD_PROVINCE:
+            return super().map(step, items, *args)
+        d = args[0]
+        ahead = self._ahead.pop(d, None)
+        futures = ahead[1] if ahead else self._submit(items, d)
+        try:
+            staged = [f.result() for f in futures]
+        except Exception as e:
+            from flows.nightly import _tag
+            _tag(e, step)
+            raise
+        for s in staged:
+            s.run_folder = self.run
+        return staged
+
+
+    def cancel_ahead(self) -> None:
+        """Cancel the loads submitted for dates that will not run (a date failed)."""
+        for _inbox, futures in self._ahead.values():
+            for f in futures:
+                with contextlib.suppress(Exception):
+                    f.wrapped_future.cancel()
+        self._ahead.clear()
+
+
+@contextlib.contextmanager
+def dask_executor(paths: Paths):
+    with run_folder(paths) as run:
+        ex = DaskExecutor(paths, run)
+        try:
+            yield ex
+        finally:
+            ex.cancel_ahead()
+
+
+def flow_executor(paths: Paths):
+    """The executor of the current Prefect flow run: DaskExecutor when its task runner
+    is Dask (a context manager either way)."""
+    if runs_on_dask():
+        return dask_executor(paths)
+    return contextlib.nullcontext(PrefectExecutor())
+
+
+def pipelined_backfill(paths: Paths, days: list[date]) -> list[dict]:
+    """D1..Dn in date order on the driver, while the workers already load the provinces
+    of the next PIPELINE_DEPTH dates (the ledger chain still goes D-1 -> D: only intake,
+    which reads nothing of the warehouse, runs ahead)."""
+    summaries = []
+    with dask_executor(paths) as ex:
+        for i, d in enumerate(days):
+            for ahead in days[i:i + 1 + PIPELINE_DEPTH]:  # D first: Dask runs in submit order
+                ex.prefetch(ahead)
+            summaries.append(run_date(paths, d, ex))
+    return summaries
