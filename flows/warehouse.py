@@ -166,7 +166,8 @@ def run_in_progress(warehouse: Path) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            return text.splitlines()[0] if text else "run"
+            first = "".join(c for c in (text.splitlines() or [""])[0] if c.isprintable())
+            return first or "run"  # the file is as untrusted as the folder: no escapes shown
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
