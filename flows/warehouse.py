@@ -27,7 +27,7 @@ Run guarantees (outputs.md) and how they are kept (docs/run-folders.md):
   `<out>/.staging` (or `<out>/<D>`); a symbolic link is only ever unlinked,
   never followed.
 - **`recon status` is read-only.** It reads `<warehouse>.status.json`, which
-  every run writes atomically after its commit and after recovery, and probes
+  every run writes atomically after recovery and after its publish, and probes
   the run lock with a momentary shared lock (a run waits `LOCK_GRACE_S` for
   such a probe) - it never opens DuckDB while a run may hold it, never takes
   the run lock, and creates no file.
