@@ -1,0 +1,243 @@
+"""`--task-runner dask` (issue 13): the provinces of a date load on Dask workers, which
+write Parquet into a staging folder; the driver alone writes the warehouse; a backfill
+loads later dates while earlier ones reconcile.
+
+The rehearsals run `recon backfill` as an operator would, against one real Prefect
+server (the fixture of tests/test_prefect_server.py): once on a LocalCluster of two
+worker processes, once on a `dask scheduler` and two `dask worker` processes started as
+separate commands on 127.0.0.1 (as on separate hosts). Both must give, byte for byte,
+the reports and warehouse rows of the plain backfill of the same inbox.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows import distributed
+from flows.cli import _use_prefect, build_parser, main
+from flows.nightly import Paths, backfill_plain
+from synth.generate import generate
+from tests.test_prefect_server import free_port, prefect_server, stop, wait_until  # noqa: F401
+from tests.test_run_guarantees import warehouse_state
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+START = date(2026, 11, 20)
+DATES = [START + timedelta(days=i) for i in range(3)]
+RESULTS = ("exceptions.csv", "exceptions.parquet", "settlement.csv", "settlement.parquet",
+           "positions.csv", "positions.parquet")
+VARYING = ("run_id", "started_at", "finished_at", "code_version")  # differ between any two runs
+TIMEOUT_S = 400
+
+
+# --------------------------------------------------------------------------- helpers
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    """A generated inbox of three dates and its plain backfill (the reference)."""
+    root = tmp_path_factory.mktemp("dask-plain")
+    generate(root / "inbox", START, len(DATES), 300, 7, violation_rate=0.02)
+    backfill_plain(root / "inbox", root / "reports", root / "wh.duckdb", DATES[0], DATES[-1])
+    return root
+
+
+def results(out: Path) -> dict[str, bytes]:
+    """The reports of every date: the result files as they are, summary.json without the
+    fields that differ between any two runs."""
+    got = {}
+    for d in DATES:
+        folder = out / d.isoformat()
+        for name in RESULTS:
+            if (folder / name).exists():
+                got[f"{d}/{name}"] = (folder / name).read_bytes()
+        s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        got[f"{d}/summary.json"] = json.dumps({k: v for k, v in s.items() if k not in VARYING},
+                                              sort_keys=True).encode()
+    return got
+
+
+def recon_dask(env: dict, plain: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`recon backfill --task-runner dask` of the plain fixture's inbox into tmp."""
+    return subprocess.run(
+        [str(BIN / "recon"), "backfill", "--start", DATES[0].isoformat(), "--end",
+         DATES[-1].isoformat(), "--inbox", str(plain / "inbox"), "--out", str(tmp / "reports"),
+         "--warehouse", str(tmp / "wh.duckdb"), "--task-runner", "dask", *extra],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def assert_same_as_plain(plain: Path, tmp: Path, r: subprocess.CompletedProcess) -> None:
+    assert r.returncode == 0, (r.stderr[-3000:], r.stdout[-3000:])
+    got, want = results(tmp / "reports"), results(plain / "reports")
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
+    assert warehouse_state(tmp / "wh.duckdb", with_runs=False) == \
+        warehouse_state(plain / "wh.duckdb", with_runs=False)
+    assert not (tmp / "reports" / distributed.DEFAULT_STAGING).exists()  # staging cleaned
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], log: Path, env: dict):
+    """A process started as an operator would start it, stopped (its group) at the end."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+# --------------------------------------------------------------------------- rehearsals
+
+def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backfill(
+        prefect_server, plain, tmp_path):
+    r = recon_dask(prefect_server, plain, tmp_path, "--dask-workers", "2")
+    assert_same_as_plain(plain, tmp_path, r)
+
+
+def test_dask_backfill_on_a_separately_started_scheduler_and_workers_matches_the_plain_backfill(
+        prefect_server, plain, tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**prefect_server, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    with started([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                  "--no-dashboard"], tmp_path / "scheduler.log", env) as scheduler, \
+            started([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--host",
+                     "127.0.0.1", "--no-dashboard", "--name", "host-a"], tmp_path / "a.log", env), \
+            started([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--host",
+                     "127.0.0.1", "--no-dashboard", "--name", "host-b"], tmp_path / "b.log", env):
+        wait_until(lambda: workers_of(address) == 2, 120, "two dask workers joining the scheduler",
+                   scheduler, tmp_path / "scheduler.log")
+        r = recon_dask(prefect_server, plain, tmp_path, "--orchestrator", "prefect",
+                       "--dask-address", address)
+        ran_on = workers_that_ran(address)
+    assert_same_as_plain(plain, tmp_path, r)
+    assert ran_on == {"host-a", "host-b"}  # both "hosts" loaded provinces
+
+
+def workers_of(address: str) -> int:
+    from distributed import Client
+    with Client(address, timeout=5) as c:
+        return len(c.scheduler_info()["workers"])
+
+
+def workers_that_ran(address: str) -> set[str]:
+    """Names of the workers that executed a task, from each worker's task log."""
+    from distributed import Client
+
+    def executed(dask_worker):
+        return any(t[1] == "executing" or t[2] == "executing" for t in dask_worker.state.log
+                   if isinstance(t, tuple) and len(t) > 2)
+
+    with Client(address, timeout=5) as c:
+        ran = c.run(executed)
+        names = {w: info["name"] for w, info in c.scheduler_info()["workers"].items()}
+    return {names[w] for w, yes in ran.items() if yes}
+
+
+# --------------------------------------------------------------------------- options
+
+def test_dask_under_auto_means_prefect_without_a_server(monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    a = build_parser().parse_args(["backfill", "--start", "2026-11-20", "--end", "2026-11-21",
+                                   "--task-runner", "dask"])
+    assert _use_prefect(a)
+    a = build_parser().parse_args(["backfill", "--start", "2026-11-20", "--end", "2026-11-21"])
+    assert not _use_prefect(a)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5:8786", "http://h:8786", "tcp://h", "tcp://:8786"])
+def test_a_malformed_scheduler_address_is_a_usage_error(tmp_path, capsys, address):
+    rc = main(["backfill", "--start", "2026-11-20", "--end", "2026-11-20", "--task-runner", "dask",
+               "--dask-address", address, "--out", str(tmp_path / "r"),
+               "--warehouse", str(tmp_path / "w.duckdb")])
+    assert rc == 2
+    assert "tcp://HOST:PORT" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_scheduler_that_does_not_answer_is_refused_before_anything_is_touched(tmp_path, capsys):
+    rc = main(["backfill", "--start", "2026-11-20", "--end", "2026-11-20", "--task-runner", "dask",
+               "--dask-address", f"tcp://127.0.0.1:{free_port()}", "--out", str(tmp_path / "r"),
+               "--warehouse", str(tmp_path / "w.duckdb")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot be reached" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w.duckdb").exists()
+
+
+def test_local_workers_default_to_the_cpus_and_follow_the_environment(monkeypatch):
+    monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
+    assert distributed.local_workers() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(distributed.WORKERS_ENV, "3")
+    assert distributed.local_workers() == 3
+
+
+# --------------------------------------------------------------------------- staging folder
+
+def paths_of(tmp: Path) -> Paths:
+    return Paths.of(tmp / "inbox", tmp / "reports", tmp / "wh.duckdb")
+
+
+def test_the_run_folder_is_removed_at_the_end_even_when_the_run_fails(tmp_path, monkeypatch):
+    monkeypatch.delenv(distributed.STAGING_ENV, raising=False)
+    with pytest.raises(RuntimeError):
+        with distributed.run_folder(paths_of(tmp_path)) as run:
+            (run / "2026-11-20-44-abc").mkdir()
+            (run / "2026-11-20-44-abc" / "persons.parquet").write_bytes(b"x")
+            raise RuntimeError("a date failed")
+    assert not run.exists()
+    assert not (tmp_path / "reports" / distributed.DEFAULT_STAGING).exists()
+
+
+def test_a_link_planted_as_the_staging_folder_is_removed_not_followed(tmp_path, monkeypatch):
+    monkeypatch.delenv(distributed.STAGING_ENV, raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / distributed.DEFAULT_STAGING).symlink_to(elsewhere)
+    with distributed.run_folder(paths_of(tmp_path)) as run:
+        assert run.parent == tmp_path / "reports" / distributed.DEFAULT_STAGING
+        assert not run.parent.is_symlink()
+    assert (elsewhere / "precious").read_text() == "keep" and len(list(elsewhere.iterdir())) == 1
+
+
+def test_a_staged_file_replaced_by_a_link_is_refused(tmp_path, monkeypatch):
+    from contracts.errors import InputError
+    monkeypatch.delenv(distributed.STAGING_ENV, raising=False)
+    secret = tmp_path / "secret.parquet"
+    secret.write_bytes(b"not yours")
+    with distributed.run_folder(paths_of(tmp_path)) as run:
+        folder = run / "2026-11-20-44-abc"
+        folder.mkdir()
+        (folder / "persons.parquet").symlink_to(secret)
+        with pytest.raises(InputError, match="not the regular file recon wrote"):
+            distributed.confined_file(run, folder.name, "persons.parquet")
+        with pytest.raises(InputError, match="did not write"):
+            distributed.confined_file(run, "../../x", "persons.parquet")
+        with pytest.raises(InputError, match="did not write"):
+            distributed.confined_file(run, folder.name, "../secret.parquet")
+
+
+def test_only_the_run_folders_of_dead_runs_are_removed(tmp_path, monkeypatch):
+    root = tmp_path / "staging"
+    root.mkdir()
+    dead = root / "recon-intake-20261120T010203-0123abcd"
+    (dead / "2026-11-20-44-abc").mkdir(parents=True)
+    (dead / distributed.LOCK).write_text("")   # its run died: nobody holds the lock
+    foreign = root / "operators-notes"
+    foreign.mkdir()
+    monkeypatch.setenv(distributed.STAGING_ENV, str(root))
+    with distributed.run_folder(paths_of(tmp_path)) as live:
+        assert not dead.exists()
+        assert distributed.remove_dead_runs(root) == []   # a live run's lock is held
+        assert live.exists()
+    assert foreign.exists() and not live.exists()
