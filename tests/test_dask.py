@@ -101,6 +101,28 @@ def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backf
         prefect_server, plain, tmp_path):
     r = recon_dask(prefect_server, plain, tmp_path, "--dask-workers", "2")
     assert_same_as_plain(plain, tmp_path, r)
+    runs = task_runs_of_the_last_backfill(prefect_server["PREFECT_API_URL"])
+    staged = sorted(t.start_time for t in runs if t.name == "stage")
+    published = sorted(t.end_time for t in runs if t.name == "publish")
+    loads = {d: [t for t in runs if t.name.startswith(f"load-province-{d}-")] for d in DATES}
+    assert len(staged) == len(published) == len(DATES)
+    assert all(len(loads[d]) >= 25 for d in DATES)
+    # pipelined: the provinces of D2 were loading on the workers before D1 was published
+    assert min(t.start_time for t in loads[DATES[1]]) < published[0]
+    # in date order on the driver: D is staged only after D-1 is published (the ledger chain)
+    assert all(published[i] <= staged[i + 1] for i in range(len(DATES) - 1))
+
+
+def task_runs_of_the_last_backfill(api: str) -> list:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    name = f"backfill-{DATES[0]}-{DATES[-1]}"
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as c:
+        [run] = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                                 sort=FlowRunSort.START_TIME_DESC, limit=1)
+        return c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
 
 
 def test_dask_backfill_on_a_separately_started_scheduler_and_workers_matches_the_plain_backfill(
