@@ -53,6 +53,7 @@ from typing import Iterator
 import duckdb
 
 from contracts.errors import InputError, RunLockedError
+from contracts.privacy import scrub_json
 from transforms.context import DATE_PARTITIONED, create_warehouse
 
 STAGING = ".staging"
@@ -378,7 +379,9 @@ def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
         runs_.append({"business_date": d.isoformat(), "run_id": run_id, "status": status,
                       "started_at": started.isoformat(), "finished_at": finished.isoformat(),
                       "summary": {k: v for k, v in s.items() if k not in _HEAVY}})
-    write_json_atomic(status_file(warehouse), {"warehouse_id": warehouse_id(con), "runs": runs_})
+    # Beside the warehouse, but an output all the same: no full resident ID in it.
+    write_json_atomic(status_file(warehouse),
+                      scrub_json({"warehouse_id": warehouse_id(con), "runs": runs_}))
 
 
 def read_regular(path: Path, limit: int) -> str:

@@ -238,6 +238,9 @@ def test_ids_planted_in_every_field_reach_no_output_file(tmp_path, capfd):
     texts["stdout"], texts["stderr"] = captured.out, captured.err
     for log in wh.parent.glob("*.log"):
         texts[str(log)] = log.read_text(encoding="utf-8")
+    for beside in wh.parent.glob("*.json"):  # the status file `recon status` reads
+        texts[str(beside)] = beside.read_text(encoding="utf-8")
+    assert any(k.endswith(".status.json") for k in texts)
     leaks = {(where, rid) for where, text in texts.items() for rid in planted if rid in text}
     assert leaks == set()
     assert all(scrub_text(t) == t for t in texts.values())
