@@ -23,13 +23,16 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, ConfigDict, PlainSerializer, TypeAdapter, ValidationError,
                       field_validator)
 
+from contracts.errors import InputError
+
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
 Status = Literal["COMPLETE", "PARTIAL", "STALE"]
 REJECTING_RULES = ("F01", "F02", "F03")  # a province missing or a file rejected: PARTIAL
 
 
-class SummaryError(ValueError):
-    """A summary.json that does not match this contract; str() is one sentence."""
+class SummaryError(InputError, ValueError):
+    """A summary.json that does not match this contract; str() is one sentence (exit 2
+    when it reaches the command line)."""
 
 
 def _two_places(v: Decimal) -> Decimal:
@@ -49,6 +52,10 @@ class Provinces(_Strict):
     expected: list[str]
     delivered: list[str]
     missing: list[str]
+    # manifest.json `exported_at` of each delivered province that gives a readable one
+    # (what the delivery scorecard calls on time or late). None only in summaries
+    # written before the run recorded it.
+    exported_at: dict[str, datetime] | None = None
 
 
 class FileLoad(_Strict):
@@ -126,7 +133,40 @@ class PartialReason(_Strict):
         return f"{self.province}/{self.file} rejected ({self.rule_code}: {self.reason.rstrip('.')})"
 
 
-class RunSummary(_Strict):
+SCORECARD_DATES = 30  # the delivery scorecard covers the last 30 processed dates (issue 11)
+
+
+class ScorecardRow(_Strict):
+    """One live province over the scorecard's dates: its deliveries on time (exported by
+    the deadline of the date), late (exported after it) or missing (still missing at the
+    date's latest run), its files rejected, its rows quarantined per 10,000 rows read
+    (None when it read no row)."""
+    province: str
+    dates: int
+    on_time: int
+    late: int
+    missing: int
+    files_rejected: int
+    rows_read: int
+    rows_quarantined: int
+    quarantined_per_10k: float | None
+
+
+class DeliveryScorecard(_Strict):
+    """Province delivery scorecard (issue 11 item 5), worst province first. `not_counted`:
+    processed dates of the window whose stored summary does not match this contract
+    (written by an older version): they are named, never guessed."""
+    first_date: date
+    last_date: date
+    dates: int
+    deadline: str  # HH:MM Asia/Shanghai on D+1: a delivery exported after it is late
+    provinces: list[ScorecardRow]
+    not_counted: list[date]
+
+
+class SummaryCore(_Strict):
+    """summary.json without the fields that grow with the data (HEAVY): the copy that
+    the warehouse's status file keeps for `recon status`."""
     business_date: date
     status: Status
     run_id: str
@@ -138,12 +178,10 @@ class RunSummary(_Strict):
     amounts: Amounts
     invariants: list[Invariant]
     all_invariants_passed: bool
-    input_sha256: dict[str, str]
     policy_version: str
     code_version: str
     started_at: datetime
     finished_at: datetime
-    changes_since_previous_run: Changes
     # Set when a re-run of an earlier date made this one STALE (absent before that).
     status_before_stale: Literal["COMPLETE", "PARTIAL"] | None = None
     stale_clear_command: str | None = None
@@ -162,6 +200,17 @@ class RunSummary(_Strict):
         """One line saying why the date is not COMPLETE ('' when it is)."""
         return why(self.status, self.status_before_stale, self.stale_clear_command,
                    self.partial_because)
+
+
+class RunSummary(SummaryCore):
+    """summary.json as the run writes it."""
+    input_sha256: dict[str, str]
+    changes_since_previous_run: Changes
+    # None only in summaries written before the scorecard existed.
+    delivery_scorecard: DeliveryScorecard | None = None
+
+
+HEAVY = ("input_sha256", "changes_since_previous_run", "delivery_scorecard")
 
 
 def why(status: str, status_before_stale: str | None, clear_with: str | None,
@@ -188,14 +237,26 @@ def parse_reasons(items: list) -> list[PartialReason]:
                            f"{e.errors()[0]['msg']}.") from None
 
 
-def parse(data: dict) -> RunSummary:
-    """A summary dict as written by the run; SummaryError (one sentence) otherwise."""
+def parse(data: dict, what: str = "summary.json") -> RunSummary:
+    """A summary dict as written by the run; SummaryError (one sentence naming `what`,
+    e.g. the file or the date, and the first field that does not match) otherwise."""
+    return _validate(RunSummary, data, what)
+
+
+def parse_core(data: dict, what: str = "the status copy of a summary") -> SummaryCore:
+    """The status file's copy of a summary (summary.json without HEAVY), as strictly."""
+    return _validate(SummaryCore, data, what)
+
+
+def _validate(model, data, what: str):
+    if not isinstance(data, dict):
+        raise SummaryError(f"{what} is not a JSON object.")
     try:
-        return RunSummary.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "summary"
-        raise SummaryError(f"summary.json does not match its contract at {where}: "
+        raise SummaryError(f"{what} does not match its contract at {where}: "
                            f"{first['msg']}.") from None
 
 
@@ -207,7 +268,7 @@ def load(path: Path) -> RunSummary:
         raise SummaryError(f"{path} cannot be read as JSON ({type(e).__name__}).") from None
     if not isinstance(data, dict):
         raise SummaryError(f"{path} does not hold a JSON object.")
-    return parse(data)
+    return parse(data, f"{path}")
 
 
 def dump(summary: RunSummary) -> dict:

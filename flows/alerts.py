@@ -20,6 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from contracts.errors import InputError
+from contracts.summary import SummaryCore
 
 log = logging.getLogger("recon")
 
@@ -120,8 +121,9 @@ class Alerter:
         self.send(SPIKE, d, f"{errors} ERROR findings, above {threshold:g} (the alert multiple of "
                   f"their median {median:g} over the previous processed dates).")
 
-    def digest(self, d: date, s: dict) -> None:
-        missing = s.get("provinces", {}).get("missing", [])
-        self.send(DIGEST, d, f"{s['status']}: {s['findings']['total']} findings, settled "
-                  f"{s.get('amounts', {}).get('settled', '?')}"
+    def digest(self, d: date, s: SummaryCore) -> None:
+        """The day in one line, from its summary (contracts/summary.py)."""
+        missing = s.provinces.missing
+        self.send(DIGEST, d, f"{s.status}: {s.findings.total} findings, settled "
+                  f"{s.amounts.settled:.2f}"
                   + (f", missing {', '.join(missing)}" if missing else "") + ".", "info")

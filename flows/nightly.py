@@ -394,6 +394,8 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
             started=started, finished=now(),
             changes_=reports.changes(previous_run_id, previous_ids, current_ids),
             genesis=genesis, reasons=parts["reasons"])
+        from flows.operations import with_scorecard  # (flows.operations imports this module)
+        summary = with_scorecard(con, summary, inbox_date.deliveries)
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
         wh.write_journal(paths.out, run_id, d)

@@ -32,6 +32,7 @@ from typing import Callable, Protocol
 
 from contracts import codes
 from contracts import operations as ops
+from contracts import summary as summary_contract
 from contracts.errors import InputError
 from flows import warehouse as wh
 from flows.alerts import Alerter
@@ -357,7 +358,9 @@ class Changed:
 
 def recorded_runs(paths: Paths) -> list[dict]:
     """Every processed date, oldest first: business_date, status, summary (as recorded in
-    the warehouse: the outputs folder may be tampered with, the warehouse is ours)."""
+    the warehouse: the outputs folder may be tampered with, the warehouse is ours),
+    parsed by contracts/summary.py: a summary that does not match the contract stops
+    the look-back with one sentence naming its date (SummaryError, exit 2)."""
     with wh.run_lock(paths.warehouse, "look-back for changed inputs"):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:
@@ -365,7 +368,16 @@ def recorded_runs(paths: Paths) -> list[dict]:
                                "ORDER BY business_date").fetchall()
         finally:
             con.close()
-    return [{"business_date": d, "status": st, "summary": json.loads(s)} for d, st, s in rows]
+    return [{"business_date": d, "status": st, "summary": _stored(d, s)} for d, st, s in rows]
+
+
+def _stored(d: date, summary_json: str) -> summary_contract.RunSummary:
+    what = f"The summary that the warehouse recorded for {d.isoformat()}"
+    try:
+        data = json.loads(summary_json)
+    except ValueError:
+        raise summary_contract.SummaryError(f"{what} is not JSON.") from None
+    return summary_contract.parse(data, what)
 
 
 def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
@@ -384,7 +396,7 @@ def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
         d = r["business_date"]
         if first <= d <= until and (Path(paths.inbox) / d.isoformat()).is_dir():
             # a date folder cleared from the inbox cannot be re-run: not a change
-            reasons = input_changes(d, r["summary"].get("input_sha256", {}),
+            reasons = input_changes(d, r["summary"].input_sha256,
                                     current_inputs(paths.inbox, d, cache))
             if reasons:
                 out.append(Changed(d, r["status"], reasons))
@@ -435,19 +447,18 @@ def run_dates(paths: Paths, todo: list[date], run_one: RunOne, alerter: Alerter,
     done = []
     for d in todo:
         try:
-            s = run_one(d)
+            written = run_one(d)
         except Exception as e:
             alerter.run_failed(d, e)
             raise
-        done.append(s)
+        done.append(written)
+        s = summary_contract.parse(written)
         history[d] = s
         prev = before.get(d)
         if prev is not None:
-            late = late_provinces(prev.get("provinces", {}).get("missing", []),
-                                  s.get("provinces", {}).get("delivered", []))
+            late = late_provinces(prev.provinces.missing, s.provinces.delivered)
             if late:
-                alerter.late_delivery(d, late, prev.get("status_before_stale") or prev.get("status"),
-                                      s["status"])
+                alerter.late_delivery(d, late, prev.status_before_stale or prev.status, s.status)
         spike = error_spike(s, [v for k, v in history.items() if k < d], cfg.spike_factor,
                             ops.BASELINE_DAYS, ops.BASELINE_MIN_DAYS)
         if spike:
@@ -519,6 +530,9 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
         recorded = _published_sha256(paths.out, d)
         if recorded is None:
             continue
+        if isinstance(recorded, str):
+            changed.append(f"  {d.isoformat()}  {r['status']:<8}  not checked: {recorded}")
+            continue
         try:
             reasons = input_changes(d, recorded, current_inputs(paths.inbox, d, cache))
         except OSError:
@@ -534,8 +548,9 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
 MAX_SUMMARY_BYTES = 64 << 20  # a summary.json lists a few hundred files; anything bigger is not one
 
 
-def _published_sha256(out: Path, d: date) -> dict[str, str] | None:
-    """`input_sha256` of `<out>/<D>/summary.json`, None when it cannot be read."""
+def _published_sha256(out: Path, d: date) -> dict[str, str] | str | None:
+    """`input_sha256` of `<out>/<D>/summary.json` (contracts/summary.py); None when there
+    is no such file to read, the one sentence of SummaryError when it does not match."""
     from flows.inbox import _read_inside
     folder = Path(out) / d.isoformat()
     if not folder.is_dir():
@@ -543,65 +558,79 @@ def _published_sha256(out: Path, d: date) -> dict[str, str] | None:
     got = _read_inside(folder.resolve(), "summary.json", limit=MAX_SUMMARY_BYTES)
     if got.status != "ok":
         return None
+    what = f"{folder / 'summary.json'}"
     try:
-        sums = json.loads(got.data).get("input_sha256")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(sums, dict):
-        return None
-    return {str(k): str(v) for k, v in sums.items()}
+        return summary_contract.parse(json.loads(got.data), what).input_sha256
+    except (ValueError, RecursionError) as e:  # SummaryError is a ValueError too
+        return str(e) if isinstance(e, summary_contract.SummaryError) else \
+            f"{what} is not JSON."
 
 
 # --------------------------------------------------------------------------- scorecard
 
-def _exported_at(d: date, pp: str, folder: Path | None) -> datetime | None:
-    """manifest.json `exported_at` of a province folder (aware), None when unknown."""
-    if folder is None:
-        return None
-    status, raw, manifest = _manifest(folder, pp, d)
-    if manifest is None or not raw:
-        return None
-    try:
-        at = datetime.fromisoformat(str(json.loads(raw.decode("utf-8-sig")).get("exported_at")))
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return None
-    return at if at.tzinfo is not None else None
-
-
-def scorecard(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
-              last: int = ops.LOOKBACK_DAYS):
-    """(the dates covered, the delivery scorecard frame of transforms.operations) over the
-    last `last` processed dates of `runs`."""
+def scorecard(runs: list[dict], deadline: time = ops.DEADLINE,
+              last: int = summary_contract.SCORECARD_DATES):
+    """The delivery scorecard (contracts.summary.DeliveryScorecard, None without a date)
+    over the last `last` processed dates of `runs` (recorded_runs, or the rows of the
+    status snapshot whose summary is the status file's copy)."""
     from transforms.operations import delivery_scorecard
     recent = sorted(runs, key=lambda r: r["business_date"])[-last:]
-    summaries, exported, due = [], {}, {}
-    for r in recent:
-        d = r["business_date"]
-        s = {**r["summary"], "business_date": d.isoformat()}
-        summaries.append(s)
-        due[d.isoformat()] = deadline_at(d, deadline)
-        folders = _province_folders(paths.inbox, d)
-        for pp in s.get("provinces", {}).get("delivered", []):
-            exported[(d.isoformat(), pp)] = _exported_at(d, pp, folders.get(pp))
-    return [r["business_date"] for r in recent], delivery_scorecard(summaries, exported, due)
+    return delivery_scorecard([_core(r) for r in recent], deadline)
+
+
+def _core(r: dict) -> summary_contract.SummaryCore:
+    """The summary of a runs row, parsed when it is still the status file's dict."""
+    s = r["summary"]
+    if isinstance(s, summary_contract.SummaryCore):
+        return s
+    return summary_contract.parse_core(
+        s, f"The summary of {r['business_date'].isoformat()} in the status file")
+
+
+def with_scorecard(con, summary: dict, deliveries, deadline: time | None = None) -> dict:
+    """summary.json of the run with each delivered province's manifest `exported_at` and
+    the delivery scorecard of the last SCORECARD_DATES processed dates ending at D: D's
+    own summary and the latest runs recorded before D, read from the warehouse (bounded:
+    a day's cost does not grow with the history). A recorded summary that does not match
+    the contract is named in `not_counted`, never guessed at."""
+    from transforms.operations import delivery_scorecard, manifest_exported_at
+    if deadline is None:  # RECON_DEADLINE alone: the other settings do not concern a run
+        given = os.environ.get("RECON_DEADLINE")
+        deadline = parse_deadline(given) if given else ops.DEADLINE
+    exported = {x.province: at for x in deliveries
+                if (at := manifest_exported_at(x.manifest_bytes)) is not None}
+    s = summary_contract.parse(summary)
+    s = s.model_copy(update={"provinces": s.provinces.model_copy(update={"exported_at": exported})})
+    rows = con.execute("SELECT business_date, summary_json FROM runs WHERE business_date < ? "
+                       "ORDER BY business_date DESC LIMIT ?",
+                       [s.business_date, summary_contract.SCORECARD_DATES - 1]).fetchall()
+    counted, not_counted = [s], []
+    for d, text in rows:
+        try:
+            counted.append(_stored(d, text))
+        except summary_contract.SummaryError as e:
+            log.warning("delivery scorecard: %s", e)
+            not_counted.append(d)
+    card = delivery_scorecard(counted, deadline, not_counted)
+    return summary_contract.dump(s.model_copy(update={"delivery_scorecard": card}))
 
 
 def scorecard_lines(paths: Paths, runs: list[dict], deadline: time = ops.DEADLINE,
-                    last: int = ops.LOOKBACK_DAYS) -> list[str]:
+                    last: int = summary_contract.SCORECARD_DATES) -> list[str]:
     """`recon status --provinces`: the delivery scorecard of every live province over the
     last `last` processed dates, worst first (transforms.operations.delivery_scorecard)."""
-    dates, card = scorecard(paths, runs, deadline, last)
-    if not dates:
+    card = scorecard(runs, deadline, last)
+    if card is None:
         return ["No business date has been processed yet, so there is no scorecard."]
-    lines = [f"Delivery scorecard of the last {len(dates)} processed date(s), "
-             f"{dates[0].isoformat()}..{dates[-1].isoformat()} "
-             f"(late: exported after {deadline:%H:%M} Asia/Shanghai on D+1), worst first:",
+    lines = [f"Delivery scorecard of the last {card.dates} processed date(s), "
+             f"{card.first_date.isoformat()}..{card.last_date.isoformat()} "
+             f"(late: exported after {card.deadline} Asia/Shanghai on D+1), worst first:",
              f"{'province':<8}  {'dates':>5}  {'on time':>7}  {'late':>4}  {'missing':>7}  "
              f"{'files rejected':>14}  {'quarantined per 10,000 rows':>27}"]
-    for row in card.iter_rows(named=True):
-        q = "-" if row["quarantined_per_10k"] is None else f"{row['quarantined_per_10k']:.1f}"
-        lines.append(f"{row['province']:<8}  {row['dates']:>5}  {row['on_time']:>7}  "
-                     f"{row['late']:>4}  {row['missing']:>7}  {row['files_rejected']:>14}  {q:>27}")
+    for row in card.provinces:
+        q = "-" if row.quarantined_per_10k is None else f"{row.quarantined_per_10k:.1f}"
+        lines.append(f"{row.province:<8}  {row.dates:>5}  {row.on_time:>7}  "
+                     f"{row.late:>4}  {row.missing:>7}  {row.files_rejected:>14}  {q:>27}")
     return lines
 
 
@@ -611,9 +640,10 @@ SCORECARD_ARTIFACT = "recon-delivery-scorecard"
 def scorecard_artifact(paths: Paths, cfg: OpsConfig) -> None:
     """The scorecard as the Prefect table artifact `recon-delivery-scorecard` (nightly flow)."""
     from prefect.artifacts import create_table_artifact
-    dates, card = scorecard(paths, recorded_runs(paths), cfg.deadline)
-    if dates:
-        create_table_artifact(key=SCORECARD_ARTIFACT, table=card.to_dicts(),
-                              description=f"Province deliveries {dates[0]}..{dates[-1]}: on time / "
+    card = scorecard(recorded_runs(paths), cfg.deadline)
+    if card is not None:
+        create_table_artifact(key=SCORECARD_ARTIFACT,
+                              table=[r.model_dump(mode="json") for r in card.provinces],
+                              description=f"Province deliveries {card.first_date}..{card.last_date}: on time / "
                                           "late / missing, files rejected, quarantined per 10,000 "
                                           "rows, worst first")

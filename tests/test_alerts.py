@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import InputError
+from contracts.summary import Findings, SummaryCore
 from flows import operations as ops
 from flows.alerts import DIGEST, FAILED, INVARIANT, SPIKE, Alerter
 from flows.nightly import Paths, PlainExecutor, RunFailed, run_date
@@ -179,8 +180,11 @@ def test_a_clean_day_sends_nothing_unless_the_daily_digest_is_asked_for(tmp_path
     assert m["message"].splitlines()[1].startswith("What happened: COMPLETE: ")
 
 
-def _summary(d: str, **per_rule) -> dict:
-    return {"business_date": d, "findings": {"per_rule": per_rule}}
+def _summary(d: str, **per_rule) -> SummaryCore:
+    """Only what error_spike reads of a summary (the rest is not built)."""
+    return SummaryCore.model_construct(business_date=date.fromisoformat(d),
+                                       findings=Findings(total=sum(per_rule.values()),
+                                                         per_rule=per_rule))
 
 
 def test_error_findings_above_the_multiple_of_their_median_spike():

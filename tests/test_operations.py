@@ -377,8 +377,8 @@ def test_province_scorecard_counts_on_time_late_missing_rejected_and_quarantined
     """Guangdong (44) misses D1, exports D2 at 06:00 on D+1 (after the 04:30 deadline) and
     delivers a transfer with 3 decimals on D3; Henan (41) is on time every day but its D3
     settlements.csv does not match its manifest."""
+    from contracts.summary import load
     from flows.cli import main
-    from transforms.operations import delivery_scorecard
     paths = paths_of(tmp_path)
     write_reference(paths.inbox)
     henan(paths.inbox, D1)
@@ -394,21 +394,15 @@ def test_province_scorecard_counts_on_time_late_missing_rejected_and_quarantined
     for d in (D1, D2, D3):
         run_date(paths, d, PlainExecutor(max_workers=2))
     runs = ops.recorded_runs(paths)
-    quarantined_44 = sum(f["rows_quarantined"] for f in runs[2]["summary"]["files"]
-                         if f["province"] == "44")
-    read_44 = sum(f["rows_read"] or 0 for r in runs for f in r["summary"]["files"]
-                  if f["province"] == "44")
+    quarantined_44 = sum(f.rows_quarantined for f in runs[2]["summary"].files if f.province == "44")
+    read_44 = sum(f.rows_read for r in runs for f in r["summary"].files if f.province == "44")
     assert quarantined_44 == 1
-    card = delivery_scorecard(
-        [{**r["summary"], "business_date": r["business_date"].isoformat()} for r in runs],
-        {(r["business_date"].isoformat(), pp): ops._exported_at(
-            r["business_date"], pp, ops._province_folders(paths.inbox, r["business_date"]).get(pp))
-         for r in runs for pp in ("41", "44")},
-        {r["business_date"].isoformat(): ops.deadline_at(r["business_date"], time(4, 30))
-         for r in runs})
-    assert card.select("province", "dates", "on_time", "late", "missing", "files_rejected").rows() == \
-        [("44", 3, 1, 1, 1, 0), ("41", 3, 3, 0, 0, 1)]
-    assert card["quarantined_per_10k"].to_list() == [round(10_000 / read_44, 1), 0.0]
+    card = load(paths.out / D3.isoformat() / "summary.json").delivery_scorecard
+    assert (card.first_date, card.last_date, card.dates, card.deadline, card.not_counted) == \
+        (D1, D3, 3, "04:30", [])
+    assert [(r.province, r.dates, r.on_time, r.late, r.missing, r.files_rejected)
+            for r in card.provinces] == [("44", 3, 1, 1, 1, 0), ("41", 3, 3, 0, 0, 1)]
+    assert [r.quarantined_per_10k for r in card.provinces] == [round(10_000 / read_44, 1), 0.0]
 
     assert main(["status", "--provinces", "--inbox", str(paths.inbox), "--out", str(paths.out),
                  "--warehouse", str(paths.warehouse)]) == 0

@@ -2,8 +2,9 @@
 
 For every folder <out>/<YYYY-MM-DD>/ with exceptions.parquet: the findings become
 sightings of their cases (keys.case_key); a case is created, with a `created`
-event, the first time its key is seen. summary.json gives the run's status, and
-report.html the drill-down evidence it embedded (only for the findings the page
+event, the first time its key is seen. summary.json, read through
+contracts/summary.py, gives the run's status (a summary that does not match the
+contract is a problem of that date, never a guessed status), and report.html the drill-down evidence it embedded (only for the findings the page
 evidences: the top ones per rule and the largest).
 
 Idempotent: a date whose files did not change is skipped; a date whose files did
@@ -28,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from auditview import mask_text
+from contracts import summary as summary_contract
 from workbench import keys
 from workbench.store import append_event, now_utc, transaction
 
@@ -37,6 +39,7 @@ REQUIRED = ("exception_id", "business_date", "rule_code", "rule_name", "severity
             "dataset", "record_id", "sharer_psn_no", "beneficiary_psn_no", "amount", "detail",
             "source_file", "source_row")
 MAX_REPORT_BYTES = 512 * 1024 * 1024   # a national day's page is tens of MB
+MAX_SUMMARY_BYTES = 64 << 20           # a summary lists a few hundred files (as flows.operations)
 _DATA_OPEN = '<script type="application/json" id="report-data">'
 
 
@@ -182,12 +185,24 @@ def clean_evidence(ev: dict) -> dict:
     return out
 
 
-def _status(folder: Path) -> str | None:
+def read_status(folder: Path, day: str) -> str:
+    """The status of the date from its summary.json, read through contracts/summary.py;
+    ValueError with one sentence when the file is absent, not a regular file, too big,
+    of another date or not of that contract (a renamed field is never guessed at)."""
+    p = folder / "summary.json"
     try:
-        s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        return str(s.get("status"))[:20] if isinstance(s, dict) and s.get("status") else None
-    except (OSError, ValueError):
-        return None
+        if p.is_symlink() or not p.is_file() or p.stat().st_size > MAX_SUMMARY_BYTES:
+            raise ValueError("summary.json is missing or not a regular file of a sensible size")
+        s = summary_contract.parse(json.loads(p.read_text(encoding="utf-8")), "summary.json")
+    except OSError as e:
+        raise ValueError(f"summary.json cannot be read ({type(e).__name__})") from None
+    except summary_contract.SummaryError as e:
+        raise ValueError(str(e).rstrip(".")) from None
+    except (ValueError, RecursionError):
+        raise ValueError("summary.json is not JSON") from None
+    if s.business_date.isoformat() != day:
+        raise ValueError(f"summary.json is the summary of {s.business_date.isoformat()}, not {day}")
+    return s.status
 
 
 def _store_date(con: sqlite3.Connection, day: str, rows: list[dict], evidence: dict,
@@ -244,10 +259,11 @@ def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:
             continue
         try:
             rows = read_findings(folder, day)
+            status = read_status(folder, day)
         except ValueError as e:
             _note_problem(con, day, fp, sha, str(e))
             res.problems[day] = str(e)
             continue
-        _store_date(con, day, rows, read_evidence(folder), fp, sha, _status(folder))
+        _store_date(con, day, rows, read_evidence(folder), fp, sha, status)
         res.ingested.append(day)
     return res
