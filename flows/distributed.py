@@ -297,11 +297,16 @@ def intake_to_parquet(delivery, business_date: date, run: str) -> StagedIntake:
     """On a worker: load one province of D (transforms.intake.load_province) and write
     its loaded rows, quarantine and findings as Parquet into a fresh private folder."""
     from transforms.intake import load_province
-    intake = load_province(delivery, business_date)
+    return write_staged(load_province(delivery, business_date), run)
+
+
+def write_staged(intake, run: str) -> StagedIntake:
+    """A ProvinceIntake's rows as Parquet in a fresh private folder of the run folder."""
+    business_date = intake.business_date
     if not wh._is_real_dir(Path(run)):
         raise InputError(f"The Dask staging folder {run} is not a real folder on this worker; "
                          "workers must see the staging folder at the driver's path.")
-    prefix = f"{business_date.isoformat()}-{delivery.province}-"
+    prefix = f"{business_date.isoformat()}-{intake.province}-"
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run))  # exclusive, mode 0700
     os.chmod(folder, 0o755)  # the driver may run as another user of the shared folder
     for ds in codes.DATASETS:
