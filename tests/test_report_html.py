@@ -381,7 +381,7 @@ def _summary_value(summary: dict, key: str):
     """The value of a dotted data-summary-key in summary.json (KeyError when absent)."""
     cur = summary
     for part in key.split("."):
-        cur = cur[part]
+        cur = cur[int(part)] if isinstance(cur, list) else cur[part]
     return cur
 
 
@@ -406,6 +406,24 @@ def test_every_number_labelled_on_the_page_is_summary_json_s_own(real_run):
                 assert all(p in text for p in value) and (value or "none" in text), key
             else:
                 assert text.replace(",", "").strip() == _shown(value), (d, key, text)
+
+
+def test_the_scorecard_panel_lists_summary_json_s_provinces_worst_first(real_run):
+    summary = real_run.summary(real_run.partial)
+    card = summary["delivery_scorecard"]
+    page = (real_run.folder(real_run.partial) / "report.html").read_text(encoding="utf-8")
+    panel = page.split('<section id="deliveries">')[1].split("</section>")[0]
+    keyed = _parse(panel).keyed
+    shown = [keyed[f"delivery_scorecard.provinces.{i}.province"] for i in range(len(card["provinces"]))]
+    assert shown == [r["province"] for r in card["provinces"]]
+    before = card["provinces"][:shown.index(real_run.withdrawn)]
+    assert all(r["missing"] >= 1 for r in before)  # worst first: only other missing provinces
+    assert keyed[f"delivery_scorecard.provinces.{shown.index(real_run.withdrawn)}.missing"] == "1"
+    rows = re.findall(r'<tr data-province="(\d+)">.*?</tr>', panel)
+    assert rows == shown
+    per_10k = [r["quarantined_per_10k"] for r in card["provinces"]]
+    cells = re.findall(r'<td class="num">([^<]*)</td></tr>', panel)
+    assert cells == ["—" if v is None else f"{v:.1f}" for v in per_10k]
 
 
 def test_page_counts_provinces_nested_under_provinces(real_run):

@@ -79,3 +79,161 @@ def test_the_prefect_artifact_says_why_a_date_is_partial(real_run):
     assert f"**Why PARTIAL:** {s.why()}" in md and real_run.withdrawn in md
     ch = s.changes_since_previous_run
     assert f"{len(ch.new)} new findings" in md and f"{len(ch.disappeared)} disappeared" in md
+
+
+# --------------------------------------------------------------------------- every reader
+
+def _renamed(summary: dict, old: str, new: str) -> dict:
+    """The summary with one field renamed, as a careless change of the writer would do."""
+    return {new if k == old else k: v for k, v in summary.items()}
+
+
+@pytest.fixture
+def copied_run(real_run, tmp_path):
+    """The real run's inbox, reports and warehouse, copied (the session's copy stays intact)."""
+    import shutil
+
+    from flows.nightly import Paths
+    root = tmp_path / "copy"
+    shutil.copytree(real_run.root, root, ignore=shutil.ignore_patterns("*.lock", ".staging"))
+    return Paths.of(root / "inbox", root / "reports", root / "w.duckdb")
+
+
+def _rename_in_warehouse(paths, d, old: str, new: str) -> None:
+    from flows import warehouse as wh
+    con = wh.open_warehouse(paths.warehouse)
+    try:
+        [(text,)] = con.execute("SELECT summary_json FROM runs WHERE business_date = ?", [d]).fetchall()
+        con.execute("UPDATE runs SET summary_json = ? WHERE business_date = ?",
+                    [json.dumps(_renamed(json.loads(text), old, new)), d])
+    finally:
+        con.close()
+
+
+def test_the_look_back_refuses_a_recorded_summary_with_a_renamed_field(real_run, copied_run, capsys):
+    """Before the contract, a renamed input_sha256 read as {}: every date looked changed."""
+    from flows import operations as ops
+    from flows.cli import main
+    d = real_run.dates[0]
+    _rename_in_warehouse(copied_run, d, "input_sha256", "input_hashes")
+    with pytest.raises(SummaryError, match=f"recorded for {d.isoformat()} does not match its "
+                                           "contract at input_sha256"):
+        ops.recorded_runs(copied_run)
+    assert main(["catch-up", "--inbox", str(copied_run.inbox), "--out", str(copied_run.out),
+                 "--warehouse", str(copied_run.warehouse)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"recon: The summary that the warehouse recorded for {d.isoformat()}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_alerts_of_a_night_refuse_a_summary_with_a_renamed_field(real_run, copied_run):
+    """The late-delivery and spike alerts read the run's summary through the contract."""
+    from flows import operations as ops
+    from flows.alerts import Alerter
+    written = _renamed(real_run.summary(real_run.dates[0]), "provinces", "province_counts")
+    with pytest.raises(SummaryError, match="provinces"):
+        ops.run_dates(copied_run, [real_run.dates[0]], lambda d: written, Alerter(),
+                      ops.recorded_runs(copied_run), ops.OpsConfig())
+
+
+def test_status_says_a_published_summary_with_a_renamed_field_was_not_checked(real_run, copied_run):
+    from flows.cli import status_lines
+    d = real_run.dates[0]
+    path = copied_run.out / d.isoformat() / "summary.json"
+    path.write_text(json.dumps(_renamed(json.loads(path.read_text()), "input_sha256", "sha256")))
+    lines = status_lines(copied_run)
+    [line] = [x for x in lines if x.strip().startswith(d.isoformat()) and "not checked" in x]
+    assert line.endswith(f"not checked: {path} does not match its contract at input_sha256: "
+                         "Field required.")
+
+
+def test_status_provinces_refuses_a_status_copy_with_a_renamed_field(real_run, copied_run, capsys):
+    from flows.cli import main
+    from flows.warehouse import status_file
+    f = status_file(copied_run.warehouse)
+    doc = json.loads(f.read_text())
+    doc["runs"][0]["summary"] = _renamed(doc["runs"][0]["summary"], "files", "file_loads")
+    f.write_text(json.dumps(doc))
+    assert main(["status", "--provinces", "--inbox", str(copied_run.inbox), "--out",
+                 str(copied_run.out), "--warehouse", str(copied_run.warehouse)]) == 2
+    assert capsys.readouterr().err == (
+        f"recon: The summary of {real_run.dates[0].isoformat()} in the status file does not "
+        "match its contract at files: Field required.\n")
+
+
+def test_the_workbench_refuses_a_published_summary_with_a_renamed_field(real_run, copied_run, tmp_path):
+    from workbench.ingest import ingest
+    from workbench.store import connect
+    d = real_run.dates[0].isoformat()
+    path = copied_run.out / d / "summary.json"
+    path.write_text(json.dumps(_renamed(json.loads(path.read_text()), "status", "state")))
+    res = ingest(connect(tmp_path / "wb.sqlite"), copied_run.out)
+    assert res.problems == {d: "summary.json does not match its contract at status: Field required"}
+    assert res.ingested == [x.isoformat() for x in real_run.dates[1:]]
+
+
+def test_a_summary_written_before_the_scorecard_is_still_read(real_run):
+    """The two fields added with the scorecard are the only ones a reader may find absent."""
+    written = real_run.summary(real_run.dates[0])
+    older = {k: v for k, v in written.items() if k != "delivery_scorecard"}
+    older["provinces"] = {k: v for k, v in written["provinces"].items() if k != "exported_at"}
+    s = parse(older)
+    assert s.delivery_scorecard is None and s.provinces.exported_at is None
+
+
+# --------------------------------------------------------------------------- the scorecard
+
+def test_the_scorecard_of_a_re_run_date_puts_the_withdrawn_province_first_as_missing(real_run):
+    first = load(real_run.folder(real_run.dates[0]) / "summary.json")
+    s = load(real_run.folder(real_run.partial) / "summary.json")
+    card = s.delivery_scorecard
+    assert (card.first_date, card.last_date, card.dates, card.not_counted) == \
+        (real_run.dates[0], real_run.partial, 2, [])
+    [withdrawn] = [r for r in card.provinces if r.province == real_run.withdrawn]
+    assert (withdrawn.missing, withdrawn.on_time) == (1, 1)   # delivered on the first date only
+    assert {r.province for r in card.provinces} == set(first.provinces.expected)
+    worst_first = [(r.missing, r.late, r.files_rejected) for r in card.provinces]
+    assert worst_first == sorted(worst_first, reverse=True)
+    for r in card.provinces:
+        files = [f for x in (first, s) for f in x.files if f.province == r.province]
+        assert r.on_time + r.late + r.missing == r.dates == 2
+        assert r.files_rejected == sum(f.rejected for f in files)
+        assert (r.rows_read, r.rows_quarantined) == (sum(f.rows_read for f in files),
+                                                     sum(f.rows_quarantined for f in files))
+    assert sum(r.missing for r in card.provinces) == len(first.provinces.missing) + \
+        len(s.provinces.missing)
+
+
+def test_the_scorecard_records_each_delivered_province_s_exported_at(real_run):
+    s = load(real_run.folder(real_run.dates[0]) / "summary.json")
+    manifests = {pp: json.loads((real_run.inbox / s.business_date.isoformat() / pp /
+                                 "manifest.json").read_text(encoding="utf-8-sig"))
+                 for pp in s.provinces.delivered}
+    assert {pp: at.isoformat() for pp, at in s.provinces.exported_at.items()} == \
+        {pp: m["exported_at"] for pp, m in manifests.items()}
+
+
+def test_the_scorecard_reads_at_most_its_window_of_stored_summaries(real_run, copied_run, monkeypatch):
+    """A day's scorecard costs the same after a year: SCORECARD_DATES stored summaries at most."""
+    import contracts.summary as contract
+    from flows import operations as ops
+    from flows import warehouse as wh
+    monkeypatch.setattr(contract, "SCORECARD_DATES", 2)
+    con = wh.open_warehouse(copied_run.warehouse, read_only=True)
+    try:
+        card = parse(ops.with_scorecard(con, real_run.summary(real_run.stale), [])).delivery_scorecard
+    finally:
+        con.close()
+    assert (card.first_date, card.last_date, card.dates) == (real_run.partial, real_run.stale, 2)
+
+
+def test_a_stored_summary_of_an_older_version_is_named_not_counted(real_run, copied_run):
+    from flows import operations as ops
+    from flows import warehouse as wh
+    _rename_in_warehouse(copied_run, real_run.dates[0], "files", "file_loads")
+    con = wh.open_warehouse(copied_run.warehouse, read_only=True)
+    try:
+        card = parse(ops.with_scorecard(con, real_run.summary(real_run.stale), [])).delivery_scorecard
+    finally:
+        con.close()
+    assert (card.first_date, card.dates, card.not_counted) == (real_run.dates[0], 2, [real_run.dates[0]])
