@@ -42,6 +42,8 @@ NATIONAL_PERSONS = 2_500_000        # the national day of `make bench` (README "
 WORKERS = (1, 4, 16, 64)
 BACKFILL_DAYS = 365
 RESULTS = ("exceptions.csv", "settlement.csv", "positions.csv")
+ONE_CORE = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}  # as a Dask worker of one thread
+SCALES = (1, 10)                    # today's national volume, and ten times it
 
 # Driver stages as the executor names its steps (flows/nightly.py, transforms/reconcile.py).
 DRIVER_STAGES = (
@@ -139,7 +141,7 @@ def measure_day(persons: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="capacity-", dir=OUT)
     try:
         fmt = dict(day=START.isoformat(), inbox=str(inbox), tmp=tmp)
-        provinces = run_child(INTAKE_CODE.format(**fmt), {"POLARS_MAX_THREADS": "1"})
+        provinces = run_child(INTAKE_CODE.format(**fmt), ONE_CORE)
         driver = run_child(DRIVER_CODE.format(**fmt))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -163,10 +165,11 @@ def fit(small: dict, full: dict) -> dict:
     return out
 
 
-def plan(small: dict, full: dict) -> dict:
-    """The capacity model (docs/capacity.md "The model"), scaled to the national day."""
+def plan(small: dict, full: dict, scale: int = 1) -> dict:
+    """The capacity model (docs/capacity.md "The model"), scaled to `scale` x the
+    national day."""
     f = fit(small, full)
-    national_rows = full["rows"] * NATIONAL_PERSONS / full["persons"]
+    national_rows = scale * full["rows"] * NATIONAL_PERSONS / full["persons"]
 
     def at(prefix: str) -> float:
         return sum(v["fixed_s"] + v["s_per_mrow"] * national_rows / 1e6
@@ -181,13 +184,13 @@ def plan(small: dict, full: dict) -> dict:
         rows.append({"workers": w, "intake_wall_s": intake_wall, "day_s": intake_wall + driver_day,
                      "backfill_h": backfill / 3600,
                      "bound": "workers (intake)" if intake_wall > driver_day else "driver (warehouse)"})
-    return {"fit": f, "largest_share": largest, "national_rows": national_rows,
+    return {"fit": f, "scale": scale, "largest_share": largest, "national_rows": national_rows,
             "driver_day_s": driver_day, "intake_day_s": intake_day,
             "writer_limit_workers": intake_day / driver_day, "rows": rows}
 
 
 def print_stages(small: dict, full: dict) -> None:
-    p = plan(small, full)
+    p = plan(small, full)  # the fit is the same at every scale
     print(f"\ncapacity: days of {small['persons']:,} and {full['persons']:,} persons "
           f"({small['rows']:,} and {full['rows']:,} input rows); {os.cpu_count()} cores, "
           f"load {load()}")
@@ -202,16 +205,19 @@ def print_stages(small: dict, full: dict) -> None:
     for pp, x in top[:5] + top[-2:]:
         print(f"  {pp}  {x['rows']:>10,} rows  {x['intake_s'] + x['parquet_s']:>6.2f} s  "
               f"({x['rows'] / full['rows']:.1%} of the day)")
-    print(f"\nplan for the national day ({NATIONAL_PERSONS:,} persons = "
-          f"{p['national_rows'] / 1e6:.2f}M input rows): driver {p['driver_day_s']:.0f} s per day, "
-          f"worker intake {p['intake_day_s']:.0f} core-seconds per day, largest province "
-          f"{p['largest_share']:.1%}")
-    print(f"{'workers':>8} {'intake wall':>12} {'one day':>9} {'365-day backfill':>17}  bound by")
-    for r in p["rows"]:
-        print(f"{r['workers']:>8} {r['intake_wall_s']:>10.0f} s {r['day_s']:>7.0f} s "
-              f"{r['backfill_h']:>15.1f} h  {r['bound']}")
-    print(f"the single-writer driver is the limit from {p['writer_limit_workers']:.1f} workers on")
-    print("RESULT " + json.dumps({"small": small, "full": full, "plan": p}))
+    plans = [plan(small, full, k) for k in SCALES]
+    for q in plans:
+        print(f"\nplan for {q['scale']} x the national day ({q['scale'] * NATIONAL_PERSONS:,} persons"
+              f" = {q['national_rows'] / 1e6:.2f}M input rows): driver {q['driver_day_s']:.0f} s "
+              f"per day, worker intake {q['intake_day_s']:.0f} core-seconds per day, largest "
+              f"province {q['largest_share']:.1%}")
+        print(f"{'workers':>8} {'intake wall':>12} {'one day':>9} {'365-day backfill':>17}  bound by")
+        for r in q["rows"]:
+            print(f"{r['workers']:>8} {r['intake_wall_s']:>10.0f} s {r['day_s']:>7.0f} s "
+                  f"{r['backfill_h']:>15.1f} h  {r['bound']}")
+        print(f"the single-writer driver is the limit from {q['writer_limit_workers']:.1f} "
+              "worker(s) on")
+    print("RESULT " + json.dumps({"small": small, "full": full, "plans": plans}))
 
 
 # --------------------------------------------------------------------------- backfill

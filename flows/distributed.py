@@ -54,8 +54,10 @@ LOCK = ".lock"
 PIPELINE_DEPTH = 2               # dates whose intake runs ahead of the date on the driver
 CONNECT_TIMEOUT_S = 5.0
 # The local workers' task runs log INFO to the Prefect API only; warnings reach the console.
+# One core each: polars single-threaded (Dask already sets OMP_NUM_THREADS=1, which sizes
+# pyarrow's thread pool).
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-              "DASK_LOGGING__DISTRIBUTED": "warning"}
+              "DASK_LOGGING__DISTRIBUTED": "warning", "POLARS_MAX_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------- the cluster
