@@ -229,8 +229,9 @@ def run_folder(paths: Paths):
     finally:
         wh.remove_path(folder)
         os.close(fd)
-        with contextlib.suppress(OSError):
-            root.rmdir()  # only when empty (no other run is staging there)
+        if not os.environ.get(STAGING_ENV):  # <out>/.intake is ours; an operator's folder stays
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only when empty (no other run is staging there)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -356,7 +357,8 @@ class DaskExecutor(PrefectExecutor):
         result = super().call(step, *args)
         if step is STAGE:   # the rows are in the warehouse: drop their Parquet at once
             for staged in args[3]:
-                wh.remove_path(self.run / staged.folder)
+                if PROVINCE_FOLDER.fullmatch(staged.folder):
+                    wh.remove_path(self.run / staged.folder)
         return result
 
     def map(self, step: Step, items: list, *args) -> list:
