@@ -260,6 +260,9 @@ def _dask_environment(a) -> None:
     """Hand the Dask options to flows/distributed.py (and to the flow runs Prefect starts)
     through the environment; a scheduler that does not answer is refused now (exit 2)."""
     from flows import distributed
+    if a.command == "serve" and not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("`recon serve --task-runner dask` needs a Prefect server the workers "
+                         "can reach: start `prefect server start` and set PREFECT_API_URL.")
     if getattr(a, "dask_address", None):
         distributed.check_reachable(a.dask_address)
         os.environ[distributed.ADDRESS_ENV] = a.dask_address

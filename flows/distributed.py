@@ -160,12 +160,12 @@ def staging_root(paths: Paths) -> Path:
     """RECON_DASK_STAGING (an operator's shared folder, must exist), else <out>/.intake,
     made a real folder of recon's own (a link of that name is removed, not followed)."""
     given = os.environ.get(STAGING_ENV)
-    if given:
-        root = Path(given)
+    if given:  # absolute paths: workers started elsewhere have another working folder
+        root = Path(os.path.abspath(given))
         if not root.is_dir():
             raise InputError(f"The Dask staging folder {root} ({STAGING_ENV}) is not a folder.")
         return root
-    root = Path(paths.out) / DEFAULT_STAGING
+    root = Path(os.path.abspath(paths.out)) / DEFAULT_STAGING
     if wh._lstat(root) is not None and not wh._is_real_dir(root):
         wh.remove_path(root)
     root.mkdir(parents=True, exist_ok=True)

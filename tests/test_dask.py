@@ -265,3 +265,18 @@ def test_only_the_run_folders_of_dead_runs_are_removed(tmp_path, monkeypatch):
         foreign.rmdir()
     assert not live.exists()
     assert root.is_dir()   # the operator's shared folder stays, even when empty
+
+
+def test_the_run_folder_is_absolute_for_workers_started_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.delenv(distributed.STAGING_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with distributed.run_folder(Paths.of("inbox", "reports", "wh.duckdb")) as run:
+        assert run.is_absolute() and run.parent == tmp_path / "reports" / distributed.DEFAULT_STAGING
+
+
+def test_serve_with_dask_needs_a_prefect_server(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    rc = main(["serve", "--task-runner", "dask", "--inbox", str(tmp_path / "inbox"),
+               "--out", str(tmp_path / "r"), "--warehouse", str(tmp_path / "w.duckdb")])
+    assert rc == 2
+    assert "PREFECT_API_URL" in capsys.readouterr().err
