@@ -122,7 +122,6 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     the history up, and only for those persons.
     """
     d = ctx.d
-    maintain_person_registry(con, ctx)
     _drop_temp(con, "known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE known_persons AS
@@ -138,6 +137,7 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
         )
         SELECT * FROM today
     """)
+    maintain_person_registry(con, ctx, today="known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_missing AS   -- named on D, not delivered on D
         SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL
@@ -162,7 +162,8 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     con.execute("DROP TABLE temp.kp_missing")
 
 
-def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext,
+                             today: str | None = None) -> None:
     """Fold D's persons (and any processed date not folded yet) into the registry.
 
     Invariant after every committed run: person_registry holds, for every psn_no of
@@ -171,23 +172,30 @@ def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext) ->
     record of another date (a lookup of those persons only); then every date of
     persons not yet folded is folded in (D itself; all dates of a warehouse made
     before the registry existed, once). Runs inside the run's transaction: a failed
-    run leaves the registry as it was.
+    run leaves the registry as it was. `today`: a table already holding D's persons,
+    one record per psn_no (known_persons before the lookups), used when only D is new.
     """
     d = ctx.d
     if con.execute("SELECT count(*) FROM person_registry_dates WHERE business_date = DATE "
                    f"'{d}'").fetchone()[0]:
         _unfold_date(con, d)
-    pending = [r[0] for r in con.execute("""
-        SELECT DISTINCT business_date FROM persons
-        WHERE business_date NOT IN (SELECT business_date FROM person_registry_dates)
-        ORDER BY 1""").fetchall()]
-    if not pending:
-        return
+    if con.execute("SELECT count(*) FROM person_registry_dates").fetchone()[0]:
+        # D, and any processed date not folded yet (none in practice: every run folds its
+        # date inside its own transaction); never a scan of the persons history
+        pending = sorted({ctx.business_date} | {r[0] for r in con.execute("""
+            SELECT business_date FROM runs
+            WHERE business_date NOT IN (SELECT business_date FROM person_registry_dates)""").fetchall()})
+    else:  # a registry never folded: every date of persons, once (reads the whole history)
+        pending = sorted({ctx.business_date} | {r[0] for r in con.execute(
+            "SELECT DISTINCT business_date FROM persons").fetchall()})
     dates = ", ".join(f"DATE '{x.isoformat()}'" for x in pending)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE reg_new AS
-        SELECT * FROM persons WHERE business_date IN ({dates})
-        QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY {_LATEST}) = 1""")
+    if today is not None and pending == [ctx.business_date]:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE reg_new AS SELECT * FROM {today}")
+    else:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE reg_new AS
+            SELECT * FROM persons WHERE business_date IN ({dates})
+            QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY {_LATEST}) = 1""")
     con.execute("""
         DELETE FROM person_registry r USING reg_new n
         WHERE r.psn_no = n.psn_no AND r.business_date <= n.business_date""")
