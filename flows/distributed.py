@@ -128,6 +128,8 @@ def quiet_dask_logs() -> None:
     this process and in the worker processes it starts."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # prefect-dask announces a dashboard even when the cluster has none
+    logging.getLogger("prefect.task_runner.dask").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
