@@ -1,14 +1,22 @@
 """The contract of summary.json (outputs.md "summary.json"): one typed schema through
 which the run writes the file and every reader reads it.
 
-    parse(dict) -> RunSummary        a summary as the run wrote it (or as a reader got it)
+    parse(dict, what) -> RunSummary  a summary as the run wrote it (or as a reader got it)
+    parse_core(dict, what)           the status file's copy (SummaryCore: without HEAVY)
     load(path) -> RunSummary         summary.json of a date folder
     dump(RunSummary) -> dict         the JSON-ready dict written to summary.json
     mark_stale(summary, clear_with)  the same summary, marked STALE (outputs.md "Order")
 
 Readers (report.html, exceptions.xlsx, `recon status`, the Prefect artifacts, the
-CLI result line) use attributes of RunSummary, never `dict.get(key, default)`: a
-renamed or missing field fails at parse time, in the test of each reader.
+CLI result line, the nightly look-back and alerts, the workbench's ingest) use
+attributes of RunSummary, never `dict.get(key, default)`: a renamed or missing field
+fails at parse time with one sentence (SummaryError, an InputError: exit 2), in the
+test of each reader (tests/test_summary.py).
+
+Versions: there is no version number. Every field is required, except the few added
+later, which are Optional with None meaning "written before this field existed"
+(status_before_stale, provinces.exported_at, delivery_scorecard); any other
+difference is refused, never guessed.
 
 Money is Decimal with two places, written as text ("2220.00"), never a float.
 """

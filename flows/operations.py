@@ -11,6 +11,10 @@ processed dates whose inputs changed since their run, and catching them up in or
     catch_up             `recon catch-up`: the same without the new date and the wait
     status_lines         the `recon status` section of dates whose inputs changed
     scorecard_lines      `recon status --provinces` (and the nightly artifact)
+    with_scorecard       summary.json of a run with exported_at and the delivery scorecard
+
+Every summary is read through contracts/summary.py (RunSummary / SummaryCore); the
+transforms get parsed summaries, never dicts.
 
 The clock and the sleep are injected (`Clock`), so tests drive a whole night with a
 fake clock. How one date is reconciled is injected too (`run_one`): the plain path or
