@@ -420,15 +420,14 @@ def status_lines(paths) -> list[str]:
 
 def _status_why(r: dict, stale) -> str:
     """Why a processed date is PARTIAL or STALE, from the summary its run committed."""
-    from contracts.summary import STALE, SummaryError, clear_command, parse_reasons, why
-    committed = r["summary"]
+    from contracts.summary import STALE, SummaryError, clear_command, parse_core, why
     try:
-        reasons = parse_reasons(committed["partial_because"])
-        before = committed["status"] if r["status"] == STALE else None
-    except (KeyError, TypeError, SummaryError):
-        return "" if r["status"] == "COMPLETE" else "why: not recorded by the run of this date"
+        committed = parse_core(r["summary"], "the summary its run committed")
+    except SummaryError as e:  # one sentence naming the field, never a guessed reason
+        return "" if r["status"] == "COMPLETE" else f"why: not shown, {e}"
+    before = committed.status if r["status"] == STALE else None
     clear = clear_command(*stale) if stale else None
-    text = why(r["status"], before, clear, reasons)
+    text = why(r["status"], before, clear, committed.partial_because)
     return f"why: {text}" if text else ""
 
 

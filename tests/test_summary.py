@@ -237,3 +237,17 @@ def test_a_stored_summary_of_an_older_version_is_named_not_counted(real_run, cop
     finally:
         con.close()
     assert (card.first_date, card.dates, card.not_counted) == (real_run.dates[0], 2, [real_run.dates[0]])
+
+
+def test_status_says_why_is_not_shown_for_a_status_copy_with_a_renamed_field(real_run, copied_run):
+    from flows.cli import status_lines
+    from flows.warehouse import status_file
+    f = status_file(copied_run.warehouse)
+    doc = json.loads(f.read_text())
+    [row] = [r for r in doc["runs"] if r["business_date"] == real_run.partial.isoformat()]
+    row["summary"] = _renamed(row["summary"], "partial_because", "why_partial")
+    f.write_text(json.dumps(doc))
+    lines = status_lines(copied_run)
+    at = next(i for i, x in enumerate(lines) if x.startswith(real_run.partial.isoformat()))
+    assert lines[at + 1].strip() == ("why: not shown, the summary its run committed does not match "
+                                     "its contract at partial_because: Field required.")
