@@ -111,26 +111,12 @@ DRIVER_CODE = """
 import json, tempfile
 from datetime import date
 from pathlib import Path
-from flows.nightly import LOAD_PROVINCE, Paths, PlainExecutor, run_date
-from flows.distributed import intake_to_parquet, run_folder
-
-class ParquetExecutor(PlainExecutor):
-    '''The driver as under --task-runner dask: provinces staged as Parquet first.'''
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-    def map(self, step, items, *args):
-        if step is not LOAD_PROVINCE:
-            return super().map(step, items, *args)
-        staged = [intake_to_parquet(x, args[0], str(self.run)) for x in items]
-        for s in staged:
-            s.run_folder = self.run
-        return staged
-
+from flows.nightly import Paths, run_date
+from flows.distributed import StagingExecutor, run_folder
 work = Path(tempfile.mkdtemp(dir={tmp!r}))
 paths = Paths.of({inbox!r}, work / "reports", work / "w.duckdb")
 with run_folder(paths) as run:
-    ex = ParquetExecutor(run)
+    ex = StagingExecutor(run, max_workers=1)   # the loads are not what is measured here
     run_date(paths, date.fromisoformat({day!r}), ex)
 print("RESULT " + json.dumps(ex.timings))
 """

@@ -97,6 +97,23 @@ def started(cmd: list[str], log: Path, env: dict):
 
 # --------------------------------------------------------------------------- rehearsals
 
+def test_staging_through_parquet_gives_the_plain_results(plain, tmp_path):
+    """The driver's side of --task-runner dask without a cluster: every province written
+    as Parquet and staged from it gives the reports and warehouse rows of the plain run,
+    and each date's Parquet is gone once the date is staged."""
+    from flows.nightly import run_date
+    paths = Paths.of(plain / "inbox", tmp_path / "reports", tmp_path / "wh.duckdb")
+    left = []
+    with distributed.run_folder(paths) as run:
+        for d in DATES:
+            run_date(paths, d, distributed.StagingExecutor(run))
+            left.append(sorted(p.name for p in run.iterdir() if p.name != distributed.LOCK))
+    assert left == [[]] * len(DATES)
+    assert results(tmp_path / "reports") == results(plain / "reports")
+    assert warehouse_state(tmp_path / "wh.duckdb", with_runs=False) == \
+        warehouse_state(plain / "wh.duckdb", with_runs=False)
+
+
 def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backfill(
         prefect_server, plain, tmp_path):
     r = recon_dask(prefect_server, plain, tmp_path, "--dask-workers", "2")
@@ -280,3 +297,14 @@ def test_serve_with_dask_needs_a_prefect_server(tmp_path, capsys, monkeypatch):
                "--out", str(tmp_path / "r"), "--warehouse", str(tmp_path / "w.duckdb")])
     assert rc == 2
     assert "PREFECT_API_URL" in capsys.readouterr().err
+
+
+def test_a_worker_that_does_not_see_the_inbox_says_so_instead_of_finding_every_file_absent(
+        tmp_path):
+    from contracts.errors import InputError
+    from contracts.inbox import ProvinceDelivery
+    unseen = ProvinceDelivery("44", START, folder=tmp_path / "not-mounted" / "44",
+                              manifest_bytes=b"{}")
+    with pytest.raises(InputError, match="does not see the province folder"):
+        distributed.intake_to_parquet(unseen, START, str(tmp_path))
+    assert list(tmp_path.iterdir()) == []   # nothing staged
