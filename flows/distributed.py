@@ -42,7 +42,7 @@ from contracts import codes
 from contracts.errors import InputError
 from flows import warehouse as wh
 from flows.nightly import (LOAD_PROVINCE, READ_INBOX, STAGE, Paths, PlainExecutor,
-                           PrefectExecutor, Step, run_date, task_name)
+                           PrefectExecutor, Step, _tag, run_date, task_name)
 
 ADDRESS_ENV = "RECON_DASK_ADDRESS"
 WORKERS_ENV = "RECON_DASK_WORKERS"
@@ -332,6 +332,13 @@ def write_staged(intake, run: str) -> StagedIntake:
 INTAKE_TO_PARQUET = Step(LOAD_PROVINCE.name, intake_to_parquet, io_retries=LOAD_PROVINCE.io_retries)
 
 
+def drop_staged(run: Path, staged: list) -> None:
+    """Remove the Parquet of a staged date (only folder names recon makes)."""
+    for s in staged:
+        if PROVINCE_FOLDER.fullmatch(s.folder):
+            wh.remove_path(run / s.folder)
+
+
 # --------------------------------------------------------------------------- driver side
 
 class DaskExecutor(PrefectExecutor):
@@ -364,9 +371,7 @@ class DaskExecutor(PrefectExecutor):
             return self._ahead[args[1]][0]
         result = super().call(step, *args)
         if step is STAGE:   # the rows are in the warehouse: drop their Parquet at once
-            for staged in args[3]:
-                if PROVINCE_FOLDER.fullmatch(staged.folder):
-                    wh.remove_path(self.run / staged.folder)
+            drop_staged(self.run, args[3])
         return result
 
     def map(self, step: Step, items: list, *args) -> list:
@@ -378,13 +383,11 @@ class DaskExecutor(PrefectExecutor):
         try:
             staged = [f.result() for f in futures]
         except Exception as e:
-            from flows.nightly import _tag
             _tag(e, step)
             raise
         for s in staged:
             s.run_folder = self.run
         return staged
-
 
     def cancel_ahead(self) -> None:
         """Cancel the loads submitted for dates that will not run (a date failed)."""
@@ -415,8 +418,7 @@ class StagingExecutor(PlainExecutor):
     def call(self, step: Step, *args):
         result = super().call(step, *args)
         if step is STAGE:
-            for staged in args[3]:
-                wh.remove_path(self.run / staged.folder)
+            drop_staged(self.run, args[3])
         return result
 
 
