@@ -204,6 +204,21 @@ def print_stages(small: dict, full: dict) -> None:
         print(f"the single-writer driver is the limit from {q['writer_limit_workers']:.1f} "
               "worker(s) on")
     print("RESULT " + json.dumps({"small": small, "full": full, "plans": plans}))
+    print("\n" + markdown(p, plans))
+
+
+def markdown(p: dict, plans: list[dict]) -> str:
+    """The tables of docs/capacity.md, from this run's figures."""
+    out = ["| stage | fixed s per day | s per million rows |", "|---|---|---|"]
+    out += [f"| {label} | {v['fixed_s']:.2f} | {v['s_per_mrow']:.2f} |" for label, v in p["fit"].items()]
+    out += ["", "| volume | workers | intake wall | one day | 365-day backfill | bound by |",
+            "|---|---|---|---|---|---|"]
+    for q in plans:
+        for r in q["rows"]:
+            out.append(f"| {q['scale']}x national ({q['national_rows'] / 1e6:.1f}M rows) | "
+                       f"{r['workers']} | {r['intake_wall_s']:.0f} s | {r['day_s']:.0f} s | "
+                       f"{r['backfill_h']:.1f} h | {r['bound']} |")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- backfill
