@@ -263,7 +263,7 @@ def _validate(model, data, what: str):
         return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "summary"
+        where = (".".join(str(x) for x in first["loc"]) or "summary")[:200]  # keys are untrusted
         raise SummaryError(f"{what} does not match its contract at {where}: "
                            f"{first['msg']}.") from None
 

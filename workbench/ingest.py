@@ -196,8 +196,8 @@ def read_status(folder: Path, day: str) -> str:
         s = summary_contract.parse(json.loads(p.read_text(encoding="utf-8")), "summary.json")
     except OSError as e:
         raise ValueError(f"summary.json cannot be read ({type(e).__name__})") from None
-    except summary_contract.SummaryError as e:
-        raise ValueError(str(e).rstrip(".")) from None
+    except summary_contract.SummaryError as e:  # it may quote a key of the hostile file
+        raise ValueError(mask_text(str(e).rstrip("."))) from None
     except (ValueError, RecursionError):
         raise ValueError("summary.json is not JSON") from None
     if s.business_date.isoformat() != day:
