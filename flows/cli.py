@@ -96,7 +96,8 @@ def _runner_options(p: argparse.ArgumentParser, orchestrator: bool = True) -> No
                         "default none: a cluster on this machine)")
     p.add_argument("--dask-workers", type=_positive, metavar="N", default=env("RECON_DASK_WORKERS"),
                    help="with --task-runner dask and no --dask-address: worker processes of the "
-                        "cluster on this machine (env RECON_DASK_WORKERS; default: one per CPU)")
+                        "cluster on this machine (env RECON_DASK_WORKERS; default: one per CPU but one, "
+                        "which the driver keeps)")
     p.add_argument("--dask-staging", metavar="DIR", default=env("RECON_DASK_STAGING"),
                    help="with --task-runner dask: an existing folder, shared with the workers, "
                         "where they write the provinces' rows as Parquet for the driver to load "

@@ -63,9 +63,10 @@ WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 # --------------------------------------------------------------------------- the cluster
 
 def local_workers() -> int:
-    """Worker processes of the LocalCluster: RECON_DASK_WORKERS, else the CPUs this
-    process may use (one single-threaded process each: polars and pyarrow keep the GIL
-    for parts of parsing)."""
+    """Worker processes of the LocalCluster: RECON_DASK_WORKERS, else one per CPU this
+    process may use but one, which the driver keeps (it is the bottleneck: its rules take
+    longer than a day's intake, docs/capacity.md). Single-threaded processes: polars and
+    pyarrow keep the GIL for parts of parsing."""
     text = os.environ.get(WORKERS_ENV)
     if text:
         try:
@@ -76,9 +77,10 @@ def local_workers() -> int:
             raise InputError(f"{WORKERS_ENV}={text!r} is not a whole number of at least 1.")
         return n
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
 
 
 def check_address(address: str) -> str:
