@@ -360,19 +360,40 @@ class Changed:
     reasons: list[str]
 
 
-def recorded_runs(paths: Paths) -> list[dict]:
+def recorded_runs(paths: Paths, lookback_days: int | None = None,
+                  until: date | None = None) -> list[dict]:
     """Every processed date, oldest first: business_date, status, summary (as recorded in
     the warehouse: the outputs folder may be tampered with, the warehouse is ours),
     parsed by contracts/summary.py: a summary that does not match the contract stops
-    the look-back with one sentence naming its date (SummaryError, exit 2)."""
+    the look-back with one sentence naming its date (SummaryError, exit 2).
+
+    With `lookback_days`, only the summaries a night reads are parsed (the others are
+    None: their status is all it needs), so a night's cost does not grow with the
+    history: see _summaries_from."""
     with wh.run_lock(paths.warehouse, "look-back for changed inputs"):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:
-            rows = con.execute("SELECT business_date, status, summary_json FROM runs "
+            rows = con.execute("SELECT business_date, status FROM runs "
                                "ORDER BY business_date").fetchall()
+            since = _summaries_from(rows, lookback_days, until)
+            texts = dict(con.execute("SELECT business_date, summary_json FROM runs "
+                                     "WHERE business_date >= ?", [since]).fetchall())
         finally:
             con.close()
-    return [{"business_date": d, "status": st, "summary": _stored(d, s)} for d, st, s in rows]
+    return [{"business_date": d, "status": st,
+             "summary": _stored(d, texts[d]) if d in texts else None} for d, st in rows]
+
+
+def _summaries_from(rows: list[tuple], lookback_days: int | None, until: date | None) -> date:
+    """The first date whose summary a night reads: the look-back window (ending at
+    `until` or at the last processed date, whichever is earlier) and the first STALE
+    date on (a catch-up re-runs from there), each with the BASELINE_DAYS before it
+    (the ERROR spike's baseline)."""
+    if lookback_days is None or not rows:
+        return date.min
+    end = min(rows[-1][0], until or rows[-1][0])
+    starts = [end - timedelta(days=lookback_days - 1)] + [d for d, st in rows if st == wh.STALE][:1]
+    return min(starts) - timedelta(days=ops.BASELINE_DAYS)
 
 
 def _stored(d: date, summary_json: str) -> summary_contract.RunSummary:
@@ -446,7 +467,7 @@ def run_dates(paths: Paths, todo: list[date], run_one: RunOne, alerter: Alerter,
     """Reconcile `todo` in order, with the alerts of each date; a failure alerts and
     stops (the dates after it need its closing state)."""
     from transforms.operations import error_spike, late_provinces
-    before = {r["business_date"]: r["summary"] for r in runs}
+    before = {r["business_date"]: r["summary"] for r in runs if r["summary"] is not None}
     history = dict(before)
     done = []
     for d in todo:
@@ -481,7 +502,7 @@ def nightly_run(paths: Paths, cfg: OpsConfig, run_one: RunOne, clock: Clock | No
     clock = clock or SystemClock()
     alerter = alerter or Alerter(cfg.alerts, paths.out)
     until = until or (clock.now().astimezone(SHANGHAI).date() - timedelta(days=1))
-    runs = recorded_runs(paths)
+    runs = recorded_runs(paths, cfg.lookback_days, until)
     if until not in {r["business_date"] for r in runs}:
         waiter = wait or wait_for_provinces
         try:
@@ -492,7 +513,7 @@ def nightly_run(paths: Paths, cfg: OpsConfig, run_one: RunOne, clock: Clock | No
             raise
         if missing:
             alerter.missing_at_deadline(until, missing, deadline_at(until, cfg.deadline))
-        runs = recorded_runs(paths)
+        runs = recorded_runs(paths, cfg.lookback_days, until)
     changed = changed_dates(paths, cfg.lookback_days, until, runs)
     for c in changed:
         log.warning("%s: inputs changed since its run (%s); re-running it", c.business_date,
@@ -506,7 +527,7 @@ def catch_up(paths: Paths, cfg: OpsConfig, run_one: RunOne, alerter: Alerter | N
     """`recon catch-up`: re-run, in order, the dates of the window whose inputs changed,
     then the STALE dates after them. Returns (what changed, the summaries of the runs)."""
     alerter = alerter or Alerter(cfg.alerts, paths.out)
-    runs = recorded_runs(paths)
+    runs = recorded_runs(paths, cfg.lookback_days)
     changed = changed_dates(paths, cfg.lookback_days, None, runs)
     todo = catch_up_dates(runs, changed)
     return changed, run_dates(paths, todo, run_one, alerter, runs, cfg)
@@ -644,7 +665,7 @@ SCORECARD_ARTIFACT = "recon-delivery-scorecard"
 def scorecard_artifact(paths: Paths, cfg: OpsConfig) -> None:
     """The scorecard as the Prefect table artifact `recon-delivery-scorecard` (nightly flow)."""
     from prefect.artifacts import create_table_artifact
-    card = scorecard(recorded_runs(paths), cfg.deadline)
+    card = scorecard(recorded_runs(paths, summary_contract.SCORECARD_DATES), cfg.deadline)
     if card is not None:
         create_table_artifact(key=SCORECARD_ARTIFACT,
                               table=[r.model_dump(mode="json") for r in card.provinces],

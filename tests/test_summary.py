@@ -251,3 +251,16 @@ def test_status_says_why_is_not_shown_for_a_status_copy_with_a_renamed_field(rea
     at = next(i for i, x in enumerate(lines) if x.startswith(real_run.partial.isoformat()))
     assert lines[at + 1].strip() == ("why: not shown, the summary its run committed does not match "
                                      "its contract at partial_because: Field required.")
+
+
+def test_a_night_reads_only_the_summaries_of_its_window_so_an_old_version_beyond_it_does_not_stop_it(
+        real_run, copied_run, monkeypatch):
+    import contracts.operations as settings
+    from flows import operations as ops
+    monkeypatch.setattr(settings, "BASELINE_DAYS", 0)
+    _rename_in_warehouse(copied_run, real_run.dates[0], "findings", "findings_per_rule")
+    runs = ops.recorded_runs(copied_run, lookback_days=1)     # the last date (STALE) only
+    assert [r["summary"] is None for r in runs] == [True, True, False]
+    assert runs[-1]["status"] == "STALE" and runs[-1]["summary"].business_date == real_run.stale
+    with pytest.raises(SummaryError, match=f"recorded for {real_run.dates[0].isoformat()}"):
+        ops.recorded_runs(copied_run, lookback_days=3)
