@@ -43,7 +43,7 @@ inbox, out, warehouse, d = sys.argv[1:5]
 ex = PlainExecutor()
 summary = run_date(Paths.of(Path(inbox), Path(out), Path(warehouse)), date.fromisoformat(d), ex)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print("RESULT " + json.dumps({"status": summary.get("status"), "timings": ex.timings,
+print("RESULT " + json.dumps({"status": summary.get("status"), "timings": getattr(ex, "timings", {}),
                               "peak_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}))
 """
 

@@ -49,19 +49,12 @@ CREATE TABLE IF NOT EXISTS balances (
     source_file VARCHAR NOT NULL, source_row INTEGER NOT NULL
 );
 
--- The person registry: the latest record of every psn_no over all processed dates
--- (same columns as persons; latest = business_date, then file_province, source_row),
--- and the dates folded into it. F06's "known on D" reads it instead of the whole
--- persons history (transforms/context.py, docs/performance.md); every run maintains
--- it inside its own transaction, a re-run of an earlier date included.
-CREATE TABLE IF NOT EXISTS person_registry (
-    business_date DATE NOT NULL, file_province VARCHAR NOT NULL,
-    psn_no VARCHAR NOT NULL, certno VARCHAR NOT NULL, insutype VARCHAR NOT NULL,
-    insu_status VARCHAR NOT NULL, insu_admdvs VARCHAR NOT NULL, as_of DATE NOT NULL,
-    birth_date DATE NOT NULL, sex VARCHAR NOT NULL,
-    source_file VARCHAR NOT NULL, source_row INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS person_registry_dates (business_date DATE NOT NULL);
+-- The person registry: for every psn_no of persons, the date of its latest record
+-- over all processed dates, and the dates folded into it. F06's "known on D" reads
+-- the record of that date instead of the whole persons history (transforms/context.py,
+-- docs/performance.md); every run maintains it inside its own transaction.
+CREATE TABLE IF NOT EXISTS person_latest (psn_no VARCHAR NOT NULL, business_date DATE NOT NULL);
+CREATE TABLE IF NOT EXISTS person_latest_dates (business_date DATE NOT NULL);
 
 -- Reference data as loaded for D (the reference/ folder may change between runs).
 CREATE TABLE IF NOT EXISTS regions (

@@ -115,11 +115,11 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
 
     Same rows as the view for every person a record of D names: D's own
     persons.csv (inbox.md: it lists every person referenced on D) plus, for
-    persons named on D but not delivered on D, their latest earlier record. That
-    record comes from the person registry (latest record of every psn_no over all
-    processed dates), so the cost of a day does not grow with the persons history.
-    Only a re-run of an earlier date, whose registry entry may lie after D, looks
-    the history up, and only for those persons.
+    persons named on D but not delivered on D, their latest earlier record. The
+    person registry (person_latest: the date of every person's latest record) says
+    which date holds it, so only those dates of persons are read and the cost of a
+    day does not grow with the persons history. Only a re-run of an earlier date,
+    whose registry entry may lie after D, looks the history up, for those persons.
     """
     d = ctx.d
     _drop_temp(con, "known_persons")
@@ -143,22 +143,25 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
         SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL
         EXCEPT SELECT psn_no FROM known_persons""")
     con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE kp_latest AS
+        SELECT r.psn_no, r.business_date FROM person_latest r SEMI JOIN kp_missing m USING (psn_no)""")
+    dates = _date_list(con.execute(f"SELECT DISTINCT business_date FROM kp_latest "
+                                   f"WHERE business_date < DATE '{d}'").fetchall())
+    con.execute(f"""
         INSERT INTO known_persons
-        SELECT r.* FROM person_registry r SEMI JOIN kp_missing m ON r.psn_no = m.psn_no
-        WHERE r.business_date < DATE '{d}'""")
+        SELECT p.* FROM persons p JOIN kp_latest k USING (psn_no, business_date)
+        WHERE p.business_date IN ({dates}) AND k.business_date < DATE '{d}'
+        QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY p.file_province, p.source_row) = 1""")
     # A re-run of an earlier D: a person whose latest record lies after D is looked up
     # in the history before D (those persons only; never on a run of the latest date).
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE kp_after AS
-        SELECT r.psn_no FROM person_registry r SEMI JOIN kp_missing m ON r.psn_no = m.psn_no
-        WHERE r.business_date > DATE '{d}'""")
-    if con.execute("SELECT count(*) FROM kp_after").fetchone()[0]:
+    if con.execute(f"SELECT count(*) FROM kp_latest WHERE business_date > DATE '{d}'").fetchone()[0]:
         con.execute(f"""
             INSERT INTO known_persons
-            SELECT p.* FROM persons p SEMI JOIN kp_after a ON p.psn_no = a.psn_no
+            SELECT p.* FROM persons p
+            SEMI JOIN (SELECT psn_no FROM kp_latest WHERE business_date > DATE '{d}') a USING (psn_no)
             WHERE p.business_date < DATE '{d}'
             QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
-    con.execute("DROP TABLE temp.kp_after")
+    con.execute("DROP TABLE temp.kp_latest")
     con.execute("DROP TABLE temp.kp_missing")
 
 
@@ -166,42 +169,42 @@ def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext,
                              today: str | None = None) -> None:
     """Fold D's persons (and any processed date not folded yet) into the registry.
 
-    Invariant after every committed run: person_registry holds, for every psn_no of
-    persons, its latest record over all dates in persons. A re-run of D first takes
-    D out: entries of D whose person D no longer delivers fall back to their latest
-    record of another date (a lookup of those persons only); then every date of
-    persons not yet folded is folded in (D itself; all dates of a warehouse made
-    before the registry existed, once). Runs inside the run's transaction: a failed
-    run leaves the registry as it was. `today`: a table already holding D's persons,
-    one record per psn_no (known_persons before the lookups), used when only D is new.
+    Invariant after every committed run: person_latest holds, for every psn_no of
+    persons, the latest date on which persons holds a record of it. A re-run of D
+    first takes D out: a person whose entry is D but whom D no longer delivers falls
+    back to his latest other date (a lookup of those persons only); then D, and any
+    processed date not folded yet (all dates of a warehouse made before the
+    registry, once), are folded in. Runs inside the run's transaction: a failed run
+    leaves the registry as it was. `today`: a table already holding D's persons
+    (known_persons before the lookups), used when only D is new.
     """
     d = ctx.d
-    if con.execute("SELECT count(*) FROM person_registry_dates WHERE business_date = DATE "
+    if con.execute("SELECT count(*) FROM person_latest_dates WHERE business_date = DATE "
                    f"'{d}'").fetchone()[0]:
         _unfold_date(con, d)
-    if con.execute("SELECT count(*) FROM person_registry_dates").fetchone()[0]:
+    if con.execute("SELECT count(*) FROM person_latest_dates").fetchone()[0]:
         # D, and any processed date not folded yet (none in practice: every run folds its
         # date inside its own transaction); never a scan of the persons history
         pending = sorted({ctx.business_date} | {r[0] for r in con.execute("""
             SELECT business_date FROM runs
-            WHERE business_date NOT IN (SELECT business_date FROM person_registry_dates)""").fetchall()})
+            WHERE business_date NOT IN (SELECT business_date FROM person_latest_dates)""").fetchall()})
     else:  # a registry never folded: every date of persons, once (reads the whole history)
         pending = sorted({ctx.business_date} | {r[0] for r in con.execute(
             "SELECT DISTINCT business_date FROM persons").fetchall()})
-    dates = ", ".join(f"DATE '{x.isoformat()}'" for x in pending)
+    dates = _date_list([(x,) for x in pending])
     if today is not None and pending == [ctx.business_date]:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE reg_new AS SELECT * FROM {today}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE reg_new AS SELECT psn_no, business_date FROM {today}")
     else:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE reg_new AS
-            SELECT * FROM persons WHERE business_date IN ({dates})
-            QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY {_LATEST}) = 1""")
+            SELECT psn_no, max(business_date) AS business_date FROM persons
+            WHERE business_date IN ({dates}) GROUP BY psn_no""")
     con.execute("""
-        DELETE FROM person_registry r USING reg_new n
-        WHERE r.psn_no = n.psn_no AND r.business_date <= n.business_date""")
-    con.execute("INSERT INTO person_registry SELECT * FROM reg_new ANTI JOIN person_registry "
-                "USING (psn_no)")
-    con.execute(f"INSERT INTO person_registry_dates SELECT UNNEST([{dates}])")
+        UPDATE person_latest r SET business_date = n.business_date FROM reg_new n
+        WHERE r.psn_no = n.psn_no AND r.business_date < n.business_date""")
+    con.execute("INSERT INTO person_latest SELECT psn_no, business_date FROM reg_new "
+                "ANTI JOIN person_latest USING (psn_no)")
+    con.execute(f"INSERT INTO person_latest_dates SELECT UNNEST([{dates}])")
     con.execute("DROP TABLE temp.reg_new")
 
 
@@ -209,18 +212,24 @@ def _unfold_date(con: duckdb.DuckDBPyConnection, d: str) -> None:
     """Take D out of the registry before D's persons are folded in again."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE reg_orphans AS
-        SELECT psn_no FROM person_registry WHERE business_date = DATE '{d}'
+        SELECT psn_no FROM person_latest WHERE business_date = DATE '{d}'
         EXCEPT SELECT psn_no FROM persons WHERE business_date = DATE '{d}'""")
-    con.execute(f"DELETE FROM person_registry WHERE business_date = DATE '{d}'")
-    con.execute(f"DELETE FROM person_registry_dates WHERE business_date = DATE '{d}'")
+    con.execute(f"DELETE FROM person_latest_dates WHERE business_date = DATE '{d}'")
     if con.execute("SELECT count(*) FROM reg_orphans").fetchone()[0]:
+        con.execute("DELETE FROM person_latest WHERE psn_no IN (SELECT psn_no FROM reg_orphans)")
         con.execute(f"""
-            INSERT INTO person_registry
-            SELECT p.* FROM persons p SEMI JOIN reg_orphans o ON p.psn_no = o.psn_no
+            INSERT INTO person_latest
+            SELECT p.psn_no, max(p.business_date) FROM persons p
+            SEMI JOIN reg_orphans o ON p.psn_no = o.psn_no
             WHERE p.business_date <> DATE '{d}'
-              AND p.business_date IN (SELECT business_date FROM person_registry_dates)
-            QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
+              AND p.business_date IN (SELECT business_date FROM person_latest_dates)
+            GROUP BY p.psn_no""")
     con.execute("DROP TABLE temp.reg_orphans")
+
+
+def _date_list(rows: list[tuple]) -> str:
+    """An SQL list of DATE literals (NULL when empty: `IN (NULL)` matches nothing)."""
+    return ", ".join(f"DATE '{r[0].isoformat()}'" for r in rows) or "NULL"
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
