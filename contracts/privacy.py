@@ -141,7 +141,12 @@ class ScrubbingStream:
         self._recon_inner = inner
 
     def write(self, s: str) -> int:
-        self._recon_inner.write(scrub_text(s))
+        inner = self._recon_inner
+        # A handler may outlive the stream it was given (pytest closes its capture
+        # after each test): writing to a closed stream would make logging report the
+        # error through the same handler, without end.
+        if not getattr(inner, "closed", False):
+            inner.write(scrub_text(s))
         return len(s)
 
     def writelines(self, lines) -> None:

@@ -164,7 +164,12 @@ def test_log_lines_and_terminal_output_are_scrubbed(monkeypatch):
         logging.setLogRecordFactory(factory)
     text = out.getvalue() + err.getvalue()
     assert ISSUE_ID not in text
-    assert text.count(ISSUE_MASKED) == 6
+    # each line arrived, masked (other handlers that earlier tests left on Prefect's
+    # loggers may print more: the count is not this test's business)
+    assert text.count(f"row 3 of ID{ISSUE_MASKED}x") >= 2   # once per logger
+    assert text.count(f"ValueError: bad value {ISSUE_MASKED}") >= 2
+    assert out.getvalue().count(f"certno {ISSUE_MASKED}") == 1
+    assert err.getvalue().count(f"certno {ISSUE_MASKED}") == 1
 
 
 def test_the_log_filter_scrubs_a_record_on_its_handler():
