@@ -399,7 +399,6 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     for orig, fen in con.execute(f"""
             SELECT orig_setl_id, lg_fen(sum(amount)) FROM refund_returns
             WHERE business_date < DATE '{d}' AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
-              AND business_date >= (SELECT min(business_date) FROM lg_prior)  -- refunds follow
             GROUP BY orig_setl_id""").fetchall():
         priors[orig].refunded = fen
     # A lot an original consumed on date P was open on P: it is in the closing lots of P,
