@@ -154,7 +154,19 @@ class ScrubbingStream:
             self.write(line)
 
     def __getattr__(self, name: str):
+        # Only called for what the wrapper lacks. An instance made without __init__
+        # (copy, pickle) has no inner stream yet: asking for it must fail, not recurse.
+        if name.startswith("_recon"):
+            raise AttributeError(name)
         return getattr(self._recon_inner, name)
+
+    # A stream is a process resource: a copy (Prefect copies parameters, configs and
+    # handlers) is the same stream.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def scrub_process_output() -> None:

@@ -258,3 +258,19 @@ def test_ids_planted_in_every_field_reach_no_output_file(tmp_path, capfd):
     assert by_id["exception_id"].to_list() == [
         exception_id("F03", D.isoformat(), "44", f"ID{unknown}.csv")]
     assert SHARER in exceptions["sharer_psn_no"].to_list()     # a 20-digit psn_no is intact
+
+
+def test_a_scrubbing_stream_survives_being_copied():
+    """Prefect copies what a flow touches; a copy of the wrapped terminal must be the
+    terminal itself, still masking (a copy once recursed without end and failed a
+    backfill under Prefect)."""
+    import copy
+
+    from contracts.privacy import ScrubbingStream
+    inner = io.StringIO()
+    stream = ScrubbingStream(inner)
+    for twin in (copy.copy(stream), copy.deepcopy(stream), copy.deepcopy({"s": stream})["s"]):
+        twin.write(f"certno {ISSUE_ID}\n")
+    assert inner.getvalue() == f"certno {ISSUE_MASKED}\n" * 3
+    bare = ScrubbingStream.__new__(ScrubbingStream)   # as pickle makes it
+    assert not hasattr(bare, "encoding")

@@ -240,7 +240,8 @@ DOM_NUMBERS = """(() => {
 def _summary_value(summary: dict, key: str):
     cur = summary
     for part in key.split("."):
-        cur = cur[part]          # a renamed summary.json field fails here
+        # a renamed summary.json field fails here; a list is indexed by position
+        cur = cur[int(part)] if isinstance(cur, list) else cur[part]
     return cur
 
 
