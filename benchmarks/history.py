@@ -48,15 +48,15 @@ print("RESULT " + json.dumps({"status": summary.get("status"), "timings": getatt
 """
 
 
-def ensure_inbox(days: int, persons: int, seed: int) -> Path:
-    inbox = OUT / f"history-{days}x{persons}-{seed}"
+def ensure_inbox(days: int, persons: int, seed: int, steady: bool = True) -> Path:
+    inbox = OUT / (f"history-{days}x{persons}-{seed}" + ("-steady" if steady else ""))
     marker = inbox / ".complete"
     if marker.exists():
         return inbox
     shutil.rmtree(inbox, ignore_errors=True)
-    from synth.generate import generate
+    from synth.generate import STEADY_SHARE, generate
     t0 = time.perf_counter()
-    generate(inbox, START, days, persons, seed)
+    generate(inbox, START, days, persons, seed, steady=STEADY_SHARE if steady else None)
     print(f"generated {days} days x {persons:,} persons in {time.perf_counter() - t0:.0f} s -> {inbox}",
           flush=True)
     marker.write_text("ok")
@@ -103,19 +103,27 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="15 days x 50,000 persons")
     ap.add_argument("--json", type=Path, help="also write the per-day figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the warehouse and reports")
+    ap.add_argument("--growing", action="store_true",
+                    help="the default synthetic nation, whose daily volume grows ~60 %% over 60 days "
+                         "(default: a steady nation, `recon generate --steady`)")
+    ap.add_argument("--generate-only", action="store_true",
+                    help="only generate the inbox (it takes longer than the runs; not measured)")
     args = ap.parse_args()
     if args.quick:
         args.days, args.persons = 15, 50_000
     if args.days < 11:
         sys.exit("--days must be at least 11 (days 2-6 are compared with the last 5).")
     OUT.mkdir(parents=True, exist_ok=True)
-    inbox = ensure_inbox(args.days, args.persons, args.seed)
+    inbox = ensure_inbox(args.days, args.persons, args.seed, steady=not args.growing)
+    if args.generate_only:
+        return
     work = OUT / f"history-run-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "reports").mkdir(parents=True)
     warehouse = work / "warehouse.duckdb"
 
-    print(f"\nhistory benchmark: {args.days} days x {args.persons:,} persons, one warehouse "
+    print(f"\nhistory benchmark: {args.days} days x {args.persons:,} persons "
+          f"({'growing' if args.growing else 'steady'} nation), one warehouse "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start)")
     print(f"{'day':>4} {'date':>10} {'rows':>9} {'run s':>7} {'cpu s':>7} {'peak MiB':>9} {'wh MB':>8}  "
           "slowest steps (s)")

@@ -32,6 +32,13 @@ from synth.writer import (COLUMNS, STYLES, csv_bytes, manifest, parquet_bytes, s
                           to_arrow, to_text)
 
 PREMIUM = {"RESIDENT_PREMIUM": 40_000, "LTC_PREMIUM": 12_000}
+# The funded share a steady nation opens with: near the share the default nation
+# settles at (measured with benchmarks/history.py's row counts; see docs/performance.md).
+STEADY_SHARE = 1.0
+# The daily share of active relationships a steady nation dissolves: it offsets the
+# late establishments and the refunding of emptied pairs, so the funded pairs (and
+# the persons and balances delivered a day) stay flat.
+STEADY_DISSOLVE = 0.008
 MEDICAL = ("OUTPATIENT", "PHARMACY", "INPATIENT", "RESIDENT_PREMIUM", "LTC_PREMIUM")
 MEDICAL_W = (42, 36, 10, 8, 4)
 
@@ -89,10 +96,17 @@ def number_persons(rng: Rng, people: pl.DataFrame) -> pl.DataFrame:
 
 # ============================================================================ main
 def generate(out: Path, start: date, days: int, persons: int, seed: int,
-             violation_rate: float = 0.01, perturb: float = 0.0) -> dict:
+             violation_rate: float = 0.01, perturb: float = 0.0, steady: float | None = None) -> dict:
     """Write the inbox; with `perturb` > 0 every written day is then perturbed near the
     rule boundaries (synth/perturb.py) and no planted_truth.csv is written, since the
-    findings of a perturbed inbox are not known in advance."""
+    findings of a perturbed inbox are not known in advance.
+
+    `steady` (opt-in, for the history benchmark; None keeps the default nation byte for
+    byte): a nation whose daily volume is flat. The default nation starts with few
+    funded pairs and fills up (persons and balances delivered per day grow ~60 % over
+    60 days); a steady one starts with the share `steady` of its established pairs
+    funded (build_population) and dissolves about as many relationships a day as it
+    establishes."""
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +123,8 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
             plan_day(P, d, rep)
     m = len(P.persons)
     n_bulk = max(0, persons - m)
-    pop = build_population(rng, n_bulk, start, days, near_fn(start), f01_days)
+    pop = build_population(rng, n_bulk, start, days, near_fn(start), f01_days, steady)
+    dissolve_rate = 0.004 if steady is None else STEADY_DISSOLVE
     bulk = pop.persons.with_columns(pl.col("idx") + m, ghost=pl.lit(False),
                                     certno_of=pl.lit(None, pl.Int64))
     pairs = pop.pairs.with_columns(pl.col("sharer") + m, pl.col("ben") + m,
@@ -162,7 +177,7 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
         cand = pairs.filter((pl.col("est_day") >= 0) & (pl.col("est_day") < d)
                             & pl.col("dissolved_day").is_null())
         cand = cand.with_columns(u=rng.uniform(cand.height, pfx + "dis:u"))
-        dis = cand.filter((pl.col("u") < 0.004) & ~(pl.lit(f01) & pl.col("sprov").is_in(SHARER_ONLY)))
+        dis = cand.filter((pl.col("u") < dissolve_rate) & ~(pl.lit(f01) & pl.col("sprov").is_in(SHARER_ONLY)))
         dis = dis.drop("u").with_columns(sec=rng.integers(dis.height, 79_200, 86_399, pfx + "dis:sec"),
                                          event_type=pl.lit("DISSOLVE"))
         if dis.height:
@@ -744,8 +759,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", required=True, type=int)
     ap.add_argument("--violation-rate", type=float, default=0.01)
     ap.add_argument("--perturb", type=float, default=0.0)
+    ap.add_argument("--steady", type=float, nargs="?", const=STEADY_SHARE, default=None, metavar="SHARE",
+                    help="a nation whose daily volume is flat (benchmarks); SHARE of the pairs "
+                         f"established before the start are funded (default {STEADY_SHARE})")
     a = ap.parse_args(argv)
-    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb)
+    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb, a.steady)
     stats.pop("quota_invariants", None)
     print(stats)
     return 0

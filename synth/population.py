@@ -119,7 +119,13 @@ class Population:
 
 
 def build_population(rng: Rng, n: int, start: date, days: int, near: tuple[str, ...],
-                     f01_days: set[int]) -> Population:
+                     f01_days: set[int], steady: float | None = None) -> Population:
+    """The bulk nation. `steady` (opt-in, benchmarks only; None = the default nation):
+    every pair the default establishes before the start is established on day 0
+    instead (so it transfers and may dissolve like the others), and the share `steady`
+    of the pairs established on day 0 open with genesis quota, so the nation starts
+    near the funded share it settles at and its daily volume stays flat (see
+    generate(steady=...))."""
     SY = start.year
     n_units = int(n / 2.4)
     n1 = int(n_units * 0.6)
@@ -249,7 +255,7 @@ def build_population(rng: Rng, n: int, start: date, days: int, near: tuple[str, 
     pairs = pairs.with_columns(u=u, late=late, gen=gen, ug=ug, sprov=sprov,
                                channel=pl.Series(list(CHANNELS)).gather(chan))
     pairs = pairs.with_columns(
-        est_day=pl.when(pl.col("u") < 0.30).then(-1)
+        est_day=pl.when(pl.col("u") < (0.30 if steady is None else 0.0)).then(-1)
         .when(pl.col("u") < 0.85).then(0)
         .when(pl.col("u") < 0.95).then(pl.col("late") if days > 1 else pl.lit(0))
         .otherwise(10_000).cast(pl.Int64))
@@ -257,7 +263,8 @@ def build_population(rng: Rng, n: int, start: date, days: int, near: tuple[str, 
         pairs = pairs.with_columns(est_day=pl.when(pl.col("sprov").is_in(SHARER_ONLY) & pl.col("est_day").is_in(sorted(f01_days)))
                                    .then(0).otherwise(pl.col("est_day")))
     pairs = pairs.with_columns(
-        gen_amt=pl.when((pl.col("est_day") == -1) & (pl.col("ug") < 0.85)).then(pl.col("gen")).otherwise(0).cast(pl.Int64),
+        gen_amt=pl.when((pl.col("est_day") == -1) & (pl.col("ug") < 0.85) if steady is None
+                        else (pl.col("est_day") == 0) & (pl.col("ug") < steady)).then(pl.col("gen")).otherwise(0).cast(pl.Int64),
         relation_id=pl.lit("RL") + pl.col("pair").cast(pl.String).str.zfill(10),
     ).select("pair", "sharer", "ben", "code", "est_day", "gen_amt", "relation_id", "channel", "sprov")
     return Population(persons.drop("sharer"), pairs)
