@@ -102,9 +102,11 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 
 -- The quota ledger (rules.md §6). lots holds the CLOSING state after D of every
--- lot that is still open (remaining may be 0: a refund can refill it); a lot
--- closed by a dissolution is dropped, so a refund finding no open lot returns
--- its quota to the sharer. D+1 opens from D's rows; genesis opens from balances.
+-- open lot that holds quota, and of every lot that emptied on D (remaining 0); an
+-- emptied lot is not carried further but stays open (dormant: a refund can refill
+-- it, a dissolution closes it; transforms/ledger.py _dormant). A lot closed by a
+-- dissolution is dropped, so a refund finding no open lot returns its quota to
+-- the sharer. D+1 opens from D's rows; genesis opens from balances.
 CREATE TABLE IF NOT EXISTS lots (
     business_date DATE NOT NULL,           -- the date whose closing state this is
     lot_id VARCHAR NOT NULL,               -- transfer_id, or 'G:<beneficiary>:<sharer>' at genesis

@@ -226,6 +226,54 @@ def test_refund_of_an_earlier_dates_settlement_and_lots_carried_to_the_next_day(
     assert outcome(con, "R1", D1) == "REFUNDED"
 
 
+D2, D3 = D + timedelta(days=2), D + timedelta(days=3)
+
+
+def test_an_emptied_lot_is_not_carried_forward_yet_a_refund_days_later_refills_it():
+    def build(con):
+        _spent(con)                                    # S1 empties T1 and leaves T2 50.00
+        for day in (D1, D2):
+            base(con, day)
+        add(con, "settlements", [refund("R1", "S1", "60.00", day=D2)], D2)
+    con = both_modes(build, days=((D, True), (D1, False), (D2, False)))
+    assert lots(con, D1) == {"T2": Decimal("50.00")}   # T1 emptied on D: its row of D stands
+    assert rows(con, "SELECT lot_id, amount, to_sharer FROM refund_returns ORDER BY lot_id") == [
+        ("T1", Decimal("10.00"), False), ("T2", Decimal("50.00"), False)]
+    assert lots(con, D2) == {"T1": Decimal("10.00"), "T2": Decimal("100.00")}
+
+
+def test_a_dissolution_closes_an_emptied_lot_and_a_later_refund_to_it_goes_to_the_sharer():
+    def build(con):
+        base(con)
+        in_lot(con, "T1", "100.00", "08:00:00", sharer=SHARER2)
+        in_lot(con, "T2", "100.00", "08:30:00", sharer=SHARER)
+        add(con, "settlements", settlement("S1", "100.00", at="09:00:00"))   # empties T1
+        for day in (D1, D2, D3):
+            base(con, day)
+        dissolve_event(con, "E1", "12:00:00", sharer=SHARER2, day=D2)
+        add(con, "settlements", [refund("R1", "S1", "40.00", day=D3)], D3)
+    con = both_modes(build, days=((D, True), (D1, False), (D2, False), (D3, False)))
+    assert rows(con, "SELECT business_date, event_id, lot_id, sharer_psn_no, amount "
+                     "FROM dissolution_returns ORDER BY business_date") == [
+        (D2, "E1", "T1", SHARER2, Decimal("0.00")), (D3, "R1", "T1", SHARER2, Decimal("40.00"))]
+    assert rows(con, "SELECT lot_id, amount, to_sharer FROM refund_returns") == [
+        ("T1", Decimal("40.00"), True)]
+    assert lots(con, D3) == {"T2": Decimal("100.00")}
+
+
+def test_a_lot_emptied_again_after_a_refill_is_dormant_from_its_latest_emptying():
+    def build(con):
+        _spent(con)                                    # T1 0.00, T2 50.00
+        base(con, D1)
+        add(con, "settlements", [refund("R1", "S1", "60.00", at="10:00:00", day=D1),   # T1 10, T2 100
+                                 settlement("S2", "110.00", at="11:00:00", day=D1)], D1)  # empties both
+        base(con, D2)
+        add(con, "settlements", [refund("R2", "S2", "30.00", day=D2)], D2)
+    con = both_modes(build, days=((D, True), (D1, False), (D2, False)))
+    assert lots(con, D1) == {"T1": Decimal("0.00"), "T2": Decimal("0.00")}
+    assert lots(con, D2) == {"T2": Decimal("30.00")}   # S2 took T1 10 then T2 100: T2 first back
+
+
 def test_rerun_of_d_starts_from_d_minus_1_and_ignores_later_dates():
     con = warehouse()
     _spent(con)

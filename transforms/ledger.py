@@ -18,12 +18,21 @@ Two engines, one result:
   dissolutions, S18 overspends) is replayed event by event. `run(..., mode=
   "reference")` sends *every* wallet through it; tests prove both modes equal.
 
-Writes D's rows of lots (closing state: every still-open lot, remaining 0
-included), consumptions, refund_returns, settlement_outcomes,
+Writes D's rows of lots (closing state: every open lot holding quota, and every lot
+that emptied on D, or was refilled on D and ended at 0), consumptions, refund_returns, settlement_outcomes,
 dissolution_returns (dissolutions, and refund quota passed to the sharer because
 its lot was closed: spec-readings item 12; event_id = the refund's setl_id), and
 records S18 and S20. Rows of dates after D are never read, so a re-run of an
 earlier date sees only its past.
+
+Emptied lots are not carried forward (a day's cost must not grow with history): an
+open lot at 0 is *dormant* from the date it emptied. It still belongs to its wallet
+(rules.md §6: a refund to it refills it; a dissolution of its sharer closes it, with
+a dissolution_returns row of 0.00), but only a refund or a dissolution can touch it,
+so the sequential engine fetches the dormant lots of just those wallets (`_dormant`):
+each lot's latest row at 0 before D, unless the lot is open with quota on D-1 or was
+closed since. Consumption, S18 and every total skip a lot at 0, so the result is the
+one of a wallet that carries its emptied lots.
 
 rules.md §6, and its readings in docs/spec-readings.md:
 * a refund is matched only to a NORMAL settlement of the same psn_no (the wallet
@@ -68,7 +77,7 @@ def opening_lots_sql(ctx: RunContext) -> str:
     """SELECT of the wallet lots at 00:00 of D (w = beneficiary_psn_no, lot columns).
 
     Genesis: one lot per QUOTA balances row with opening_balance > 0; else the
-    closing lots of D-1.
+    closing lots of D-1 that hold quota (the others are dormant, see `_dormant`).
     """
     if ctx.genesis:
         return """
@@ -85,7 +94,42 @@ def opening_lots_sql(ctx: RunContext) -> str:
     return f"""
         SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
                payer_province, genesis, transfer_time, transfer_id, original_amount, remaining
-        FROM lots WHERE business_date = DATE '{prev}'"""
+        FROM lots WHERE business_date = DATE '{prev}' AND remaining > 0"""
+
+
+_LOT_COLUMNS = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province, genesis, "
+                "transfer_time, transfer_id, original_amount, remaining")
+
+
+def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """lg_dormant: the emptied, still open lots of the slow wallets that a refund or a
+    dissolution touches on D (the lot columns of lg_open).
+
+    A lot's latest row at 0 before D is the date it (last) emptied; it is dormant
+    unless it holds quota in D-1's closing lots (refilled since) or a dissolution
+    closed it since. Only lots rows at 0 and dissolution_returns of these wallets
+    are read."""
+    d = ctx.d
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_touch AS
+        SELECT w FROM lg_slow
+        WHERE w IN (SELECT w FROM lg_setl WHERE status = 'REFUND' UNION SELECT w FROM lg_diss)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_dormant AS
+        WITH z AS (
+            SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
+                   payer_province, genesis, transfer_time, transfer_id, original_amount, remaining,
+                   business_date AS emptied_on
+            FROM lots
+            WHERE business_date < DATE '{d}' AND remaining = 0
+              AND beneficiary_psn_no IN (SELECT w FROM lg_touch)
+            QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, lot_id
+                                       ORDER BY business_date DESC) = 1)
+        SELECT {_LOT_COLUMNS} FROM z
+        WHERE NOT EXISTS (SELECT 1 FROM lg_open o WHERE o.w = z.w AND o.lot_id = z.lot_id)
+          AND NOT EXISTS (SELECT 1 FROM dissolution_returns r
+                          WHERE r.business_date >= z.emptied_on AND r.business_date < DATE '{d}'
+                            AND r.beneficiary_psn_no = z.w AND r.lot_id = z.lot_id)""")
 
 
 def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -211,6 +255,7 @@ class Lot:
     transfer_id: str | None
     original: int   # fen
     remaining: int  # fen
+    dormant: bool = False  # emptied before D and untouched on D: no row is written for it
 
 
 @dataclass
@@ -319,6 +364,7 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
                     lot = open_ids.get(lot_id)
                     if lot is not None:
                         lot.remaining += take
+                        lot.dormant = False
                         out.refund_returns.append((ident, orig_id, lot_id, take, payer, False))
                     else:
                         sharer = closed_sharer.get(lot_id) or sharer_of.get(lot_id) or _genesis_sharer(lot_id)
@@ -337,8 +383,7 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
                     else:
                         keep.append(lot)
                 lots = keep
-        for lot in lots:
-            out.lots.append((w, lot))
+        out.lots.extend((w, lot) for lot in lots if not lot.dormant)
     return out
 
 
@@ -353,12 +398,17 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     lot_cols = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province, genesis, "
                 "transfer_time, transfer_id, lg_fen(original_amount), lg_fen(remaining)")
 
-    def lot_of(r) -> Lot:
-        return Lot(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+    def lot_of(r, dormant: bool = False) -> Lot:
+        return Lot(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], dormant)
 
-    for r in con.execute(f"SELECT {lot_cols} FROM lg_open WHERE w IN (SELECT w FROM lg_slow) "
-                         f"ORDER BY w, {_LOT_ORDER}").fetchall():
-        wallets[r[0]][0].append(lot_of(r))
+    _dormant(con, ctx)
+    for r in con.execute(f"""
+            SELECT {lot_cols}, dormant FROM (
+                SELECT *, FALSE AS dormant FROM lg_open WHERE w IN (SELECT w FROM lg_slow)
+                UNION ALL
+                SELECT *, TRUE FROM lg_dormant)
+            ORDER BY w, {_LOT_ORDER}""").fetchall():
+        wallets[r[0]][0].append(lot_of(r, r[10]))
     for r in con.execute(f"SELECT {lot_cols} FROM lg_new "
                          f"WHERE w IN (SELECT w FROM lg_slow)").fetchall():
         wallets[r[0]][1].append((r[6], 1, r[1], lot_of(r)))
@@ -541,5 +591,5 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext, mode: str = "hybrid") -
     s18_quota_overspend(con, ctx)
     s20_refund_unmatched(con, ctx)
     for t in ("lg_open", "lg_new", "lg_hold", "lg_lots", "lg_fcons", "lg_prior", "lg_slow", "lg_diss",
-              "lg_setl", "lg_find"):
+              "lg_setl", "lg_find", "lg_touch", "lg_dormant"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
