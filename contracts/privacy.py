@@ -153,6 +153,12 @@ class ScrubbingStream:
         for line in lines:
             self.write(line)
 
+    def flush(self) -> None:
+        # Same reason as write: a console handler flushes after every record.
+        inner = self._recon_inner
+        if not getattr(inner, "closed", False):
+            inner.flush()
+
     def __getattr__(self, name: str):
         # Only called for what the wrapper lacks. An instance made without __init__
         # (copy, pickle) has no inner stream yet: asking for it must fail, not recurse.

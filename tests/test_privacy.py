@@ -274,3 +274,26 @@ def test_a_scrubbing_stream_survives_being_copied():
     assert inner.getvalue() == f"certno {ISSUE_MASKED}\n" * 3
     bare = ScrubbingStream.__new__(ScrubbingStream)   # as pickle makes it
     assert not hasattr(bare, "encoding")
+
+
+def test_a_scrubbing_stream_whose_terminal_was_closed_drops_what_it_is_given():
+    """A log handler keeps the stream it was made with (Prefect's console handler holds
+    sys.stderr of the moment logging was set up); when that stream is closed under it,
+    writing and flushing must not raise, or logging reports the error through the same
+    handler without end (a Prefect backfill once died of RecursionError so)."""
+    import logging
+
+    from contracts.privacy import ScrubbingStream
+    inner = io.StringIO()
+    stream = ScrubbingStream(inner)
+    handler = logging.StreamHandler(stream)
+    lg = logging.getLogger("recon.test.closed")
+    lg.addHandler(handler)
+    lg.propagate = False
+    try:
+        inner.close()
+        assert stream.write("after close\n") == len("after close\n")
+        stream.flush()
+        lg.warning("a record after the terminal closed")   # no error, no recursion
+    finally:
+        lg.removeHandler(handler)
