@@ -18,6 +18,17 @@ from auditview.text import AuditConfig, money
 
 # --------------------------------------------------------------------------- families
 
+# Which sharer's lot each lot_id is, for the consumptions of the window [start, D]: a
+# lot consumed on a date C was open on C, so it is in C's closing lots (emptied ones
+# included) or, closed on C, in C's dissolution_returns. Only the window's dates are
+# read, so the cost of the page does not grow with the history (issue 12).
+_WINDOW_LOTS = """(
+    SELECT lot_id, beneficiary_psn_no, sharer_psn_no FROM lots
+    WHERE business_date BETWEEN $start AND $day
+    UNION ALL
+    SELECT lot_id, beneficiary_psn_no, sharer_psn_no FROM dissolution_returns
+    WHERE business_date BETWEEN $start AND $day)"""
+
 def _keyed(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: list[tuple],
            types: tuple) -> list[tuple]:
     """Rows of `sql` (reading the keys as {keys}: k0, k1, ...), all of them, as fetched."""
@@ -55,7 +66,7 @@ _FAMILY_TABLES: dict[str, tuple[str, str, str, tuple, str]] = {
         fs AS (
           SELECT x.__k0, c.business_date, c.setl_id, sum(c.amount) AS amount
           FROM consumptions c
-          JOIN (SELECT DISTINCT sharer_psn_no AS __k0, lot_id FROM lots
+          JOIN (SELECT DISTINCT sharer_psn_no AS __k0, lot_id FROM """ + _WINDOW_LOTS + """
                 WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l ON l.lot_id = c.lot_id
           JOIN (SELECT DISTINCT __k0, business_date, setl_id FROM sl) x
             ON x.__k0 = l.__k0 AND x.business_date = c.business_date AND x.setl_id = c.setl_id
@@ -148,7 +159,7 @@ _REMAINING_SQL = """
 _SPENT_SQL = """
     SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
     JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
-    JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM lots
+    JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM """ + _WINDOW_LOTS + """
           WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
       ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
     WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2"""

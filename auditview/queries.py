@@ -255,6 +255,33 @@ _PERSONS_SQL = """
                                ORDER BY business_date DESC, file_province, source_row) = 1"""
 
 
+
+
+def _persons_sql(con: duckdb.DuckDBPyConnection, d: date, psn_nos: Iterable[str]) -> str:
+    """_PERSONS_SQL reading only the dates that hold the persons' latest records.
+
+    The person registry (person_latest, transforms/context.py) holds the date of every
+    person's latest record over the processed dates: when it covers every date of
+    persons up to D and no asked person's entry lies after D, the latest record up to
+    D is on that date, so only those dates are read and the page's cost does not grow
+    with the persons history (issue 12). Else (a warehouse without the registry, a
+    re-run of an earlier date) the whole history up to D is read, as before."""
+    try:
+        unfolded = con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT business_date FROM persons "
+            "WHERE business_date <= ?) ANTI JOIN person_latest_dates USING (business_date)",
+            [d]).fetchone()[0]
+        dates = con.execute(
+            "SELECT DISTINCT business_date FROM person_latest "
+            "WHERE psn_no IN (SELECT unnest(?::VARCHAR[]))", [sorted(psn_nos)]).fetchall()
+    except duckdb.CatalogException:
+        return _PERSONS_SQL
+    if unfolded or any(r[0] > d for r in dates):
+        return _PERSONS_SQL
+    listed = ", ".join(f"DATE '{r[0].isoformat()}'" for r in dates) or "NULL"
+    return _PERSONS_SQL.replace("business_date <= $day", f"business_date IN ({listed})")
+
+
 # kinds that read transfers: by transfer id (of D) and by person
 _TRANSFER_KINDS = {"transfer", "relation", "sharer_out", "received_today", "day_events"}
 
@@ -307,7 +334,8 @@ class _Gather:
             _k, _zh, _en, types, sql = _EVIDENCE_KINDS[kind]
             self.results[kind] = _batch(con, sql, params, keys, types, self.lim + 1)
         if self.psn_nos:
-            got = _batch(con, _PERSONS_SQL, params, [(p,) for p in self.psn_nos], (_S,), 1)
+            got = _batch(con, _persons_sql(con, d, self.psn_nos), params,
+                         [(p,) for p in self.psn_nos], (_S,), 1)
             if got is None:
                 self.people = None
             else:
