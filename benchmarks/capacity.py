@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -227,10 +228,15 @@ def markdown(p: dict, plans: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- backfill
 
-def timed(cmd: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+def timed(cmd: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds and CPU seconds (user + system of the command and of every process it
+    waited for: the LocalCluster's workers, not a Prefect server started beforehand)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    return time.perf_counter() - t0, proc
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), proc
 
 
 @contextlib.contextmanager
@@ -280,8 +286,17 @@ def backfill(persons: int, days: int, workers: int | None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+RUNS = (  # name, recon options, whether it talks to the Prefect server
+    ("plain", ["--orchestrator", "plain"], False),
+    ("prefect", ["--orchestrator", "prefect", "--task-runner", "threads"], True),
+    ("dask", ["--orchestrator", "prefect", "--task-runner", "dask"], True),
+)
+
+
 def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None,
             api: dict) -> None:
+    """The same backfill plain, under Prefect with threads (what Prefect alone costs) and
+    pipelined on Dask; the reports and warehouse rows of each compared with plain's."""
     end = START + timedelta(days=days - 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -290,38 +305,68 @@ def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None
     recon = str(Path(sys.executable).parent / "recon")
     common = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(), "--inbox", str(inbox)]
     figures = {}
-    for name, extra, more in (("plain", ["--orchestrator", "plain"], {}),
-                              ("dask", ["--orchestrator", "prefect", "--task-runner", "dask"], api)):
+    for name, extra, needs_api in RUNS:
         before = load()
-        wall, proc = timed([recon, *common, "--out", str(tmp / name), "--warehouse",
-                            str(tmp / f"{name}.duckdb"), *extra], {**env, **more})
+        wall, cpu, proc = timed([recon, *common, "--out", str(tmp / name), "--warehouse",
+                                 str(tmp / f"{name}.duckdb"), *extra], {**env, **(api if needs_api else {})})
         if proc.returncode != 0:
             sys.exit(f"{name} backfill failed: {proc.stderr.strip()[-1500:]}")
-        figures[name] = (wall, before, load())
-        print(f"  {name:<6} {wall:7.1f} s  (load before {before}, after {figures[name][2]})",
-              flush=True)
-    same = all((tmp / "plain" / d / n).read_bytes() == (tmp / "dask" / d / n).read_bytes()
-               for d in [(START + timedelta(days=i)).isoformat() for i in range(days)]
-               for n in RESULTS)
-    plain_s, dask_s = figures["plain"][0], figures["dask"][0]
+        figures[name] = {"wall_s": wall, "cpu_s": cpu, "load_before": before, "load_after": load()}
+        print(f"  {name:<8} {wall:7.1f} s wall  {cpu:7.1f} s CPU  (load before {before}, after "
+              f"{figures[name]['load_after']})", flush=True)
+    dates = [(START + timedelta(days=i)).isoformat() for i in range(days)]
+    for name in ("prefect", "dask"):
+        figures[name]["same_reports"] = all(
+            (tmp / "plain" / d / n).read_bytes() == (tmp / name / d / n).read_bytes()
+            for d in dates for n in RESULTS)
+        figures[name]["same_rows"] = rows_digest(tmp / "plain.duckdb") == rows_digest(tmp / f"{name}.duckdb")
+    plain_s, dask_s = figures["plain"]["wall_s"], figures["dask"]["wall_s"]
     cores = len(os.sched_getaffinity(0))
-    print(f"\n{days}-day backfill of {persons:,} persons on {cores} cores: plain {plain_s:.1f} s, "
-          f"dask {dask_s:.1f} s ({dask_s / plain_s:.2f}x); same reports: {same}")
-    print("why: " + why(plain_s, dask_s, cores, workers or max(1, cores - 1)))
+    n_workers = workers or max(1, cores - 1)
+    print(f"\n{days}-day backfill of {persons:,} persons on {cores} cores ({n_workers} dask worker(s)): "
+          f"plain {plain_s:.1f} s, prefect+threads {figures['prefect']['wall_s']:.1f} s, dask "
+          f"{dask_s:.1f} s ({dask_s / plain_s:.2f}x plain); dask's reports and warehouse rows the "
+          f"same as plain's: {figures['dask']['same_reports'] and figures['dask']['same_rows']}")
+    print("why: " + why(figures, cores, n_workers))
+    print("RESULT " + json.dumps({"persons": persons, "days": days, "cores": cores,
+                                  "workers": n_workers, "runs": figures}))
 
 
-def why(plain_s: float, dask_s: float, cores: int, workers: int) -> str:
-    if dask_s < plain_s:
-        return (f"the {workers} worker(s) load later dates while the driver reconciles earlier "
-                "ones, so a day's intake hides behind the rules of the day before; the gain is "
-                "bounded by the intake's share of a day, since the driver (rules, ledger, reports "
-                "on the single-writer warehouse) is the bottleneck (docs/capacity.md).")
-    return (f"pipelining can at most hide the intake behind the driver's rules (the smaller "
-            f"share of a day, docs/capacity.md), and on {cores} cores the plain path already "
-            "loads the provinces on both cores; dask spends more than that on what the plain "
-            "path has not: a Prefect task run reported to the API for every province and step, "
-            "the cluster's start, and the staged rows written as Parquet by the workers and "
-            "read back by the driver, on the same cores the driver needs.")
+def rows_digest(warehouse: Path) -> dict[str, tuple]:
+    """Row count and an order-independent sum of row hashes of every table but the run log
+    and the warehouse's identity (they name the run and the warehouse); in SQL, because a
+    week at this scale is millions of rows (tests/test_dask.py compares the rows themselves)."""
+    import duckdb
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute(
+                      "SELECT table_name FROM information_schema.tables "
+                      "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'").fetchall()
+                  if t not in ("runs", "warehouse_identity")]
+        return {t: con.execute(f'SELECT count(*), sum(hash(t)::HUGEINT) FROM "{t}" t').fetchone()
+                for t in sorted(tables)}
+    finally:
+        con.close()
+
+
+def why(f: dict, cores: int, workers: int) -> str:
+    """Why the pipelined backfill is or is not faster here, from this run's figures."""
+    plain, prefect, dask = (f[k]["wall_s"] for k in ("plain", "prefect", "dask"))
+    overhead = prefect - plain
+    said = (f"Prefect alone (task runs reported to the server, threads) costs {overhead:+.1f} s "
+            f"over plain; dask {dask - prefect:+.1f} s over Prefect with threads. ")
+    if dask < plain:
+        return said + (f"The {workers} worker(s) load later dates while the driver reconciles "
+                       "earlier ones, so a day's intake hides behind the rules of the day before "
+                       "and more than pays for Prefect and the Parquet round trip; the gain is "
+                       "bounded by the intake's share of a day, since the driver (rules, ledger, "
+                       "reports on the single-writer warehouse) keeps its own core "
+                       "(docs/capacity.md).")
+    return said + (f"Pipelining can at most hide the intake behind the driver's rules, and on "
+                   f"{cores} cores the plain path already loads the provinces on both cores; "
+                   "dask pays what plain does not: a Prefect task run for every province and "
+                   "step, the cluster's start, and the staged rows written as Parquet by the "
+                   "workers and read back by the driver, on the cores the driver needs.")
 
 
 def main() -> None:

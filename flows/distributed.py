@@ -2,12 +2,18 @@
 workers, and the backfill that pipelines its dates.
 
     driver (recon)                           Dask workers (LocalCluster or `dask worker`s)
-    read_inbox(D) -> deliveries  ─────────►  intake_to_parquet(delivery, D, run folder):
+    read_inbox(D) -> deliveries  ─────────►  load_on_worker(delivery, D, run folder):
                                              read, decode, validate, F01-F05, and write
                                              <staging>/<run>/<D>-<PP>-xxxx/*.parquet
     stage(D) from the Parquet  ◄─────────    returns a StagedIntake: folder name, row counts,
-    rules, ledger, clearing, reports         file stats, sha256 (never the rows)
-    of D, in date order
+    rules, ledger, clearing, reports         file stats, sha256, worker and times (never
+    of D, in date order                      the rows)
+
+The province loads are plain Dask tasks on the DaskTaskRunner's client, not Prefect task
+runs: a Prefect task run on a worker costs about as much CPU as the intake of a province
+of a 250,000-person day (docs/capacity.md), and the workers then never talk to the Prefect
+API. Prefect shows each date's loads as the table artifact recon-<D>-intake (province,
+worker, start, end, rows).
 
 The warehouse stays single-writer: only the driver opens DuckDB; workers never need the
 driver's memory. Workers read the inbox themselves (ProvinceDelivery carries its folder
@@ -30,6 +36,7 @@ import re
 import socket
 import stat
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -42,7 +49,7 @@ from contracts import codes
 from contracts.errors import InputError
 from flows import warehouse as wh
 from flows.nightly import (LOAD_PROVINCE, READ_INBOX, STAGE, Paths, PlainExecutor,
-                           PrefectExecutor, Step, _tag, run_date, task_name)
+                           PrefectExecutor, Step, _tag, run_date)
 
 ADDRESS_ENV = "RECON_DASK_ADDRESS"
 WORKERS_ENV = "RECON_DASK_WORKERS"
@@ -251,6 +258,9 @@ class StagedIntake:
     files: list                        # FileStat of every expected file
     sha256: dict[str, str]             # source_file -> hex of the bytes read
     run_folder: Path | None = field(default=None, repr=False)  # set by the driver
+    worker: str = ""                   # where it was loaded, and when (epoch seconds)
+    started: float = 0.0
+    finished: float = 0.0
 
     def _read(self, name: str) -> pl.DataFrame:
         return pl.read_parquet(confined_file(self.run_folder, self.folder, name))
@@ -334,6 +344,24 @@ def write_staged(intake, run: str) -> StagedIntake:
 INTAKE_TO_PARQUET = Step(LOAD_PROVINCE.name, intake_to_parquet, io_retries=LOAD_PROVINCE.io_retries)
 
 
+def load_on_worker(delivery, business_date: date, run: str) -> StagedIntake:
+    """The Dask task of one province: intake_to_parquet with the plain executor's retries
+    of transient I/O, stamped with the worker's name and its start and end."""
+    started = time.time()
+    staged = PlainExecutor().call(INTAKE_TO_PARQUET, delivery, business_date, run)
+    staged.worker, staged.started, staged.finished = worker_name(), started, time.time()
+    return staged
+
+
+def worker_name() -> str:
+    """The Dask worker's name (`dask worker --name`, else its address), else the host."""
+    try:
+        from distributed import get_worker
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return socket.gethostname()
+
+
 def drop_staged(run: Path, staged: list) -> None:
     """Remove the Parquet of a staged date (only folder names recon makes)."""
     for s in staged:
@@ -344,18 +372,24 @@ def drop_staged(run: Path, staged: list) -> None:
 # --------------------------------------------------------------------------- driver side
 
 class DaskExecutor(PrefectExecutor):
-    """PrefectExecutor whose province loads run on the Dask workers as intake_to_parquet
+    """PrefectExecutor whose province loads run on the Dask workers as load_on_worker
     and can be submitted ahead (prefetch) for the dates a backfill reaches later."""
 
     def __init__(self, paths: Paths, run: Path):
         super().__init__()
         self.paths, self.run = paths, run
         self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, futures)
+        self._client = None
 
     def _submit(self, deliveries: list, d: date) -> list:
-        t = self._task(INTAKE_TO_PARQUET)
-        return [t.with_options(task_run_name=f"{task_name(LOAD_PROVINCE)}-{d.isoformat()}-"
-                                             f"{x.province}").submit(x, d, str(self.run))
+        """One Dask task per province, earlier dates first (Dask runs higher priorities
+        first); keys name the date, the province and this run (a shared scheduler)."""
+        if self._client is None:
+            from prefect.context import FlowRunContext
+            self._client = FlowRunContext.get().task_runner.client
+        return [self._client.submit(load_on_worker, x, d, str(self.run), pure=False,
+                                    priority=-d.toordinal(),
+                                    key=f"load-province-{d.isoformat()}-{x.province}-{self.run.name}")
                 for x in deliveries]
 
     def prefetch(self, d: date) -> None:
@@ -385,19 +419,38 @@ class DaskExecutor(PrefectExecutor):
         try:
             staged = [f.result() for f in futures]
         except Exception as e:
+            _cancel(futures)
             _tag(e, step)
             raise
         for s in staged:
             s.run_folder = self.run
+        intake_artifact(d, staged)
         return staged
 
     def cancel_ahead(self) -> None:
         """Cancel the loads submitted for dates that will not run (a date failed)."""
         for _inbox, futures in self._ahead.values():
-            for f in futures:
-                with contextlib.suppress(Exception):
-                    f.wrapped_future.cancel()
+            _cancel(futures)
         self._ahead.clear()
+
+
+def _cancel(futures: list) -> None:
+    for f in futures:
+        with contextlib.suppress(Exception):
+            f.cancel()
+
+
+def intake_artifact(d: date, staged: list[StagedIntake]) -> None:
+    """Prefect's view of a date's loads on the workers: recon-<D>-intake."""
+    from prefect.artifacts import create_table_artifact
+
+    def at(t: float) -> str:
+        return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
+    create_table_artifact(
+        key=f"recon-{d.isoformat()}-intake",
+        table=[{"province": s.province, "worker": s.worker, "started": at(s.started),
+                "finished": at(s.finished), "rows": sum(s.rows.values())} for s in staged],
+        description=f"Provinces of {d.isoformat()} loaded on the Dask workers")
 
 
 class StagingExecutor(PlainExecutor):

@@ -25,7 +25,7 @@ from flows.cli import _use_prefect, build_parser, main
 from flows.nightly import Paths, backfill_plain
 from synth.generate import generate
 from tests.test_prefect_server import free_port, prefect_server, stop, wait_until  # noqa: F401
-from tests.test_run_guarantees import warehouse_state
+from flows import warehouse as wh
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -63,6 +63,23 @@ def results(out: Path) -> dict[str, bytes]:
     return got
 
 
+def warehouse_rows(path: Path) -> dict[str, str]:
+    """A digest of every table of the warehouse (the person registry included) but the run
+    log and the warehouse's identity, which name the run and the warehouse."""
+    con = wh.open_warehouse(path, read_only=True)
+    try:
+        tables = [t for (t,) in con.execute(
+                      "SELECT table_name FROM information_schema.tables "
+                      "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'").fetchall()
+                  if t not in ("runs", "warehouse_identity")]
+        digest = wh.table_digest(con, tuple(sorted(tables)))
+        digest["runs"] = repr(con.execute("SELECT business_date, status, input_digest FROM runs "
+                                          "ORDER BY business_date").fetchall())
+        return digest
+    finally:
+        con.close()
+
+
 def recon_dask(env: dict, plain: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     """`recon backfill --task-runner dask` of the plain fixture's inbox into tmp."""
     return subprocess.run(
@@ -78,8 +95,7 @@ def assert_same_as_plain(plain: Path, tmp: Path, r: subprocess.CompletedProcess)
     assert sorted(got) == sorted(want)
     for key in want:
         assert got[key] == want[key], key
-    assert warehouse_state(tmp / "wh.duckdb", with_runs=False) == \
-        warehouse_state(plain / "wh.duckdb", with_runs=False)
+    assert warehouse_rows(tmp / "wh.duckdb") == warehouse_rows(plain / "wh.duckdb")
     assert not (tmp / "reports" / distributed.DEFAULT_STAGING).exists()  # staging cleaned
 
 
@@ -110,36 +126,48 @@ def test_staging_through_parquet_gives_the_plain_results(plain, tmp_path):
             left.append(sorted(p.name for p in run.iterdir() if p.name != distributed.LOCK))
     assert left == [[]] * len(DATES)
     assert results(tmp_path / "reports") == results(plain / "reports")
-    assert warehouse_state(tmp_path / "wh.duckdb", with_runs=False) == \
-        warehouse_state(plain / "wh.duckdb", with_runs=False)
+    assert warehouse_rows(tmp_path / "wh.duckdb") == warehouse_rows(plain / "wh.duckdb")
 
 
 def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backfill(
         prefect_server, plain, tmp_path):
     r = recon_dask(prefect_server, plain, tmp_path, "--dask-workers", "2")
     assert_same_as_plain(plain, tmp_path, r)
-    runs = task_runs_of_the_last_backfill(prefect_server["PREFECT_API_URL"])
+    runs, loads = the_last_backfill(prefect_server["PREFECT_API_URL"])
     staged = sorted(t.start_time for t in runs if t.name == "stage")
     published = sorted(t.end_time for t in runs if t.name == "publish")
-    loads = {d: [t for t in runs if t.name.startswith(f"load-province-{d}-")] for d in DATES}
     assert len(staged) == len(published) == len(DATES)
-    assert all(len(loads[d]) >= 25 for d in DATES)
+    assert all(len(loads[d]) >= 25 for d in DATES)   # one Dask task per province
+    assert {x["worker"] for d in DATES for x in loads[d]} == {"0", "1"}   # on both workers
     # pipelined: the provinces of D2 were loading on the workers before D1 was published
-    assert min(t.start_time for t in loads[DATES[1]]) < published[0]
+    assert min(x["started"] for x in loads[DATES[1]]) < published[0]
     # in date order on the driver: D is staged only after D-1 is published (the ledger chain)
     assert all(published[i] <= staged[i + 1] for i in range(len(DATES) - 1))
 
 
-def task_runs_of_the_last_backfill(api: str) -> list:
+def the_last_backfill(api: str) -> tuple[list, dict[date, list[dict]]]:
+    """The task runs of the last backfill flow run, and its recon-<D>-intake artifacts
+    (each province's worker and start, as datetimes)."""
+    from datetime import datetime
+
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                FlowRunFilter, FlowRunFilterId, FlowRunFilterName)
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
     name = f"backfill-{DATES[0]}-{DATES[-1]}"
     with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as c:
         [run] = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
                                  sort=FlowRunSort.START_TIME_DESC, limit=1)
-        return c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        artifacts = c.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    loads = {}
+    for d in DATES:
+        [a] = [a for a in artifacts if a.key == f"recon-{d.isoformat()}-intake"]
+        table = json.loads(a.data) if isinstance(a.data, str) else a.data
+        loads[d] = [{**x, "started": datetime.fromisoformat(x["started"])} for x in table]
+    return runs, loads
 
 
 def test_dask_backfill_on_a_separately_started_scheduler_and_workers_matches_the_plain_backfill(
