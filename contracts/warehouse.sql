@@ -118,6 +118,18 @@ CREATE TABLE IF NOT EXISTS lots (
     original_amount DECIMAL(18,2) NOT NULL, remaining DECIMAL(18,2) NOT NULL
 );
 
+-- Every lot row of D at 0 again, in a table of its own: the emptied lots a later date
+-- may still refill or close (dormant) are looked up here, in a table that grows by
+-- the lots that empty, not by every open lot of every date (issue 12).
+CREATE TABLE IF NOT EXISTS emptied_lots (
+    business_date DATE NOT NULL,           -- the date the lot (last) emptied
+    lot_id VARCHAR NOT NULL,
+    beneficiary_psn_no VARCHAR NOT NULL, beneficiary_province VARCHAR NOT NULL,
+    sharer_psn_no VARCHAR NOT NULL, payer_province VARCHAR NOT NULL,
+    genesis BOOLEAN NOT NULL, transfer_time TIMESTAMP, transfer_id VARCHAR,
+    original_amount DECIMAL(18,2) NOT NULL, remaining DECIMAL(18,2) NOT NULL
+);
+
 -- What each settled NORMAL settlement took from which lot (seq: consumption order).
 CREATE TABLE IF NOT EXISTS consumptions (
     business_date DATE NOT NULL, setl_id VARCHAR NOT NULL, lot_id VARCHAR NOT NULL,

@@ -274,6 +274,21 @@ def test_a_lot_emptied_again_after_a_refill_is_dormant_from_its_latest_emptying(
     assert lots(con, D2) == {"T2": Decimal("30.00")}   # S2 took T1 10 then T2 100: T2 first back
 
 
+def test_a_warehouse_that_carried_its_emptied_lots_is_taken_over_without_losing_one():
+    con = warehouse()
+    _spent(con)                                        # T1 emptied on D
+    for day in (D1, D2):
+        base(con, day)
+    add(con, "settlements", [refund("R1", "S1", "60.00", day=D2)], D2)
+    run_day(con, D, True)
+    con.execute("DELETE FROM emptied_lots")            # as written before emptied_lots existed
+    run_day(con, D1, False)
+    assert lots(con, D1) == {"T1": Decimal("0.00"), "T2": Decimal("50.00")}
+    assert rows(con, "SELECT business_date, lot_id FROM emptied_lots") == [(D1, "T1")]
+    run_day(con, D2, False)
+    assert lots(con, D2) == {"T1": Decimal("10.00"), "T2": Decimal("100.00")}
+
+
 def test_rerun_of_d_starts_from_d_minus_1_and_ignores_later_dates():
     con = warehouse()
     _spent(con)

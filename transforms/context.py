@@ -27,7 +27,7 @@ DATE_PARTITIONED = (
     "persons", "relationships", "transfers", "settlements", "balances",
     "regions", "institutions", "quarantine", "file_loads", "relation_events",
     "findings", "lots", "consumptions", "refund_returns", "settlement_outcomes",
-    "dissolution_returns", "clearing_flows",
+    "dissolution_returns", "clearing_flows", "emptied_lots",
 )
 
 

@@ -30,8 +30,9 @@ open lot at 0 is *dormant* from the date it emptied. It still belongs to its wal
 (rules.md §6: a refund to it refills it; a dissolution of its sharer closes it, with
 a dissolution_returns row of 0.00), but only a refund or a dissolution can touch it,
 so the sequential engine fetches the dormant lots of just those wallets (`_dormant`):
-each lot's latest row at 0 before D, unless the lot is open with quota on D-1 or was
-closed since. Consumption, S18 and every total skip a lot at 0, so the result is the
+each lot's latest row in emptied_lots (a copy of every lots row at 0, written by the
+date it emptied on) before D, unless the lot is open with quota on D-1 or was closed
+since. Consumption, S18 and every total skip a lot at 0, so the result is the
 one of a wallet that carries its emptied lots.
 
 rules.md §6, and its readings in docs/spec-readings.md:
@@ -58,7 +59,7 @@ from transforms.findings import record
 
 HOLD_RULES = ("S07", "S14", "S15", "S16", "S17", "F06")
 OUTPUT_TABLES = ("lots", "consumptions", "refund_returns", "settlement_outcomes",
-                 "dissolution_returns")
+                 "dissolution_returns", "emptied_lots")
 
 # Lot order: genesis lots by sharer_psn_no, then by (transfer_time, transfer_id).
 _LOT_ORDER = ("CASE WHEN genesis THEN 0 ELSE 1 END, CASE WHEN genesis THEN sharer_psn_no END, "
@@ -77,7 +78,9 @@ def opening_lots_sql(ctx: RunContext) -> str:
     """SELECT of the wallet lots at 00:00 of D (w = beneficiary_psn_no, lot columns).
 
     Genesis: one lot per QUOTA balances row with opening_balance > 0; else the
-    closing lots of D-1 that hold quota (the others are dormant, see `_dormant`).
+    closing lots of D-1 that hold quota (the others are dormant, see `_dormant`). A
+    lot at 0 that D-1 did not record in emptied_lots (written before emptied lots
+    were, when every emptied lot was carried) is opened as before: D records it.
     """
     if ctx.genesis:
         return """
@@ -94,7 +97,11 @@ def opening_lots_sql(ctx: RunContext) -> str:
     return f"""
         SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
                payer_province, genesis, transfer_time, transfer_id, original_amount, remaining
-        FROM lots WHERE business_date = DATE '{prev}' AND remaining > 0"""
+        FROM lots l WHERE business_date = DATE '{prev}'
+          AND (remaining > 0 OR NOT EXISTS (
+                   SELECT 1 FROM emptied_lots e
+                   WHERE e.business_date = DATE '{prev}' AND e.lot_id = l.lot_id
+                     AND e.beneficiary_psn_no = l.beneficiary_psn_no))"""
 
 
 _LOT_COLUMNS = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province, genesis, "
@@ -105,10 +112,10 @@ def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """lg_dormant: the emptied, still open lots of the slow wallets that a refund or a
     dissolution touches on D (the lot columns of lg_open).
 
-    A lot's latest row at 0 before D is the date it (last) emptied; it is dormant
-    unless it holds quota in D-1's closing lots (refilled since) or a dissolution
-    closed it since. Only lots rows at 0 and dissolution_returns of these wallets
-    are read."""
+    A lot's latest row in emptied_lots before D is the date it (last) emptied; it
+    is dormant unless it is open in D-1's closing lots (refilled since) or a
+    dissolution closed it since. Only emptied_lots and dissolution_returns of these
+    wallets are read."""
     d = ctx.d
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_touch AS
@@ -120,9 +127,8 @@ def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
                    payer_province, genesis, transfer_time, transfer_id, original_amount, remaining,
                    business_date AS emptied_on
-            FROM lots
-            WHERE business_date < DATE '{d}' AND remaining = 0
-              AND beneficiary_psn_no IN (SELECT w FROM lg_touch)
+            FROM emptied_lots
+            WHERE business_date < DATE '{d}' AND beneficiary_psn_no IN (SELECT w FROM lg_touch)
             QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, lot_id
                                        ORDER BY business_date DESC) = 1)
         SELECT {_LOT_COLUMNS} FROM z
@@ -588,6 +594,8 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext, mode: str = "hybrid") -
     _slow_wallets(con, mode)
     _fast(con, ctx)
     _slow(con, ctx)
+    con.execute(f"INSERT INTO emptied_lots SELECT * FROM lots "
+                f"WHERE business_date = DATE '{ctx.d}' AND remaining = 0")
     s18_quota_overspend(con, ctx)
     s20_refund_unmatched(con, ctx)
     for t in ("lg_open", "lg_new", "lg_hold", "lg_lots", "lg_fcons", "lg_prior", "lg_slow", "lg_diss",
