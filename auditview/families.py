@@ -19,15 +19,18 @@ from auditview.text import AuditConfig, money
 # --------------------------------------------------------------------------- families
 
 # Which sharer's lot each lot_id is, for the consumptions of the window [start, D]: a
-# lot consumed on a date C was open on C, so it is in C's closing lots (emptied ones
-# included) or, closed on C, in C's dissolution_returns. Only the window's dates are
-# read, so the cost of the page does not grow with the history (issue 12).
+# lot is the SUCCESS IN transfer that opened it (lot_id = transfer_id, ledger §6) or a
+# genesis lot 'G:<beneficiary>:<sharer>'. Read from transfers (one row per transfer),
+# not from the lots of every date (one row per open lot and date), so the page does
+# not read the ledger's state over the window (issue 12).
 _WINDOW_LOTS = """(
-    SELECT lot_id, beneficiary_psn_no, sharer_psn_no FROM lots
-    WHERE business_date BETWEEN $start AND $day
+    SELECT transfer_id AS lot_id, beneficiary_psn_no, sharer_psn_no FROM transfers
+    WHERE business_date <= $day AND side = 'IN' AND status = 'SUCCESS'
     UNION ALL
-    SELECT lot_id, beneficiary_psn_no, sharer_psn_no FROM dissolution_returns
-    WHERE business_date BETWEEN $start AND $day)"""
+    SELECT DISTINCT lot_id, split_part(lot_id, ':', 2), split_part(lot_id, ':', 3)
+    FROM consumptions
+    WHERE business_date BETWEEN $start AND $day AND starts_with(lot_id, 'G:'))"""
+
 
 def _keyed(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: list[tuple],
            types: tuple) -> list[tuple]:
