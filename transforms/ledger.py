@@ -457,23 +457,15 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             WHERE business_date < DATE '{d}' AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
             GROUP BY orig_setl_id""").fetchall():
         priors[orig].refunded = fen
-    # A lot an original consumed on date P was open on P: it is in the closing lots of P,
-    # or was closed on P by a dissolution (dissolution_returns of P); its sharer is in
-    # either (and in the IN transfer of P that opened it, when it opened on P).
+    # The engine asks for the sharer of a consumed lot only when the lot is not in the
+    # wallet (open, dormant or new): a dissolution closed it before D, and wrote it to
+    # dissolution_returns (a compact table: one row per closed lot) with its sharer.
     sharer_of = dict(con.execute(f"""
         WITH ids AS (SELECT DISTINCT c.lot_id FROM consumptions c JOIN lg_prior p
                        ON p.setl_id = c.setl_id AND p.business_date = c.business_date
                      WHERE c.business_date IN ({on_dates}))
-        SELECT lot_id, min(sharer_psn_no) FROM (
-            SELECT lot_id, sharer_psn_no FROM dissolution_returns
-            WHERE business_date IN ({on_dates}) AND lot_id IN (SELECT lot_id FROM ids)
-            UNION ALL
-            SELECT lot_id, sharer_psn_no FROM lots
-            WHERE business_date IN ({on_dates}) AND lot_id IN (SELECT lot_id FROM ids)
-            UNION ALL
-            SELECT transfer_id, sharer_psn_no FROM transfers
-            WHERE business_date IN ({on_dates}) AND side = 'IN'
-              AND transfer_id IN (SELECT lot_id FROM ids))
+        SELECT lot_id, min(sharer_psn_no) FROM dissolution_returns
+        WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
         GROUP BY lot_id""").fetchall())
 
     res = replay(dict(wallets), priors, sharer_of)
