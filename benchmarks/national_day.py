@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -101,8 +102,9 @@ def scan_floor(inbox: Path) -> float:
     return elapsed
 
 
-def reconcile(inbox: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of reconciling the day in a fresh process."""
+def reconcile(inbox: Path) -> tuple[float, float, dict, float]:
+    """(wall seconds, peak RSS in MiB, step seconds, CPU seconds) of reconciling the day
+    in a fresh process. CPU seconds (all threads) tell a busy machine from a slow run."""
     work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
     code = (
         "import json, sys; from datetime import date; from pathlib import Path;"
@@ -114,14 +116,17 @@ def reconcile(inbox: Path) -> tuple[float, float]:
         "print('STEPS', json.dumps(ex.timings))"
     )
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"the reconciliation failed: {proc.stderr.strip().splitlines()[-1:]}")
     peak_kib = int(next(x for x in proc.stdout.splitlines() if x.startswith("PEAK_KIB")).split()[1])
     steps = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("STEPS "))[6:])
     shutil.rmtree(work, ignore_errors=True)
-    return elapsed, peak_kib / 1024, steps
+    return elapsed, peak_kib / 1024, steps, cpu
 
 
 def measure(persons: int, seed: int, repeat: int) -> dict:
@@ -130,26 +135,33 @@ def measure(persons: int, seed: int, repeat: int) -> dict:
     (with the range), and the peak memory is the largest of the runs."""
     inbox = ensure_inbox(persons, seed)
     rows = input_rows(inbox)
-    floors, walls, peaks, steps = [], [], [], []
+    floors, walls, peaks, steps, cpus, loads = [], [], [], [], [], []
     for _ in range(repeat):
+        loads.append(os.getloadavg()[0])
         floors.append(scan_floor(inbox))
-        wall, peak, step = reconcile(inbox)
+        wall, peak, step, cpu = reconcile(inbox)
+        loads.append(os.getloadavg()[0])
         walls.append(wall)
+        cpus.append(cpu)
         peaks.append(peak)
         steps.append(step)
     names = list(steps[0])
     return {"persons": persons, "rows": rows, "floor_s": statistics.median(floors),
             "wall_s": statistics.median(walls), "peak_mib": max(peaks),
-            "floors": floors, "walls": walls,
+            "floors": floors, "walls": walls, "cpus": cpus, "loads": loads,
             "steps": {n: statistics.median(s.get(n, 0.0) for s in steps) for n in names}}
 
 
 # The stages of a run as the executor names its steps (flows/nightly.py).
+# The intake streams: each province is inserted while the next ones load (threads), so
+# "stage" is the intake's wall clock; the insert alone is stage minus the time it
+# waited for a load ("warehouse insert" below).
 STAGES = (
-    ("read/decode + validate (per province, summed)", ("load_province",)),
-    ("  the same, wall clock", ("load_province (wall)",)),
     ("inbox listing and manifests", ("list_date_folders", "read_inbox")),
-    ("warehouse insert", ("stage",)),
+    ("intake: loads and inserts overlapped (wall)", ("stage",)),
+    ("  read/decode + validate (per province, summed)", ("load_province",)),
+    ("  waiting for a province to load", ("load_province (waited)",)),
+    ("  warehouse insert", ("#insert",)),
     ("known persons", ("known_persons",)),
     ("rules_files", ("rules_files",)), ("rules_persons", ("rules_persons",)),
     ("rules_relationships", ("rules_relationships",)), ("rules_transfers", ("rules_transfers",)),
@@ -164,13 +176,16 @@ STAGES = (
 
 def print_steps(r: dict) -> None:
     print(f"\nstages of the {r['rows']:,}-row day (median seconds of the runs):")
-    known = {n for _label, names in STAGES for n in names}
+    steps = dict(r["steps"])
+    steps["#insert"] = steps.get("stage", 0.0) - steps.get("load_province (waited)", 0.0)
+    known = {n for _label, names in STAGES for n in names} | {"load_province (wall)"}
     for label, names in STAGES:
-        print(f"  {label:<46} {sum(r['steps'].get(n, 0.0) for n in names):>7.1f}")
-    for n in sorted(set(r["steps"]) - known):
-        print(f"  {n:<46} {r['steps'][n]:>7.1f}")
-    counted = sum(v for n, v in r["steps"].items() if n != "load_province")
-    print(f"  {'the rest (start-up, imports, locks, commit)':<46} {r['wall_s'] - counted:>7.1f}")
+        print(f"  {label:<50} {sum(steps.get(n, 0.0) for n in names):>7.1f}")
+    for n in sorted(set(steps) - known):
+        print(f"  {n:<50} {steps[n]:>7.1f}")
+    inside_stage = ("load_province", "load_province (wall)", "load_province (waited)", "#insert")
+    counted = sum(v for n, v in steps.items() if n not in inside_stage)
+    print(f"  {'the rest (start-up, imports, locks, commit)':<50} {r['wall_s'] - counted:>7.1f}")
 
 
 def main() -> None:
@@ -197,7 +212,9 @@ def main() -> None:
               f"{r['wall_s'] / r['floor_s']:>8.2f} {r['rows'] / r['wall_s']:>10,.0f} "
               f"{r['peak_mib']:>9,.0f}")
         print(f"{'':>10} runs: floor {', '.join(f'{x:.1f}' for x in r['floors'])} s; "
-              f"run {', '.join(f'{x:.1f}' for x in r['walls'])} s")
+              f"run {', '.join(f'{x:.1f}' for x in r['walls'])} s "
+              f"(CPU {', '.join(f'{x:.1f}' for x in r['cpus'])} s); "
+              f"load average {min(r['loads']):.1f}-{max(r['loads']):.1f}")
     if len(runs) == 2:
         small, full = runs
         print(f"growth: {full['rows'] / small['rows']:.1f}x rows took "

@@ -19,6 +19,10 @@ from pathlib import Path
 from contracts.errors import InputError
 
 MEMORY_LIMIT = "1GB"
+# Provinces whose intake (read, decode, validate) runs ahead of the one being
+# inserted into the warehouse. Each is staged and freed as soon as its turn
+# comes, so a run holds about this many provinces plus one, never the nation.
+PROVINCES_IN_FLIGHT = 2
 MEMORY_LIMIT_ENV = "RECON_DUCKDB_MEMORY_LIMIT"
 TEMP_DIRECTORY_ENV = "RECON_DUCKDB_TEMP_DIRECTORY"
 

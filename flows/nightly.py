@@ -22,10 +22,12 @@ Test hook: env RECON_TEST_KILL_AT=<point> SIGKILLs the process at that point
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from contracts.errors import InputError
 from flows import warehouse as wh
@@ -200,6 +202,42 @@ class PlainExecutor:
         self.timings[f"{step.name} (wall)"] = time.perf_counter() - t0
         return results
 
+    def stream(self, step: Step, items: list, *args) -> Iterator | list:
+        """The results of map, yielded in order as they come, with at most
+        PROVINCES_IN_FLIGHT items being computed ahead of the one the caller holds:
+        the caller stages each province while the next ones load, and what it has
+        staged is freed (issue 12). A subclass that changed how map loads (Parquet
+        of StagingExecutor) keeps its own map and its list."""
+        if type(self).map is not PlainExecutor.map:
+            return self.map(step, items, *args)
+        return self._stream(step, items, *args)
+
+    def _stream(self, step: Step, items: list, *args) -> Iterator:
+        from contracts.resources import PROVINCES_IN_FLIGHT
+        ahead = max(1, min(PROVINCES_IN_FLIGHT, self.max_workers))
+        waited = f"{step.name} (waited)"   # the caller idle, waiting for a load
+        self.timings.setdefault(waited, 0.0)
+        t0 = time.perf_counter()
+        todo = iter(items)
+        pool = concurrent.futures.ThreadPoolExecutor(ahead)
+        pending: collections.deque = collections.deque()
+        try:
+            for it in itertools.islice(todo, ahead):
+                pending.append(pool.submit(self.call, step, it, *args))
+            while pending:
+                w0 = time.perf_counter()
+                result = pending.popleft().result()
+                self.timings[waited] += time.perf_counter() - w0
+                for it in itertools.islice(todo, 1):
+                    pending.append(pool.submit(self.call, step, it, *args))
+                yield result
+                del result   # the caller has staged it: hold no reference while it waits
+        finally:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+            self.timings[f"{step.name} (wall)"] = time.perf_counter() - t0
+
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         pass
 
@@ -361,14 +399,6 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     genesis = wh.check_order(con, d, folders)
     ctx = RunContext.for_date(d, genesis)
     inbox_date = ex.call(READ_INBOX, paths.inbox, d)
-    intakes = ex.map(LOAD_PROVINCE, list(inbox_date.deliveries), d)
-    sha = _reference_sha256(paths.inbox)
-    for intake in intakes:
-        sha.update(getattr(intake, "sha256", {}) or {})
-    for delivery in inbox_date.deliveries:  # the manifests are input too
-        if delivery.manifest_bytes is not None:
-            sha[f"{d.isoformat()}/{delivery.province}/manifest.json"] = \
-                hashlib.sha256(delivery.manifest_bytes).hexdigest()
     previous_run_id, previous_ids = wh.previous_findings(con, d)
     run_id = new_run_id(d)
     staged = False
@@ -377,8 +407,13 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     con.execute("BEGIN TRANSACTION")
     try:
         wh.delete_date(con, d)
-        ex.call(STAGE, con, ctx, inbox_date, intakes)
-        intakes = None  # the loaded frames now live in the warehouse: free them for the rules
+        sha = _reference_sha256(paths.inbox)
+        with contextlib.closing(_ProvinceLoads(ex, inbox_date, d)) as loads:
+            ex.call(STAGE, con, ctx, inbox_date, loads.noting_sha256(sha))
+        for delivery in inbox_date.deliveries:  # the manifests are input too
+            if delivery.manifest_bytes is not None:
+                sha[f"{d.isoformat()}/{delivery.province}/manifest.json"] = \
+                    hashlib.sha256(delivery.manifest_bytes).hexdigest()
         kill_point("after_stage")
         for step in reconcile_steps():
             ex.call(step, con, ctx)
@@ -433,6 +468,37 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
     ex.artifacts(summary, parts["by_rule_province"])
     return summary
+
+
+class _ProvinceLoads:
+    """The loaded provinces of D in province order: a stream when the executor loads
+    on this process's threads (each province staged, then freed, while the next ones
+    load: issue 12), else the executor's list (Prefect tasks; Dask workers hand over
+    Parquet, not rows, and drop it when STAGE has the list)."""
+
+    def __init__(self, ex, inbox_date, d: date):
+        deliveries = sorted(inbox_date.deliveries, key=lambda x: x.province)
+        stream = getattr(ex, "stream", ex.map)
+        self.loads = stream(LOAD_PROVINCE, deliveries, d)
+
+    def noting_sha256(self, sha: dict[str, str]):
+        """The intakes, noting the sha256 of every file read (summary.json) as they pass."""
+        if isinstance(self.loads, list):
+            for intake in self.loads:
+                sha.update(getattr(intake, "sha256", {}) or {})
+            return self.loads
+        return self._noting(sha)
+
+    def _noting(self, sha: dict[str, str]) -> Iterator:
+        for intake in self.loads:
+            sha.update(getattr(intake, "sha256", {}) or {})
+            yield intake
+            del intake
+
+    def close(self) -> None:
+        """Stop the loads still in flight (a failed stage must not leave them running)."""
+        if not isinstance(self.loads, list):
+            self.loads.close()
 
 
 def dates_between(start: date, end: date) -> list[date]:

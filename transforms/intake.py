@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -120,6 +121,7 @@ class ProvinceIntake:
     findings: pl.DataFrame            # FINDINGS_SCHEMA (F02-F05 of this province)
     files: list[FileStat]
     sha256: dict[str, str]            # source_file -> hex of the bytes read
+    contract_checked: bool = False    # frames passed LOADED_SCHEMAS (check_loaded)
 
     @property
     def persons(self) -> pl.DataFrame:
@@ -572,10 +574,13 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
                                    pl.lit(None, pl.String).alias("beneficiary_psn_no"),
                                    pl.lit(None, MONEY).alias("amount"),
                                    pl.lit(None, pl.Int32).alias("source_row")).select(list(FINDINGS_SCHEMA))
-        return ProvinceIntake(
+        intake = ProvinceIntake(
             pp, business_date, frames,
             pl.concat([_empty(QUARANTINE_SCHEMA), *quarantines], how="vertical"),
             pl.concat([extra, *finds], how="vertical"), stats, sums)
+        check_loaded(intake)   # here, on the loading thread, not on the warehouse's
+        intake.contract_checked = True
+        return intake
 
     if delivery.manifest_bytes is None:      # no manifest: F01 (stage), nothing is opened
         return result()
@@ -671,15 +676,18 @@ STAGED_TABLES = ("persons", "relationships", "transfers", "settlements", "balanc
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
             columns: list[str] | None = None) -> None:
-    """One set-based INSERT of a whole frame (through Arrow, no row loop)."""
+    """One set-based INSERT of a whole frame, read by DuckDB from the frame's Arrow
+    buffers (no row loop, no copy in Python).
+
+    The rows are handed over by a replacement scan of this local variable, not by
+    `register`: a registered view dropped inside the run's transaction lives on
+    until COMMIT (DuckDB keeps dropped catalog entries for its MVCC), and with it
+    every province's rows, which made the nation's frames the run's peak memory."""
     if frame.height == 0:
         return
     cols = ", ".join(columns or frame.columns)
-    con.register("_intake_frame", frame.to_arrow())
-    try:
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _intake_frame")
-    finally:
-        con.unregister("_intake_frame")
+    _recon_intake_rows = frame.to_arrow()  # noqa: F841 - DuckDB finds it by name
+    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _recon_intake_rows")
 
 
 def f01_findings(inbox: InboxDate) -> pl.DataFrame:
@@ -699,31 +707,54 @@ def f01_findings(inbox: InboxDate) -> pl.DataFrame:
 
 
 def stage(con: duckdb.DuckDBPyConnection, ctx: RunContext, inbox: InboxDate,
-          intakes: list[ProvinceIntake]) -> None:
+          intakes: Iterable[ProvinceIntake]) -> None:
     """Replace D's intake partition of the warehouse and record F01-F05 in d_findings.
 
+    `intakes` may be a list or a stream: each province is inserted as it comes
+    and dropped before the next is taken, so a run holds the provinces in
+    flight, not the nation (issue 12). A stream must come in province order;
+    a list is sorted here. Rows reach every table in the same order either way
+    (F01 first, then province by province).
+
     The caller owns the transaction (a run is atomic) and has run
-    create_warehouse and bind_date. Every insert is one statement per table."""
+    create_warehouse and bind_date."""
     d = ctx.business_date
     for t in STAGED_TABLES:
         con.execute(f"DELETE FROM {t} WHERE business_date = ?", [d])
     ref = inbox.reference
     _insert(con, "regions", ref.regions.with_columns(pl.lit(d).alias("business_date")))
     _insert(con, "institutions", ref.institutions.with_columns(pl.lit(d).alias("business_date")))
-    intakes = sorted(intakes, key=lambda i: i.province)
+    _insert(con, "d_findings", f01_findings(inbox), ["rule_code", *FINDING_COLUMNS])
+    if isinstance(intakes, (list, tuple)):
+        intakes = sorted(intakes, key=lambda i: i.province)
+    for intake in intakes:
+        stage_province(con, d, intake)
+        del intake   # its rows are in the warehouse: free them before the next one arrives
+
+
+def check_loaded(intake) -> None:
+    """The contract of record at the warehouse door: pandera checks the typed rows
+    (a failure here is a bug, not bad input)."""
     for ds in codes.DATASETS:
-        frame = pl.concat([empty_loaded(ds)] + [i.frames[ds] for i in intakes], how="vertical")
-        # The contract of record at the warehouse door: pandera checks the typed rows of
-        # the whole nation once per dataset (a failure here is a bug, not bad input).
+        frame = intake.frames[ds]
         if frame.height:
             LOADED_SCHEMAS[ds].validate(frame)
-        _insert(con, ds, frame)
-    _insert(con, "quarantine", pl.concat([_empty(QUARANTINE_SCHEMA)] + [i.quarantine for i in intakes],
-                                         how="vertical"))
-    _insert(con, "file_loads", file_loads_frame(intakes).with_columns(pl.lit(d).alias("business_date")),
+
+
+def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
+    """One province's loaded rows, quarantine, file stats and F02-F05 into the
+    warehouse: one INSERT per table, straight from the frames' Arrow buffers.
+    A ProvinceIntake of load_province had its rows checked on its own thread;
+    anything else (the Parquet of a Dask worker, read back from a folder that is
+    not trusted) is checked here."""
+    if not getattr(intake, "contract_checked", False):
+        check_loaded(intake)
+    for ds in codes.DATASETS:
+        _insert(con, ds, intake.frames[ds])
+    _insert(con, "quarantine", intake.quarantine)
+    _insert(con, "file_loads", file_loads_frame([intake]).with_columns(pl.lit(d).alias("business_date")),
             ["business_date", *FILE_LOADS_SCHEMA])
-    found = pl.concat([f01_findings(inbox)] + [i.findings for i in intakes], how="vertical")
-    _insert(con, "d_findings", found, ["rule_code", *FINDING_COLUMNS])
+    _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
 
 
 def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
@@ -735,4 +766,4 @@ def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
 
 __all__ = ["FileRejected", "FileStat", "ParsedFile", "ProvinceIntake", "decode_csv_text",
            "parse_csv", "parse_parquet", "validate_rows", "parse_manifest", "load_province",
-           "stage", "f01_findings", "file_loads_frame"]
+           "stage", "stage_province", "check_loaded", "f01_findings", "file_loads_frame"]
