@@ -153,14 +153,15 @@ def decode_csv_text(data: bytes, encoding: str) -> bytes:
     if enc is None:
         raise FileRejected(f"cannot be decoded: the manifest declares encoding {str(encoding)[:30]!r}, "
                            "not utf-8 or gb18030")
+    if data.isascii():   # the same text in UTF-8 and GB18030 (both extend ASCII), and no BOM
+        return data
     if enc == "utf-8":
         if data.startswith(BOM):
             data = data[len(BOM):]
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise FileRejected(f"cannot be decoded as utf-8 (invalid byte at offset {e.start})") from None
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FileRejected(f"cannot be decoded as utf-8 (invalid byte at offset {e.start})") from None
         return data
     try:
         text = data.decode("gb18030")
