@@ -305,15 +305,45 @@ class PrefectExecutor:
             _tag(e, step)
             raise
 
+    def _submit(self, step: Step, i: int, item, *args):
+        """One task run per item, named after it: load-province-44."""
+        return (self._task(step).with_options(
+            task_run_name=f"{task_name(step)}-{getattr(item, 'province', i)}")
+            .submit(*_quoted((item, *args))))
+
     def map(self, step: Step, items: list, *args) -> list:
-        t = self._task(step)
-        futures = [t.with_options(task_run_name=f"{task_name(step)}-{getattr(it, 'province', i)}")
-                   .submit(*_quoted((it, *args))) for i, it in enumerate(items)]
+        futures = [self._submit(step, i, it, *args) for i, it in enumerate(items)]
         try:
             return [f.result() for f in futures]
         except Exception as e:
             _tag(e, step)
             raise
+
+    def stream(self, step: Step, items: list, *args) -> Iterator | list:
+        """map's results in order as they come, at most PROVINCES_IN_FLIGHT task runs ahead
+        of the one the caller holds, as PlainExecutor.stream: the caller stages a province
+        while the next ones load, instead of waiting for all of them (issue 11 item 1), and
+        the nation is never in memory at once (issue 12). An executor that changed how map
+        loads (Dask: Parquet on the workers) keeps its map and its list."""
+        if type(self).map is not PrefectExecutor.map:
+            return self.map(step, items, *args)
+        return self._stream(step, items, *args)
+
+    def _stream(self, step: Step, items: list, *args) -> Iterator:
+        from contracts.resources import PROVINCES_IN_FLIGHT
+        todo = iter(enumerate(items))
+        first = itertools.islice(todo, max(1, PROVINCES_IN_FLIGHT))
+        pending: collections.deque = collections.deque(
+            self._submit(step, i, it, *args) for i, it in first)
+        while pending:
+            try:
+                result = pending.popleft().result()
+            except Exception as e:
+                _tag(e, step)
+                raise
+            pending.extend(self._submit(step, i, it, *args) for i, it in itertools.islice(todo, 1))
+            yield result
+            del result  # the caller has staged it: hold no reference while it waits
 
     def artifacts(self, summary: dict, by_rule_province: list[dict]) -> None:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -472,8 +502,8 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
 
 class _ProvinceLoads:
     """The loaded provinces of D in province order: a stream when the executor loads
-    on this process's threads (each province staged, then freed, while the next ones
-    load: issue 12), else the executor's list (Prefect tasks; Dask workers hand over
+    on this process's threads or as Prefect task runs (each province staged, then freed,
+    while the next ones load: issue 12), else the executor's list (Dask workers hand over
     Parquet, not rows, and drop it when STAGE has the list)."""
 
     def __init__(self, ex, inbox_date, d: date):
@@ -642,10 +672,23 @@ def _flows():
     return _FLOWS
 
 
+@contextlib.contextmanager
+def _ad_hoc_run():
+    """An ad-hoc run from the terminal (`recon run`, `recon backfill`) emits no flow-run
+    heartbeats: they drive Prefect's zombie-run automations for runs of a deployment
+    (`recon serve` keeps them), the terminal has the exit status, and Prefect's heartbeat
+    thread sleeps in one-second steps that every flow run waits out at its end (up to
+    1 s per date, issue 11 item 1)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def run_date_prefect(paths: Paths, d: date, runner: str | None = None) -> dict:
     reconcile_date, _, _ = _flows()
     from flows.distributed import prefect_api_for_workers
-    with prefect_api_for_workers() if _is_dask(runner) else contextlib.nullcontext():
+    api = prefect_api_for_workers() if _is_dask(runner) else contextlib.nullcontext()
+    with api, _ad_hoc_run():
         return reconcile_date.with_options(task_runner=task_runner(runner))(
             str(paths.inbox), str(paths.out), str(paths.warehouse), d)
 
@@ -658,9 +701,11 @@ def backfill_prefect(paths: Paths, start: date, end: date, runner: str | None = 
     preflight_range(paths, start, end)  # refuse before Prefect starts
     _, backfill, _ = _flows()
     if not _is_dask(runner):
-        return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
+        with _ad_hoc_run():
+            return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end,
+                            runner)
     from flows.distributed import prefect_api_for_workers
-    with prefect_api_for_workers():  # one cluster for the whole range, dates pipelined
+    with prefect_api_for_workers(), _ad_hoc_run():  # one cluster for the range, dates pipelined
         return backfill.with_options(task_runner=task_runner("dask"))(
             str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
 
