@@ -10,9 +10,9 @@ workers, and the backfill that pipelines its dates.
     of D, in date order                      the rows)
 
 The province loads are plain Dask tasks on the DaskTaskRunner's client, not Prefect task
-runs: a Prefect task run on a worker costs about as much CPU as the intake of a province
-of a 250,000-person day (docs/capacity.md), and the workers then never talk to the Prefect
-API. Prefect shows each date's loads as the table artifact recon-<D>-intake (province,
+runs: a Prefect task run on a worker cost about as much CPU as the intake of an average
+province of a 250,000-person day (docs/capacity.md), and the workers then never talk to
+the Prefect API. Prefect shows each date's loads as the table artifact recon-<D>-intake (province,
 worker, start, end, rows).
 
 The warehouse stays single-writer: only the driver opens DuckDB; workers never need the
@@ -143,10 +143,10 @@ def quiet_dask_logs() -> None:
 
 @contextlib.contextmanager
 def prefect_api_for_workers():
-    """The workers report their task runs to the driver's Prefect API. A Prefect server
-    (PREFECT_API_URL) travels with each task as it is; Prefect's temporary API is started
-    here and named in the settings, so that its address travels too (otherwise every
-    worker would start a temporary API of its own)."""
+    """One Prefect API for the whole run: a Prefect server (PREFECT_API_URL) as it is, else
+    Prefect's temporary API started here and named in the settings. The province loads
+    are plain Dask tasks and never talk to it; anything sent to the workers as a Prefect
+    task would find the driver's API here instead of starting a temporary API of its own."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
     if PREFECT_API_URL.value():
         yield
