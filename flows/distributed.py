@@ -378,19 +378,19 @@ class DaskExecutor(PrefectExecutor):
     def __init__(self, paths: Paths, run: Path):
         super().__init__()
         self.paths, self.run = paths, run
-        self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, futures)
+        self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, {province: future})
         self._client = None
 
-    def _submit(self, deliveries: list, d: date) -> list:
+    def _submit_loads(self, deliveries: list, d: date) -> dict:
         """One Dask task per province, earlier dates first (Dask runs higher priorities
         first); keys name the date, the province and this run (a shared scheduler)."""
         if self._client is None:
             from prefect.context import FlowRunContext
             self._client = FlowRunContext.get().task_runner.client
-        return [self._client.submit(load_on_worker, x, d, str(self.run), pure=False,
-                                    priority=-d.toordinal(),
-                                    key=f"load-province-{d.isoformat()}-{x.province}-{self.run.name}")
-                for x in deliveries]
+        return {x.province: self._client.submit(
+                    load_on_worker, x, d, str(self.run), pure=False, priority=-d.toordinal(),
+                    key=f"load-province-{d.isoformat()}-{x.province}-{self.run.name}")
+                for x in deliveries}
 
     def prefetch(self, d: date) -> None:
         """Read D's inbox and submit its provinces now; a fault is left for D's own turn."""
@@ -400,7 +400,7 @@ class DaskExecutor(PrefectExecutor):
             inbox_date = super().call(READ_INBOX, self.paths.inbox, d)
         except Exception:  # noqa: BLE001 - D's run reads again and reports it in order
             return
-        self._ahead[d] = (inbox_date, self._submit(list(inbox_date.deliveries), d))
+        self._ahead[d] = (inbox_date, self._submit_loads(list(inbox_date.deliveries), d))
 
     def call(self, step: Step, *args):
         if step is READ_INBOX and args[1] in self._ahead:
@@ -414,8 +414,10 @@ class DaskExecutor(PrefectExecutor):
         if step is not LOAD_PROVINCE:
             return super().map(step, items, *args)
         d = args[0]
-        ahead = self._ahead.pop(d, None)
-        futures = ahead[1] if ahead else self._submit(items, d)
+        ahead = self._ahead.pop(d, (None, {}))[1]
+        missing = [x for x in items if x.province not in ahead]
+        submitted = {**ahead, **self._submit_loads(missing, d)}
+        futures = [submitted[x.province] for x in items]   # in the order the caller asked
         try:
             staged = [f.result() for f in futures]
         except Exception as e:
@@ -430,7 +432,7 @@ class DaskExecutor(PrefectExecutor):
     def cancel_ahead(self) -> None:
         """Cancel the loads submitted for dates that will not run (a date failed)."""
         for _inbox, futures in self._ahead.values():
-            _cancel(futures)
+            _cancel(list(futures.values()))
         self._ahead.clear()
 
 
