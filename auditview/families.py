@@ -160,12 +160,18 @@ _REMAINING_SQL = """
     WHERE business_date = $day AND sharer_psn_no IN (SELECT k0 FROM {keys})
     GROUP BY 1, 2"""
 _SPENT_SQL = """
-    SELECT l.__k0, s.psn_no, sum(c.amount) FROM consumptions c
+    WITH l AS MATERIALIZED (   -- the lots of the shown sharers: few
+        SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM """ + _WINDOW_LOTS + """
+        WHERE sharer_psn_no IN (SELECT k0 FROM {keys})),
+    c AS MATERIALIZED (        -- their consumptions in the window, before any join
+        SELECT c.business_date, c.setl_id, c.amount, l.__k0, l.beneficiary_psn_no
+        FROM consumptions c JOIN l ON l.lot_id = c.lot_id
+        WHERE c.business_date BETWEEN $start AND $day AND c.lot_id IN (SELECT lot_id FROM l))
+    SELECT c.__k0, s.psn_no, sum(c.amount) FROM c
     JOIN settlements s ON s.business_date = c.business_date AND s.setl_id = c.setl_id
-    JOIN (SELECT DISTINCT lot_id, beneficiary_psn_no, sharer_psn_no AS __k0 FROM """ + _WINDOW_LOTS + """
-          WHERE sharer_psn_no IN (SELECT k0 FROM {keys})) l
-      ON l.lot_id = c.lot_id AND l.beneficiary_psn_no = s.psn_no
-    WHERE c.business_date BETWEEN $start AND $day GROUP BY 1, 2"""
+     AND s.psn_no = c.beneficiary_psn_no
+    WHERE s.business_date BETWEEN $start AND $day AND s.setl_id IN (SELECT setl_id FROM c)
+    GROUP BY 1, 2"""
 
 
 def _involved(rows: list[dict], top: list[str]) -> dict[str, list[str]]:
