@@ -460,13 +460,11 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     # The engine asks for the sharer of a consumed lot only when the lot is not in the
     # wallet (open, dormant or new): a dissolution closed it before D, and wrote it to
     # dissolution_returns (a compact table: one row per closed lot) with its sharer.
+    consumed = sorted({lot_id for o in priors.values() for lot_id, _amount, _payer in o.consumed})
     sharer_of = dict(con.execute(f"""
-        WITH ids AS (SELECT DISTINCT c.lot_id FROM consumptions c JOIN lg_prior p
-                       ON p.setl_id = c.setl_id AND p.business_date = c.business_date
-                     WHERE c.business_date IN ({on_dates}))
         SELECT lot_id, min(sharer_psn_no) FROM dissolution_returns
-        WHERE business_date < DATE '{d}' AND lot_id IN (SELECT lot_id FROM ids)
-        GROUP BY lot_id""").fetchall())
+        WHERE business_date < DATE '{d}' AND lot_id IN (SELECT unnest(?::VARCHAR[]))
+        GROUP BY lot_id""", [consumed]).fetchall())
 
     res = replay(dict(wallets), priors, sharer_of)
     _write(con, ctx, res)
