@@ -108,14 +108,16 @@ _LOT_COLUMNS = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province,
                 "transfer_time, transfer_id, original_amount, remaining")
 
 
-def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext, consumed: list[str]) -> None:
     """lg_dormant: the emptied, still open lots of the slow wallets that a refund or a
     dissolution touches on D (the lot columns of lg_open).
 
     A lot's latest row in emptied_lots before D is the date it (last) emptied; it
     is dormant unless it is open in D-1's closing lots (refilled since) or a
     dissolution closed it since. Only emptied_lots and dissolution_returns of these
-    wallets are read."""
+    wallets are read, and only the lots D can touch are kept: the lots `consumed` by
+    the originals of D's refunds (a refund gives back to nothing else) and the lots
+    of a sharer dissolving on D; any other would be read and left alone."""
     d = ctx.d
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_touch AS
@@ -135,7 +137,10 @@ def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         WHERE NOT EXISTS (SELECT 1 FROM lg_open o WHERE o.w = z.w AND o.lot_id = z.lot_id)
           AND NOT EXISTS (SELECT 1 FROM dissolution_returns r
                           WHERE r.business_date >= z.emptied_on AND r.business_date < DATE '{d}'
-                            AND r.beneficiary_psn_no = z.w AND r.lot_id = z.lot_id)""")
+                            AND r.beneficiary_psn_no = z.w AND r.lot_id = z.lot_id)
+          AND (z.lot_id IN (SELECT unnest(?::VARCHAR[]))
+               OR EXISTS (SELECT 1 FROM lg_diss x
+                          WHERE x.w = z.w AND x.sharer_psn_no = z.sharer_psn_no))""", [consumed])
 
 
 def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -407,14 +412,6 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     def lot_of(r, dormant: bool = False) -> Lot:
         return Lot(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], dormant)
 
-    _dormant(con, ctx)
-    for r in con.execute(f"""
-            SELECT {lot_cols}, dormant FROM (
-                SELECT *, FALSE AS dormant FROM lg_open WHERE w IN (SELECT w FROM lg_slow)
-                UNION ALL
-                SELECT *, TRUE FROM lg_dormant)
-            ORDER BY w, {_LOT_ORDER}""").fetchall():
-        wallets[r[0]][0].append(lot_of(r, r[10]))
     for r in con.execute(f"SELECT {lot_cols} FROM lg_new "
                          f"WHERE w IN (SELECT w FROM lg_slow)").fetchall():
         wallets[r[0]][1].append((r[6], 1, r[1], lot_of(r)))
@@ -466,6 +463,14 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         WHERE business_date < DATE '{d}' AND lot_id IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY lot_id""", [consumed]).fetchall())
 
+    _dormant(con, ctx, consumed)
+    for r in con.execute(f"""
+            SELECT {lot_cols}, dormant FROM (
+                SELECT *, FALSE AS dormant FROM lg_open WHERE w IN (SELECT w FROM lg_slow)
+                UNION ALL
+                SELECT *, TRUE FROM lg_dormant)
+            ORDER BY w, {_LOT_ORDER}""").fetchall():
+        wallets[r[0]][0].append(lot_of(r, r[10]))
     res = replay(dict(wallets), priors, sharer_of)
     _write(con, ctx, res)
 
