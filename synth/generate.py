@@ -28,8 +28,8 @@ from synth.plants import DAY, Engine, Plants, plan_day
 from synth.population import (GIVEN, N_REGIONS, SHARER_ONLY, SURNAMES, build_population,
                               build_reference)
 from synth.rng import Rng
-from synth.writer import (COLUMNS, STYLES, csv_bytes, manifest, parquet_bytes, sha256,
-                          to_arrow, to_text)
+from synth.writer import (COLUMNS, STYLES, AppendingInbox, csv_bytes, manifest, parquet_bytes,
+                          sha256, to_arrow, to_text)
 
 PREMIUM = {"RESIDENT_PREMIUM": 40_000, "LTC_PREMIUM": 12_000}
 # The funded share a steady nation opens with: near the share the default nation
@@ -60,13 +60,19 @@ def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
 
 
 # ============================================================================ persons
-def number_persons(rng: Rng, people: pl.DataFrame) -> pl.DataFrame:
+# psn_no of chunk c of a chunked nation: c * PSN_CHUNK above chunk 0's (below the digits of
+# the region, so at most MAX_CHUNKS chunks of at most PSN_CHUNK / 7 persons per province).
+PSN_CHUNK = 10**9
+MAX_CHUNKS = 899
+
+
+def number_persons(rng: Rng, people: pl.DataFrame, chunk: int = 0) -> pl.DataFrame:
     """psn_no (20 digits, province first), certno (GB 11643), a Chinese name."""
     n = people.height
     u = rng.uniform(n, "psn:perm")
     people = people.with_columns(u=u).with_columns(
         seq=pl.col("u").rank("ordinal").over("prov").cast(pl.Int64))
-    rest = (people["admdvs"] % 10000) * 10**12 + 100_000_000_000 + people["seq"] * 7
+    rest = (people["admdvs"] % 10000) * 10**12 + 100_000_000_000 + chunk * PSN_CHUNK + people["seq"] * 7
     seq3 = rng.integers(n, 0, 499, "psn:seq3") * 2
     people = people.with_columns(
         psn_key=pl.col("prov").cast(pl.Int64) * 10**16 + rest,
@@ -95,8 +101,32 @@ def number_persons(rng: Rng, people: pl.DataFrame) -> pl.DataFrame:
 
 
 # ============================================================================ main
+class _Chunk:
+    """One chunk of a chunked nation: its index, the tag its record ids carry, the
+    reference data every chunk shares and the inbox it appends to."""
+
+    def __init__(self, index: int, ref, sink: AppendingInbox):
+        self.index, self.ref, self.sink = index, ref, sink
+        self.tag = f"{index:03d}"
+
+
+class _TaggedPlants(Plants):
+    """Plants whose record ids carry the chunk's tag, so that ids never collide across chunks."""
+
+    def __init__(self, tag: str, *args):
+        super().__init__(*args)
+        self.tag = tag
+
+    def _id(self, kind: str, d: int) -> str:
+        return super()._id(kind + self.tag, d)
+
+    def new_rid(self) -> str:
+        return "RP" + self.tag + super().new_rid()[2:]
+
+
 def generate(out: Path, start: date, days: int, persons: int, seed: int,
-             violation_rate: float = 0.01, perturb: float = 0.0, steady: float | None = None) -> dict:
+             violation_rate: float = 0.01, perturb: float = 0.0, steady: float | None = None,
+             chunk_persons: int | None = None) -> dict:
     """Write the inbox; with `perturb` > 0 every written day is then perturbed near the
     rule boundaries (synth/perturb.py) and no planted_truth.csv is written, since the
     findings of a perturbed inbox are not known in advance.
@@ -106,18 +136,78 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
     funded pairs and fills up (persons and balances delivered per day grow ~60 % over
     60 days); a steady one starts with the share `steady` of its established pairs
     funded (build_population) and dissolves about as many relationships a day as it
-    establishes."""
+    establishes.
+
+    `chunk_persons` (opt-in, for nations too large to hold; None keeps the default
+    nation byte for byte): the nation is generated as independent chunks of at most
+    that many persons, each with its own seed, its own planted violations and record
+    ids tagged with the chunk's number, appended chunk after chunk to the same files
+    (see _generate_chunked). Memory is bounded by the chunk, not the nation."""
+    if chunk_persons:
+        return _generate_chunked(Path(out), start, days, persons, seed, violation_rate, steady,
+                                 chunk_persons, perturb)
+    return _nation(Path(out), start, days, persons, Rng(seed), violation_rate, perturb, steady)
+
+
+def _generate_chunked(out: Path, start: date, days: int, persons: int, seed: int,
+                      violation_rate: float, steady: float | None, chunk_persons: int,
+                      perturb: float) -> dict:
+    """Chunks of persons, one after the other, appended to the same inbox.
+
+    A chunk is a small nation of its own (its families, sharing and settlements stay
+    inside it), so every chunk's records reference only persons that chunk delivers, and
+    the union is a valid inbox: psn_no of chunk c lie c * PSN_CHUNK above chunk 0's, and
+    every other record id carries the chunk's three-digit tag. The reference data is
+    built once, for the whole nation. File-level plants (F02, F03) go to chunk 0 only;
+    the manifests are written when the last chunk is in."""
+    if perturb > 0:
+        raise ValueError("a chunked nation cannot be perturbed")
+    n_chunks = -(-persons // chunk_persons)
+    if n_chunks > MAX_CHUNKS:
+        raise ValueError(f"at most {MAX_CHUNKS} chunks: raise chunk_persons")
     t0 = time.time()
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = Rng(seed)
+    ref = build_reference(Rng(seed), start, days, persons)
+    _write_reference(out, ref)
+    sink = AppendingInbox()
+    truth: set = set()
+    rows: dict = defaultdict(int)
+    done = 0
+    for c in range(n_chunks):
+        k = min(chunk_persons, persons - c * chunk_persons)
+        st = _nation(out, start, days, k, Rng(Rng(seed).sub_seed(f"chunk:{c}")), violation_rate,
+                     0.0, steady, _Chunk(c, ref, sink))
+        truth |= set(st["truth"])
+        for name, v in st["rows"].items():
+            rows[name] += v
+        done += st["persons"]
+    sink.close()
+    truth_rows = sorted(truth)
+    with open(out / "planted_truth.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["business_date", "rule_code", "province", "record_id"])
+        w.writerows(truth_rows)
+    planted = defaultdict(int)
+    for t in truth_rows:
+        planted[t[1]] += 1
+    return {"out": str(out), "persons": done, "days": days, "rows": dict(rows), "chunks": n_chunks,
+            "planted": dict(sorted(planted.items())), "seconds": round(time.time() - t0, 1)}
+
+
+def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation_rate: float,
+            perturb: float, steady: float | None, chunk: _Chunk | None = None) -> dict:
+    """The nation (or, with `chunk`, one chunk of it): simulate day after day and write."""
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    tag = chunk.tag if chunk else ""
     planting = violation_rate > 0
     reps = max(1, round(violation_rate * persons / 200)) if planting else 0
     f01_days = {d for d in (1, 3) if planting and d < days}
     near_fn = lambda D: policy_for(D).near_relatives  # noqa: E731
 
-    ref = build_reference(rng, start, days, persons)
-    P = Plants(0, start, days, rng.py("plants"), near_fn)
+    ref = chunk.ref if chunk else build_reference(rng, start, days, persons)
+    P = _TaggedPlants(tag, 0, start, days, rng.py("plants"), near_fn) if chunk else \
+        Plants(0, start, days, rng.py("plants"), near_fn)
     for d in range(days):
         for rep in range(reps):
             plan_day(P, d, rep)
@@ -129,6 +219,8 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
                                     certno_of=pl.lit(None, pl.Int64))
     pairs = pop.pairs.with_columns(pl.col("sharer") + m, pl.col("ben") + m,
                                    dissolved_day=pl.lit(None, pl.Int64))
+    if chunk:
+        pairs = pairs.with_columns(relation_id=pl.lit("RL" + tag) + pl.col("relation_id").str.slice(2))
     plant_people = pl.DataFrame(
         [(p.idx, p.prov, int(p.prov) * 10000 + 100, p.birth, p.male, p.insutype, p.personal,
           p.ghost, p.certno_of) for p in P.persons],
@@ -136,7 +228,7 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
                 "male": pl.Boolean, "insutype": pl.String, "personal": pl.Int64,
                 "ghost": pl.Boolean, "certno_of": pl.Int64}, orient="row")
     people = pl.concat([plant_people, bulk.select(plant_people.columns)])
-    people = number_persons(rng, people)
+    people = number_persons(rng, people, chunk.index if chunk else 0)
     PSN = people["psn_no"]
     PROV = people["prov"]
     GHOST = people["ghost"]
@@ -151,7 +243,8 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
                 for r in ref.institutions.iter_rows(named=True)}
     engine = Engine(P, info, start, policy_for, inst_map)
 
-    _write_reference(out, ref)
+    if not chunk:
+        _write_reference(out, ref)
     truth: list[tuple] = []
     rows_written = defaultdict(int)
 
@@ -166,7 +259,7 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
 
     for d in range(days):
         D = start + timedelta(days=d)
-        ds, dstr, base_t = D.isoformat(), D.strftime("%Y%m%d"), d * DAY
+        ds, dstr, base_t = D.isoformat(), tag + D.strftime("%Y%m%d"), d * DAY
         f01 = d in f01_days
         pfx = f"d{d}:"
 
@@ -348,12 +441,14 @@ def generate(out: Path, start: date, days: int, persons: int, seed: int,
             "persons": p_rows, "relationships": r_all, "transfers": t_all, "settlements": s_all,
             "balances": b_rows,
         }
-        wt = _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, rows_written)
+        wt = _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, rows_written, chunk)
         truth.extend(wt)
         if perturb > 0:
             for kind, k in perturb_day(out, D, perturb, Rng(rng.sub_seed(pfx + "perturb"))).items():
                 perturbed[kind] += k
 
+    if chunk:
+        return {"persons": people.height, "rows": dict(rows_written), "truth": truth}
     truth = sorted(set(truth))
     planted = defaultdict(int)
     if perturb > 0:
@@ -575,8 +670,10 @@ def _record_id(dataset: str, row: dict) -> str:
     return f"{row['psn_no']}:{row['sharer_psn_no'] or 'PERSONAL'}"
 
 
-def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr):
-    """Malformed extra rows (fresh ids, referenced nowhere): list of (row dict, record_id or None)."""
+def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr, chunk_no: int = 0):
+    """Malformed extra rows (fresh ids, referenced nowhere): list of (row dict, record_id or None).
+    `dstr` carries the chunk's tag in a chunked nation; `chunk_no` keeps psn_no apart too."""
+    tag = dstr[:-8]
     ds = D.isoformat()
     prev = (D - timedelta(days=1)).isoformat()
     a = persons_pp[0]
@@ -585,7 +682,7 @@ def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr):
     n = r.randint(0, 999_999)
     rows = []
     if dataset == "transfers":
-        base = dict(transfer_id=f"TX{dstr}{n:06d}", side="OUT", relation_id=f"RX{n:08d}", sharer_psn_no=a,
+        base = dict(transfer_id=f"TX{dstr}{n:06d}", side="OUT", relation_id=f"RX{tag}{n:08d}", sharer_psn_no=a,
                     beneficiary_psn_no=b, sharer_province=p, beneficiary_province=p, amount="100.00",
                     status="SUCCESS", transfer_time=f"{ds}T10:00:00+08:00")
         variants = [("amount", "12.345"), ("amount", "-5"), ("amount", "0.00"), ("transfer_time", f"{ds}T09:15:02"),
@@ -599,14 +696,14 @@ def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr):
         variants = [("expense_type", "DENTAL"), ("wallet_pay", "abc"), ("wallet_pay", "0.00"),
                     ("setl_time", f"{ds}T13:00:00"), ("status", "PAID"), ("setl_id", "")]
     elif dataset == "relationships":
-        base = dict(event_id=f"EX{dstr}{n:06d}", relation_id=f"RX{n:08d}", event_type="ESTABLISH", sharer_psn_no=a,
+        base = dict(event_id=f"EX{dstr}{n:06d}", relation_id=f"RX{tag}{n:08d}", event_type="ESTABLISH", sharer_psn_no=a,
                     beneficiary_psn_no=b, beneficiary_province=b[:2], relation_code="PARENT",
                     commitment_signed="true", channel="NATIONAL_APP", event_time=f"{ds}T03:00:00+08:00")
         variants = [("relation_code", "FRIEND"), ("commitment_signed", "yes"), ("channel", "WECHAT"),
                     ("event_time", f"{prev}T12:00:00+08:00"), ("event_type", "SUSPEND")]
     elif dataset == "persons":
         from contracts.certno import make_certno
-        psn = f"{p}00{9_000_000_000_000_000 + n:016d}"
+        psn = f"{p}00{9_000_000_000_000_000 + chunk_no * 1_000_000 + n:016d}"
         cert = make_certno(f"{p}0100", "19700101", n % 1000, True)
         bad = cert[:17] + ("0" if cert[17] != "0" else "1")
         future = make_certno(f"{p}0100", (D + timedelta(days=1)).strftime("%Y%m%d"), 1, True)
@@ -632,9 +729,12 @@ def _f04_rows(dataset, p, D, persons_pp: list[str], other_psn: str, r, dstr):
     return [(row, rid)]
 
 
-def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, rows_written):
+def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, rows_written, chunk=None):
+    """Write (or, for a chunk, append) the day's files of every province; returns the
+    file-level and row-level plants' truth."""
     truth = []
-    ds, dstr = D.isoformat(), D.strftime("%Y%m%d")
+    sink = chunk.sink if chunk else None
+    ds, dstr = D.isoformat(), (chunk.tag if chunk else "") + D.strftime("%Y%m%d")
     PROV = people["prov"]
     r = rng.py(pfx + "write")
     parts = {}
@@ -649,7 +749,7 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
 
     # file-level plants: F01 (54 missing on f01 days), F02 on 54, F03 on 63 settlements
     fileplant = {}
-    if planting:
+    if planting and not (chunk and chunk.index):
         v = d % 3
         if not f01:
             fileplant[("54", "settlements")] = ("F02", ("rows", "sha", "absent")[v])
@@ -681,7 +781,13 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
         else:
             psn_list = [f"{p}00{1:016d}"]
         other_psn = people["psn_no"][r.randrange(people.height)]
+        if sink:
+            sink.folder(folder, p, D, style.encoding,
+                        [(x, f"{x}.parquet" if style.parquet else f"{x}.csv") for x in DATASETS],
+                        with_manifest=not (f01 and p == "54"))
         for dataset in DATASETS:
+            if sink and sink.is_frozen(folder, dataset):
+                continue  # a file-level plant of an earlier chunk
             fr = parts[dataset].get(p)
             if fr is None:
                 fr = frames[dataset].clear()
@@ -700,8 +806,10 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
                     truth.append((ds, "F05", p, _record_id(dataset, row)))
                 typed = pl.concat([typed, dups])
             fname = f"{dataset}.parquet" if style.parquet else f"{dataset}.csv"
+            before = sink.rows_before(folder / fname) if sink else 0
             if style.parquet:
-                data = parquet_bytes(to_arrow(typed, dataset, D))
+                table = to_arrow(typed, dataset, D)
+                data = None if sink else parquet_bytes(table)
                 nrows = typed.height
             else:
                 text = to_text(typed, dataset, D, style, extra)
@@ -710,13 +818,15 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
                     n_bad = 0
                 bad_rows = []
                 for _ in range(n_bad):
-                    for row, rid in _f04_rows(dataset, p, D, psn_list, other_psn, r, dstr):
+                    for row, rid in _f04_rows(dataset, p, D, psn_list, other_psn, r, dstr,
+                                              chunk.index if chunk else 0):
                         bad_rows.append(row)
-                        truth.append((ds, "F04", p, rid if rid is not None else f"row:{text.height + len(bad_rows)}"))
+                        truth.append((ds, "F04", p, rid if rid is not None
+                                      else f"row:{before + text.height + len(bad_rows)}"))
                 if bad_rows:
                     text = pl.concat([text, pl.DataFrame(bad_rows, schema={c: pl.String for c in text.columns})])
                 nrows = text.height
-                data = csv_bytes(text, style)
+                data = csv_bytes(text, style, header=not (sink and sink.begun(folder / fname)))
             if plant:
                 code, variant = plant
                 truth.append((ds, code, p, fname if variant != "parquet" else f"{dataset}.parquet"))
@@ -726,6 +836,8 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
                     files[fname] = {"rows": 0, "sha256": sha256(data + b"x")}
                 elif variant == "absent":
                     files[fname] = {"rows": 0, "sha256": sha256(data)}
+                    if sink:
+                        sink.freeze(folder, dataset, fname, files[fname], None)
                     continue
                 elif variant == "header":
                     cols = [c for c in COLUMNS[dataset] if c != "wallet_pay"]
@@ -738,14 +850,25 @@ def _write_day(out, D, rng, pfx, frames, people, ref, f01, d, reps, planting, ro
                     fname = f"{dataset}.parquet"
                     data = b"PAR1 this is not a parquet file PAR1"
                     files[fname] = {"rows": 0, "sha256": sha256(data)}
+                if sink:
+                    sink.freeze(folder, dataset, fname, files[fname], data)
+                    continue
                 (folder / fname).write_bytes(data)
+                continue
+            rows_written[dataset] += nrows
+            if sink and style.parquet:
+                sink.append_parquet(folder / fname, table)
+                continue
+            if sink:
+                sink.append_csv(folder / fname, data, nrows)
                 continue
             (folder / fname).write_bytes(data)
             files[fname] = {"rows": nrows, "sha256": sha256(data)}
-            rows_written[dataset] += nrows
         if f01 and p == "54":
             truth.append((ds, "F01", p, p))  # folder delivered without its manifest
             continue
+        if sink:
+            continue  # manifests when every chunk is in (AppendingInbox.close)
         (folder / "manifest.json").write_bytes(manifest(p, D, STYLES[p].encoding, files))
     return truth
 
@@ -762,8 +885,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steady", type=float, nargs="?", const=STEADY_SHARE, default=None, metavar="SHARE",
                     help="a nation whose daily volume is flat (benchmarks); SHARE of the pairs "
                          f"established before the start are funded (default {STEADY_SHARE})")
+    ap.add_argument("--chunk-persons", type=int, default=None, metavar="N",
+                    help="generate the nation in independent chunks of N persons appended to the "
+                         "same files (memory bounded by N; for nations too large to hold)")
     a = ap.parse_args(argv)
-    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb, a.steady)
+    if a.chunk_persons is not None and (a.chunk_persons <= 0 or a.perturb > 0):
+        ap.error("--chunk-persons takes a positive number and no --perturb")
+    stats = generate(a.out, a.start, a.days, a.persons, a.seed, a.violation_rate, a.perturb, a.steady,
+                     a.chunk_persons)
     stats.pop("quota_invariants", None)
     print(stats)
     return 0

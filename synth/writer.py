@@ -11,6 +11,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -126,17 +127,18 @@ def to_arrow(df: pl.DataFrame, dataset: str, day: date) -> pa.Table:
     return pa.table(arrays, names=names)
 
 
-def csv_bytes(text: pl.DataFrame, style: Style) -> bytes:
+def csv_bytes(text: pl.DataFrame, style: Style, header: bool = True) -> bytes:
+    """`header=False`: the rows only (no header, no BOM), to append to a file begun earlier."""
     cols = list(text.columns)
     if style.reverse:
         cols = cols[::-1]
     buf = io.BytesIO()
     text.select(cols).write_csv(buf, line_terminator="\r\n" if style.crlf else "\n",
-                                null_value="", quote_style="necessary")
+                                null_value="", quote_style="necessary", include_header=header)
     data = buf.getvalue()
     if style.encoding == "gb18030":
         data = data.decode("utf-8").encode("gb18030")
-    elif style.bom:
+    elif style.bom and header:
         data = b"\xef\xbb\xbf" + data
     return data
 
@@ -157,3 +159,84 @@ def manifest(province: str, day: date, encoding: str, files: dict) -> bytes:
     obj = {"province": province, "business_date": day.isoformat(),
            "exported_at": exported.isoformat(), "encoding": encoding, "files": files}
     return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+class AppendingInbox:
+    """The files of a nation generated in chunks of persons (generate(chunk_persons=...)).
+
+    Every chunk appends its rows to the day's files: a CSV file gets its header (and
+    BOM) from the first chunk only, a Parquet file is one pyarrow ParquetWriter kept
+    open over the chunks (one row group per chunk), so memory is bounded by a chunk.
+    Row counts and the sha256 of every CSV file are kept as the bytes go out; the
+    manifests are written by close(), once every chunk is in. A file planted at the
+    file level (F02, F03) is written once and `frozen`: later chunks leave it alone
+    and its manifest entry is the planted one."""
+
+    def __init__(self):
+        self.rows: dict[Path, int] = {}
+        self.hashes: dict[Path, "hashlib._Hash"] = {}
+        self.writers: dict[Path, pq.ParquetWriter] = {}
+        self.frozen: dict[tuple[Path, str], tuple[str, dict]] = {}
+        self.folders: dict[Path, tuple[str, date, str, list[tuple[str, str]], bool]] = {}
+
+    def begun(self, path: Path) -> bool:
+        return path in self.rows
+
+    def rows_before(self, path: Path) -> int:
+        return self.rows.get(path, 0)
+
+    def is_frozen(self, folder: Path, dataset: str) -> bool:
+        return (folder, dataset) in self.frozen
+
+    def folder(self, folder: Path, province: str, day: date, encoding: str, names: list[tuple[str, str]],
+               with_manifest: bool = True) -> None:
+        """names: (dataset, file name) in manifest order."""
+        self.folders.setdefault(folder, (province, day, encoding, names, with_manifest))
+
+    def append_csv(self, path: Path, data: bytes, nrows: int) -> None:
+        with open(path, "ab") as fh:
+            fh.write(data)
+        self.hashes.setdefault(path, hashlib.sha256()).update(data)
+        self.rows[path] = self.rows.get(path, 0) + nrows
+
+    def append_parquet(self, path: Path, table: pa.Table) -> None:
+        w = self.writers.get(path)
+        if w is None:
+            w = self.writers[path] = pq.ParquetWriter(path, table.schema, compression="zstd")
+        if table.num_rows:
+            w.write_table(table.cast(w.schema))
+        self.rows[path] = self.rows.get(path, 0) + table.num_rows
+
+    def freeze(self, folder: Path, dataset: str, fname: str, entry: dict, data: bytes | None) -> None:
+        """A file-level plant: written as is (or absent when data is None), never appended to."""
+        if data is not None:
+            (folder / fname).write_bytes(data)
+        self.frozen[(folder, dataset)] = (fname, entry)
+
+    def close(self) -> None:
+        """Finish the Parquet files and write every manifest."""
+        for w in self.writers.values():
+            w.close()
+        for folder, (province, day, encoding, names, with_manifest) in self.folders.items():
+            files = {}
+            for dataset, fname in names:
+                if (folder, dataset) in self.frozen:
+                    fz_name, entry = self.frozen[(folder, dataset)]
+                    files[fz_name] = entry
+                    continue
+                path = folder / fname
+                if path in self.hashes:
+                    digest = self.hashes[path].hexdigest()
+                else:
+                    digest = _file_sha256(path)
+                files[fname] = {"rows": self.rows.get(path, 0), "sha256": digest}
+            if with_manifest:
+                (folder / "manifest.json").write_bytes(manifest(province, day, encoding, files))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
