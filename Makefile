@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-history bench-history-quick clean
+.PHONY: setup demo test bench bench-10x bench-history bench-history-quick clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "python3.11 is required"; exit 2; }
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/national_day.py
+
+# one date of 25,000,000 persons (>= 50M rows), generated in chunks, then reconciled (BENCH10X_PERSONS overrides)
+bench-10x: $(STAMP)
+	$(BIN)/python benchmarks/bench_10x.py
 
 # 60 days x 250,000 persons through one warehouse (HISTORY_DAYS, HISTORY_PERSONS override)
 bench-history: $(STAMP)

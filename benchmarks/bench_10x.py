@@ -1,0 +1,180 @@
+"""Ten national days' volume in one day (issue 12, target 2).
+
+    .venv/bin/python benchmarks/bench_10x.py                  # or: make bench-10x
+    .venv/bin/python benchmarks/bench_10x.py --persons 2500000   # a national day's size, chunked
+
+1. generates one business date of 25,000,000 persons (>= 50M input rows) with the
+   streaming generator (`python -m synth.generate --chunk-persons N`: independent chunks
+   of N persons appended to the same files, memory bounded by the chunk) in a child
+   process, and reads its wall and CPU seconds and peak RSS. The inbox is kept in
+   benchmarks/out/ (git-ignored) with those figures and reused while its parameters
+   stand; a 10x inbox of other parameters is removed first, so only one is ever kept;
+2. reconciles it with the plain orchestration (`flows.nightly.run_date`, every report
+   included) in a fresh child process, sampling the child's RSS every second, and reads
+   its wall and CPU seconds, peak RSS (ru_maxrss) and the executor's stage timings;
+3. prints input rows, both sets of figures, the peak against 6 GiB and the time against
+   11x the national day's (`make bench`; --national-seconds, default the quiet-machine
+   median quoted in docs/performance.md).
+
+Nothing here is a test: it prints figures. On a shared machine run it under the
+benchmark lock (`flock /tmp/bench.lock ...`); `--generate-only` makes the inbox without
+reconciling it, so that only the reconcile need hold the lock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from national_day import input_rows, print_steps  # noqa: E402  (same stage table as make bench)
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+DAY = date(2026, 11, 20)
+PEAK_TARGET_MIB = 6 * 1024
+TIME_TARGET = 11.0
+NATIONAL_SECONDS = 36.1
+NATIONAL_SOURCE = ("make bench median on a quiet machine, docs/performance.md "
+                   "(commit 53f2f1d, 2,500,000 persons, 5,447,416 rows)")
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> dict:
+    """Wall and CPU seconds, peak RSS (ru_maxrss, and the largest 1-second sample with
+    when it happened) and stdout of one child process."""
+    err = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    samples: list[tuple[float, float]] = []
+
+    def sample():
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.returncode is None:
+            try:
+                kib = next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS"))
+                samples.append((time.perf_counter() - t0, kib / 1024))
+            except (OSError, StopIteration, ValueError):
+                break
+            time.sleep(1.0)
+
+    threading.Thread(target=sample, daemon=True).start()
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    err.seek(0)
+    stderr = err.read().decode("utf-8", "replace")
+    top = max(samples, key=lambda s: s[1]) if samples else (0.0, 0.0)
+    return {"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_mib": usage.ru_maxrss / 1024, "sampled_peak_mib": top[1], "sampled_peak_at_s": top[0],
+            "stdout": stdout, "stderr": stderr}
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def ensure_inbox(persons: int, chunk: int, seed: int) -> tuple[Path, dict]:
+    """The 10x inbox and the figures of its generation (from its marker when reused)."""
+    inbox = OUT / f"inbox10x-{persons}-{seed}-c{chunk}"
+    marker = inbox / ".complete"
+    if marker.exists():
+        gen = json.loads(marker.read_text())
+        gen["reused"] = True
+        return inbox, gen
+    for old in OUT.glob("inbox10x-*"):  # only one 10x inbox is ever kept (~4 GB)
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"generating {persons:,} persons in chunks of {chunk:,} -> {inbox} (load {load()})", flush=True)
+    before = load()
+    r = run_child([sys.executable, "-m", "synth.generate", "--out", str(inbox), "--start", DAY.isoformat(),
+                   "--days", "1", "--persons", str(persons), "--seed", str(seed),
+                   "--chunk-persons", str(chunk)])
+    if r["rc"] != 0:
+        sys.exit(f"the generator failed (exit {r['rc']}): {r['stderr'].strip().splitlines()[-3:]}")
+    gen = {"persons": persons, "chunk_persons": chunk, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+           "peak_mib": r["peak_mib"], "load_before": before, "load_after": load(),
+           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "bytes": sum(p.stat().st_size for p in inbox.rglob("*") if p.is_file())}
+    marker.write_text(json.dumps(gen))
+    gen["reused"] = False
+    return inbox, gen
+
+
+def reconcile(inbox: Path) -> dict:
+    """One reconcile of the day in a fresh process (as make bench runs it)."""
+    work = Path(tempfile.mkdtemp(prefix="run10x-", dir=OUT))
+    code = (
+        "import json; from datetime import date; from pathlib import Path;"
+        "from flows.nightly import Paths, PlainExecutor, run_date;"
+        "ex = PlainExecutor();"
+        f"run_date(Paths.of(Path({str(inbox)!r}), Path({str(work / 'reports')!r}), "
+        f"Path({str(work / 'warehouse.duckdb')!r})), date.fromisoformat({DAY.isoformat()!r}), ex);"
+        "print('STEPS', json.dumps(ex.timings))"
+    )
+    env = dict(os.environ, RECON_ORCHESTRATOR="plain")
+    r = run_child([sys.executable, "-c", code], env)
+    r["warehouse_mib"] = sum(p.stat().st_size for p in work.glob("warehouse.duckdb*") if p.is_file()) / 2**20
+    shutil.rmtree(work, ignore_errors=True)
+    if r["rc"] != 0:
+        print(r["stderr"][-4000:], file=sys.stderr)
+        print(f"the reconciliation FAILED (exit {r['rc']}) after {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, "
+              f"peak RSS {r['peak_mib']:,.0f} MiB (largest sample {r['sampled_peak_mib']:,.0f} MiB "
+              f"at {r['sampled_peak_at_s']:.0f} s)")
+        sys.exit(1)
+    r["steps"] = json.loads(next(x for x in r["stdout"].splitlines() if x.startswith("STEPS "))[6:])
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--persons", type=int, default=int(os.environ.get("BENCH10X_PERSONS", 25_000_000)))
+    ap.add_argument("--chunk-persons", type=int, default=1_000_000,
+                    help="persons per generator chunk (the generator's memory is bounded by it)")
+    ap.add_argument("--seed", type=int, default=20261120)
+    ap.add_argument("--national-seconds", type=float, default=NATIONAL_SECONDS,
+                    help=f"the national day's reconcile seconds (default {NATIONAL_SECONDS}: {NATIONAL_SOURCE})")
+    ap.add_argument("--generate-only", action="store_true", help="make (or find) the inbox and stop")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    inbox, gen = ensure_inbox(args.persons, args.chunk_persons, args.seed)
+    rows = input_rows(inbox)
+    print(f"\nten national days benchmark ({os.cpu_count()} cores)")
+    print(f"  inbox: {inbox} ({gen['bytes'] / 2**30:.1f} GiB), {gen['persons']:,} persons, "
+          f"{rows:,} input rows")
+    print(f"  generation{' (earlier, reused)' if gen['reused'] else ''} at {gen['at']}: "
+          f"{gen['wall_s']:.1f} s wall, CPU {gen['cpu_s']:.1f} s, peak RSS {gen['peak_mib']:,.0f} MiB "
+          f"(chunks of {gen['chunk_persons']:,} persons); load average {gen['load_before']} -> {gen['load_after']}")
+    if args.generate_only:
+        return
+
+    before = load()
+    r = reconcile(inbox)
+    after = load()
+    ratio = r["wall_s"] / args.national_seconds
+    print(f"  reconcile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"RECON_DUCKDB_MEMORY_LIMIT={os.environ.get('RECON_DUCKDB_MEMORY_LIMIT', 'default')}): "
+          f"{r['wall_s']:.1f} s wall, CPU {r['cpu_s']:.1f} s, {rows / r['wall_s']:,.0f} rows/s; "
+          f"load average {before} -> {after}")
+    print(f"  peak RSS {r['peak_mib']:,.0f} MiB (largest 1-s sample {r['sampled_peak_mib']:,.0f} MiB at "
+          f"{r['sampled_peak_at_s']:.0f} s) against {PEAK_TARGET_MIB:,} MiB: "
+          f"{'yes' if r['peak_mib'] <= PEAK_TARGET_MIB else 'NO'}; warehouse {r['warehouse_mib']:,.0f} MiB")
+    print(f"  {ratio:.1f}x the national day's {args.national_seconds:.1f} s "
+          f"({'--national-seconds' if args.national_seconds != NATIONAL_SECONDS else NATIONAL_SOURCE}) "
+          f"against <= {TIME_TARGET:.0f}x: {'yes' if ratio <= TIME_TARGET else 'NO'}")
+    print_steps({"rows": rows, "steps": r["steps"], "wall_s": r["wall_s"]})
+    print(f"targets: >= 50,000,000 rows: {'yes' if rows >= 50_000_000 else 'NO'}; "
+          f"peak <= 6 GiB: {'yes' if r['peak_mib'] <= PEAK_TARGET_MIB else 'NO'}; "
+          f"<= 11x the national day: {'yes' if ratio <= TIME_TARGET else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
