@@ -172,6 +172,15 @@ CREATE TABLE IF NOT EXISTS runs (
     input_digest VARCHAR NOT NULL, summary_json VARCHAR NOT NULL
 );
 
+-- The status file's copy of each run's summary (summary.json without the HEAVY fields,
+-- scrubbed, as compact JSON text), made once per run by the first status file written
+-- after it: later writes join these texts instead of parsing every summary ever
+-- recorded (flows/warehouse.py write_status_file). A copy whose run is no longer in
+-- runs (the date was re-run) is dropped.
+CREATE TABLE IF NOT EXISTS run_status_copies (
+    run_id VARCHAR PRIMARY KEY, summary_text VARCHAR NOT NULL
+);
+
 -- Identity of the warehouse, made when it is created (copies keep it): <out>/.recon-warehouse
 -- names it, so that two warehouses never publish into one <out> (flows/warehouse.py).
 CREATE TABLE IF NOT EXISTS warehouse_identity (

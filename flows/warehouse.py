@@ -367,21 +367,51 @@ from contracts.summary import HEAVY as _HEAVY  # noqa: E402 - the contract says 
 
 
 def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
-    """Publish the runs of the warehouse beside it, atomically, for `recon status`."""
-    rows = con.execute("SELECT business_date, run_id, status, started_at, finished_at, "
-                       "summary_json FROM runs ORDER BY business_date").fetchall()
-    runs_ = []
-    for d, run_id, status, started, finished, summary_json in rows:
+    """Publish the runs of the warehouse beside it, atomically, for `recon status`.
+
+    A day's cost must not grow with history: each run's summary is copied for the file
+    (without HEAVY, scrubbed, compact JSON) once, into run_status_copies, by the first
+    write after the run; every write then joins the stored texts of every run. Only the
+    fields a run changes later (status: STALE) are made on each write."""
+    copies = _status_copies(con)
+    rows = con.execute("SELECT business_date, run_id, status, started_at, finished_at "
+                       "FROM runs ORDER BY business_date").fetchall()
+    entries = []
+    for d, run_id, status, started, finished in rows:
+        head = json.dumps(scrub_json({"business_date": d.isoformat(), "run_id": run_id,
+                                      "status": status, "started_at": started.isoformat(),
+                                      "finished_at": finished.isoformat()}), ensure_ascii=False)
+        entries.append(f'{head[:-1]}, "summary": {copies[run_id]}}}')
+    # Beside the warehouse, but an output all the same: no full resident ID in it.
+    ident = json.dumps(scrub_json(warehouse_id(con)), ensure_ascii=False)
+    text = '{"warehouse_id": ' + ident + ', "runs": [\n' + ",\n".join(entries) + "\n]}\n"
+    write_bytes_atomic(status_file(warehouse), text.encode("utf-8"))
+
+
+def _status_copies(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """run_id -> the status file's text of its summary, made (and stored) for the runs
+    that have none yet; a copy of a run no longer recorded is dropped. If the warehouse
+    cannot be written, the copies made here serve this write only."""
+    made = {}
+    for run_id, summary_json in con.execute(
+            "SELECT run_id, summary_json FROM runs "
+            "WHERE run_id NOT IN (SELECT run_id FROM run_status_copies)").fetchall():
         try:
             s = json.loads(summary_json)
         except ValueError:
             s = {}
-        runs_.append({"business_date": d.isoformat(), "run_id": run_id, "status": status,
-                      "started_at": started.isoformat(), "finished_at": finished.isoformat(),
-                      "summary": {k: v for k, v in s.items() if k not in _HEAVY}})
-    # Beside the warehouse, but an output all the same: no full resident ID in it.
-    write_json_atomic(status_file(warehouse),
-                      scrub_json({"warehouse_id": warehouse_id(con), "runs": runs_}))
+        s = s if isinstance(s, dict) else {}
+        made[run_id] = json.dumps(scrub_json({k: v for k, v in s.items() if k not in _HEAVY}),
+                                  ensure_ascii=False)
+    try:
+        con.execute("DELETE FROM run_status_copies WHERE run_id NOT IN (SELECT run_id FROM runs)")
+        if made:
+            con.executemany("INSERT INTO run_status_copies VALUES (?, ?)", list(made.items()))
+    except duckdb.Error:
+        pass  # a read-only or full disk: the file is still written from `made`
+    stored = dict(con.execute("SELECT c.run_id, c.summary_text FROM run_status_copies c "
+                              "JOIN runs r USING (run_id)").fetchall())
+    return {**stored, **made}
 
 
 def read_regular(path: Path, limit: int) -> str:
@@ -520,8 +550,13 @@ def ensure_staging_root(out: Path) -> Path:
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write JSON to a new temp file beside `path`, fsync, rename over `path`, fsync
     the folder. The temp file is created exclusively: a planted link is never followed."""
+    write_bytes_atomic(path, (json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False)
+                              + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """write_json_atomic's write, of bytes already made."""
     path = Path(path)
-    data = (json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode("utf-8")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(fd, "wb") as f:

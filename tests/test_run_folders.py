@@ -295,6 +295,32 @@ def test_status_snapshot_is_what_the_warehouse_committed(done):
         assert r["summary"]["run_id"] == r["run_id"]
 
 
+def test_status_file_holds_each_committed_summary_without_its_heavy_fields_after_a_rerun(done):
+    """The status file joins the copies a run stored once (run_status_copies): after a
+    re-run of D1 it still shows what the warehouse committed, D2 STALE, and the copy of
+    the replaced run of D1 is gone."""
+    from contracts.privacy import scrub_json
+    from contracts.summary import HEAVY
+    old_d1 = committed_runs(done / "wh.duckdb")[D1][0]
+    run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D1)
+    shown = json.loads(wh.status_file(done / "wh.duckdb").read_text(encoding="utf-8"))
+    con = duckdb.connect(str(done / "wh.duckdb"), read_only=True)
+    try:
+        committed = con.execute("SELECT business_date, run_id, status, summary_json FROM runs "
+                                "ORDER BY business_date").fetchall()
+        copies = {r for (r,) in con.execute("SELECT run_id FROM run_status_copies").fetchall()}
+    finally:
+        con.close()
+    assert [(r["business_date"], r["run_id"], r["status"]) for r in shown["runs"]] == \
+        [(d.isoformat(), run_id, status) for d, run_id, status, _ in committed]
+    assert [r["status"] for r in shown["runs"]] == ["COMPLETE", "STALE"]
+    for r, (_, _, _, text) in zip(shown["runs"], committed):
+        full = json.loads(text)
+        assert set(full) & set(HEAVY)   # the run committed them; the status copy leaves them out
+        assert r["summary"] == scrub_json({k: v for k, v in full.items() if k not in HEAVY})
+    assert old_d1 not in copies and copies == {run_id for _, run_id, _, _ in committed}
+
+
 # --------------------------------------------------------------------------- environment faults
 
 def run_args(w: Path, d=D1) -> list[str]:
