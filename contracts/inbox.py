@@ -196,40 +196,66 @@ def _q(col: str, certno: bool = False) -> pl.Expr:
     return pl.lit(f"{col} '") + (masked(col) if certno else shown(col)) + pl.lit("'")
 
 
-@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
+def shape(col: str, form: str = "fmt") -> pl.Expr:
+    """A form helper column of `col` (see typed_helpers): True where the text has
+    the form, null where the field is empty."""
+    return pl.col(f"{col}#{form}")
+
+
+def _certno_check(c: pl.Expr) -> pl.Expr:
+    """The GB 11643 check character of the first 17 characters (meaningful where
+    they are digits). Digits are read as bytes ('0' is 48): a byte is one
+    integer operation, where a one-character slice parsed as a number is a
+    string built per digit and row (the costliest helper of a national day)."""
+    b = c.cast(pl.Binary)
+    total = pl.sum_horizontal([(b.bin.get(i, null_on_oob=True).cast(pl.Int32) - 48) * w
+                               for i, w in enumerate(WEIGHTS)])
+    return (total % 11).replace_strict(dict(enumerate(CHECK_CHARS)), default=None,
+                                       return_dtype=pl.String)
+
+
+@lru_cache(maxsize=None)  # expressions are immutable: build once per dataset
 def typed_helpers(dataset: str) -> tuple[pl.Expr, ...]:
-    """Expressions adding `<col>#v` for every non-text column: the parsed value,
-    null where the text does not have the right form. Parsing is guarded by
-    the pattern first, because polars casts are lenient ('0.001' -> 0.00)."""
+    """Expressions adding, in one select, `<col>#v` for every non-text column (the
+    parsed value, null where the text does not have the right form) and the
+    form helpers `<col>#fmt` (money also `#dec`, `#two`) that the rules read.
+    Parsing is guarded by the pattern first, because polars casts are lenient
+    ('0.001' -> 0.00). Each pattern is matched once per row: the rules and the
+    parse read the same helper (polars evaluates the repeated expression once)."""
     out = []
     for col in DATASET_COLUMNS[dataset]:
-        c = pl.col(col.name)
+        n, c = col.name, pl.col(col.name)
         if col.kind == "money":
-            e = pl.when(c.str.contains(RE_MONEY)).then(c).cast(MONEY, strict=False)
+            money = c.str.contains(RE_MONEY)
+            out += [c.str.contains(RE_DECIMAL).alias(f"{n}#dec"),
+                    c.str.contains(RE_TWO_DECIMALS).alias(f"{n}#two"), money.alias(f"{n}#fmt")]
+            e = pl.when(money).then(c).cast(MONEY, strict=False)
         elif col.kind == "date":
             e = pl.when(c.str.contains(RE_DATE)).then(c).str.to_date("%Y-%m-%d", strict=False)
         elif col.kind == "bool":
             e = pl.when(c == "true").then(True).when(c == "false").then(False)
         elif col.kind == "timestamp":
+            good = c.str.contains(RE_TS)
+            out.append(good.alias(f"{n}#fmt"))
             # Z can only be the last character of a text matching RE_TS.
-            e = (pl.when(c.str.contains(RE_TS)).then(c.str.replace("Z", "+00:00", literal=True))
+            e = (pl.when(good).then(c.str.replace("Z", "+00:00", literal=True))
                  .str.to_datetime(TS_FORMAT, strict=False, time_unit="us")
                  .dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None))
+        elif col.kind == "admdvs":
+            out.append(c.str.contains(RE_ADMDVS).alias(f"{n}#fmt"))
+            continue
         elif col.kind == "certno":
             good = c.str.contains(RE_CERTNO)
-            total = pl.sum_horizontal(
-                [c.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)])
-            check = (total % 11).replace_strict(dict(enumerate(CHECK_CHARS)), default=None,
-                                                return_dtype=pl.String)
-            out.append(pl.when(good).then(check).alias(f"{col.name}#check"))
+            out.append(good.alias(f"{n}#fmt"))
+            out.append(pl.when(good).then(_certno_check(c)).alias(f"{n}#check"))
             # Year 0000 does not exist in the Gregorian calendar (1 BC is followed by
             # AD 1), though polars' proleptic %Y reads it: not a real date.
             out.append(pl.when(good & (c.str.slice(6, 4) != "0000")).then(c.str.slice(6, 8))
-                       .str.to_date("%Y%m%d", strict=False).alias(f"{col.name}#birth"))
+                       .str.to_date("%Y%m%d", strict=False).alias(f"{n}#birth"))
             continue
         else:
             continue
-        out.append(e.alias(f"{col.name}#v"))
+        out.append(e.alias(f"{n}#v"))
     return tuple(out)
 
 
@@ -263,14 +289,14 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
                        lambda e: _q(n) + " is not 20 digits"))
     elif k == "certno":
         rules.append(R(f"{n} is 17 digits and a check character",
-                       lambda e: c.is_null() | c.str.contains(RE_CERTNO),
+                       lambda e: c.is_null() | shape(n),
                        lambda e: _q(n, True) + " is not 17 digits followed by a digit or X"))
         rules.append(R(f"{n} has a valid GB 11643 check character",
                        lambda e: pl.col(f"{n}#check").is_null() | (pl.col(f"{n}#check") == c.str.slice(17, 1)),
                        lambda e: _q(n, True) + " has a wrong check character (expected "
                        + pl.col(f"{n}#check") + ")"))
         rules.append(R(f"{n} holds a real birth date",
-                       lambda e: ~c.str.contains(RE_CERTNO).fill_null(False) | pl.col(f"{n}#birth").is_not_null(),
+                       lambda e: ~shape(n).fill_null(False) | pl.col(f"{n}#birth").is_not_null(),
                        lambda e: _q(n, True) + " holds no real birth date"))
         rules.append(R(f"{n} birth date is not after D",
                        lambda e: pl.col(f"{n}#birth").is_null() | (pl.col(f"{n}#birth") <= e.business_date),
@@ -281,10 +307,10 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
                        lambda e: c.is_null() | c.is_in(allowed),
                        lambda e: _q(n) + f" is not a valid code (codes are case-sensitive)"))
     elif k == "admdvs":
-        rules.append(R(f"{n} is 6 digits", lambda e: c.is_null() | c.str.contains(RE_ADMDVS),
+        rules.append(R(f"{n} is 6 digits", lambda e: c.is_null() | shape(n),
                        lambda e: _q(n) + " is not 6 digits"))
         rules.append(R(f"{n} starts with the file's province",
-                       lambda e: ~c.str.contains(RE_ADMDVS).fill_null(False) | c.str.starts_with(e.province),
+                       lambda e: ~shape(n).fill_null(False) | c.str.starts_with(e.province),
                        lambda e: _q(n) + pl.lit(f" is not in the file's province {e.province}")))
     elif k == "province":
         rules.append(R(f"{n} is a province code",
@@ -301,8 +327,8 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
         rules.append(R(f"{n} is true or false", lambda e: c.is_null() | v(n).is_not_null(),
                        lambda e: _q(n) + " is not true or false"))
     elif k == "money":
-        dec = lambda: c.str.contains(RE_DECIMAL)          # noqa: E731
-        two = lambda: c.str.contains(RE_TWO_DECIMALS)     # noqa: E731
+        dec = lambda: shape(n, "dec")          # noqa: E731
+        two = lambda: shape(n, "two")          # noqa: E731
         rules.append(R(f"{n} is a decimal number", lambda e: c.is_null() | dec(),
                        lambda e: _q(n) + " is not a decimal number"))
         rules.append(R(f"{n} has at most 2 decimals", lambda e: c.is_null() | ~dec() | two(),
@@ -316,12 +342,12 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
             rules.append(R(f"{n} >= 0", lambda e: v(n).is_null() | (v(n) >= 0),
                            lambda e: _q(n) + " is negative"))
     elif k == "timestamp":
-        rules.append(R(f"{n} is ISO 8601 with an offset", lambda e: c.is_null() | c.str.contains(RE_TS),
+        rules.append(R(f"{n} is ISO 8601 with an offset", lambda e: c.is_null() | shape(n),
                        lambda e: pl.when(c.str.contains(RE_TS_NAIVE))
                        .then(_q(n) + " has no offset")
                        .otherwise(_q(n) + " is not an ISO 8601 timestamp with offset")))
         rules.append(R(f"{n} is a real instant",
-                       lambda e: ~c.str.contains(RE_TS).fill_null(False) | v(n).is_not_null(),
+                       lambda e: ~shape(n).fill_null(False) | v(n).is_not_null(),
                        lambda e: _q(n) + " is not a valid timestamp"))
         rules.append(R(f"{n} falls on D in Asia/Shanghai",
                        lambda e: v(n).is_null() | (v(n).dt.date() == e.business_date),
@@ -392,15 +418,17 @@ RULES: dict[str, tuple[ColumnRule, ...]] = {
 
 @lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
 def rule_flags(dataset: str, env: Env) -> tuple[pl.Expr, ...]:
-    """One boolean column `#ok<i>` per rule (True = passes). Cheap: no strings are
-    built, so a whole file is flagged first and reasons are written only for the
-    rows that fail (see reasons_from_flags)."""
+    """One boolean column `#ok<i>` per rule (True = passes), for the rows that fail
+    row_valid: their reasons are written from these (see reasons_from_flags)."""
     return tuple(r.ok(env).fill_null(True).alias(f"#ok{i}") for i, r in enumerate(RULES[dataset]))
 
 
 @lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
-def all_ok(dataset: str) -> pl.Expr:
-    return pl.all_horizontal([pl.col(f"#ok{i}") for i in range(len(RULES[dataset]))]).alias("#valid")
+def row_valid(dataset: str, env: Env) -> pl.Expr:
+    """`#valid`: True where the row passes every rule. The whole file gets this one
+    column; the per-rule flags (rule_flags) are built only for the rows where it is
+    False, so a national day does not materialise a flag per rule and row."""
+    return pl.all_horizontal([r.ok(env).fill_null(True) for r in RULES[dataset]]).alias("#valid")
 
 
 @lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
