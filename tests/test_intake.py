@@ -128,6 +128,56 @@ def test_loaded_frames_satisfy_the_pandera_contract(tmp_path):
         LOADED_SCHEMAS["transfers"].validate(bad)
 
 
+def _loaded_one(dataset, **over):
+    row = ROW_MAKERS[dataset]()
+    row.update(over)
+    frame = load_one(dataset, [row]).frames[dataset]
+    assert frame.height == 1
+    return frame
+
+
+# Typed rows a bug in the text path could hand on: each breaks one rule of the loaded contract.
+BROKEN_LOADED = [
+    ("transfers", lambda f: f.with_columns(pl.lit(None, pl.String).alias("relation_id"))),
+    ("transfers", lambda f: f.with_columns(pl.lit(None, pl.Datetime("us")).alias("transfer_time"))),
+    ("transfers", lambda f: f.with_columns(pl.lit("out").alias("side"))),
+    ("transfers", lambda f: f.with_columns(pl.lit("99").alias("beneficiary_province"))),
+    ("transfers", lambda f: f.with_columns(pl.lit(0).cast(pl.Decimal(18, 2)).alias("amount"))),
+    ("transfers", lambda f: f.with_columns(pl.col("amount").cast(pl.Float64))),
+    ("transfers", lambda f: f.select(reversed(f.columns))),
+    ("transfers", lambda f: f.with_columns(pl.lit(1).alias("extra"))),
+    ("settlements", lambda f: f.with_columns(pl.lit(-1).cast(pl.Decimal(18, 2)).alias("personal_burden"))),
+    ("settlements", lambda f: f.with_columns(pl.lit(1000).cast(pl.Decimal(18, 2)).alias("personal_burden"))),
+    ("settlements", lambda f: f.with_columns(pl.lit("REFUND").alias("status"))),
+    ("settlements", lambda f: f.with_columns(pl.lit("S0").alias("orig_setl_id"))),
+    ("balances", lambda f: f.with_columns(pl.lit("QUOTA").alias("account"))),
+    ("balances", lambda f: f.with_columns(pl.lit(SHARER).alias("sharer_psn_no"))),
+    ("persons", lambda f: f.with_columns(pl.lit(None, pl.Date).alias("birth_date"))),
+    ("relationships", lambda f: f.with_columns(pl.lit("MARRIAGE").alias("relation_code"))),
+]
+
+
+@pytest.mark.parametrize("dataset,breaks", BROKEN_LOADED)
+def test_one_pass_loaded_contract_rejects_what_the_rule_by_rule_contract_rejects(dataset, breaks):
+    from contracts.inbox import LOADED_SCHEMAS_ONE_PASS
+    from transforms.intake import check_loaded
+
+    good = _loaded_one(dataset)
+    LOADED_SCHEMAS[dataset].validate(good)
+    LOADED_SCHEMAS_ONE_PASS[dataset].validate(good)
+    bad = breaks(good)
+    with pytest.raises(pa.errors.SchemaError):
+        LOADED_SCHEMAS[dataset].validate(bad)
+    with pytest.raises(pa.errors.SchemaError):
+        LOADED_SCHEMAS_ONE_PASS[dataset].validate(bad)
+    # the intake's guard raises the rule-by-rule error, which names the broken rule
+    frames = {ds: pl.DataFrame() for ds in ROW_MAKERS}
+    frames[dataset] = bad
+    with pytest.raises(pa.errors.SchemaError) as e:
+        check_loaded(type("Intake", (), {"frames": frames})())
+    assert "one pass" not in str(e.value)
+
+
 # ------------------------------------------------------------------ F01
 
 def test_f01_live_province_without_folder_or_manifest(tmp_path):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
+import pandera.polars as pa
 import polars as pl
 import pyarrow as paw
 import pyarrow.compute as pc
@@ -45,7 +46,7 @@ import pyarrow.parquet as pq
 
 from contracts import codes
 from contracts.inbox import (AMOUNT_COLUMN, DATA_FILE_NAMES, DATASET_COLUMNS, KEY_COLUMNS,
-                             LOADED_SCHEMAS, MANIFEST, MAX_HEADER_FIELDS,
+                             LOADED_SCHEMAS, LOADED_SCHEMAS_ONE_PASS, MANIFEST, MAX_HEADER_FIELDS,
                              MAX_PARQUET_UNPACKED_BYTES, MAX_RECORD_BYTES, MONEY, RE_PSN,
                              REQUIRED_COLUMNS, SHANGHAI, Env, InboxDate, ProvinceDelivery, derived_columns, key_label,
                              loaded_columns, reasons_from_flags, record_id_expr, row_valid, rule_flags,
@@ -736,11 +737,16 @@ def stage(con: duckdb.DuckDBPyConnection, ctx: RunContext, inbox: InboxDate,
 
 def check_loaded(intake) -> None:
     """The contract of record at the warehouse door: pandera checks the typed rows
-    (a failure here is a bug, not bad input)."""
+    (a failure here is a bug, not bad input). The one-pass schema checks them; when
+    it fails, the rule-by-rule schema says which rule (and raises its error)."""
     for ds in codes.DATASETS:
         frame = intake.frames[ds]
         if frame.height:
-            LOADED_SCHEMAS[ds].validate(frame)
+            try:
+                LOADED_SCHEMAS_ONE_PASS[ds].validate(frame)
+            except pa.errors.SchemaError:
+                LOADED_SCHEMAS[ds].validate(frame)
+                raise
 
 
 def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
