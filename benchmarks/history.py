@@ -39,15 +39,69 @@ OUT = ROOT / "benchmarks" / "out"
 START = date(2026, 9, 1)
 
 CHILD = """
-import json, resource, sys
+import json, resource, sys, time
 from datetime import date
 from pathlib import Path
+from flows import warehouse as wh
 from flows.nightly import Paths, PlainExecutor, run_date
 inbox, out, warehouse, d = sys.argv[1:5]
-ex = PlainExecutor()
+cpu = {}
+
+def _add(name, t0):
+    cpu[name] = cpu.get(name, 0.0) + time.process_time() - t0
+
+class CpuExecutor(PlainExecutor):
+    # CPU seconds of the process per step: exact for the steps the run calls one after
+    # the other; load_province runs on threads beside stage, so stage holds both.
+    def call(self, step, *args):
+        t0 = time.process_time()
+        try:
+            return super().call(step, *args)
+        finally:
+            if step.name != "load_province":
+                _add(step.name, t0)
+
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t0 = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            _add(name, t0)
+    return wrapper
+
+for name in ("write_status_file", "recover", "record_run", "delete_date", "check_order",
+             "previous_findings", "finish_run", "write_journal"):
+    setattr(wh, name, timed(name, getattr(wh, name)))
+wh.open_warehouse = timed("open_warehouse", wh.open_warehouse)
+import flows.operations as _ops
+_ops.with_scorecard = timed("with_scorecard", _ops.with_scorecard)
+# The COMMIT: from the end of record_run to the kill point after it; the connection's
+# close (a checkpoint): from the end of the last finish_run to the return of run_date.
+ends = {}
+def _ended(name, fn):
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        finally:
+            ends[name] = time.process_time()
+    return wrapper
+wh.record_run = _ended("record_run", wh.record_run)
+wh.finish_run = _ended("finish_run", wh.finish_run)
+import flows.nightly as _nightly
+_kill = _nightly.kill_point
+def kill_point(name):
+    if name == "after_commit" and "record_run" in ends:
+        _add("commit", ends["record_run"])
+    return _kill(name)
+_nightly.kill_point = kill_point
+ex = CpuExecutor()
 summary = run_date(Paths.of(Path(inbox), Path(out), Path(warehouse)), date.fromisoformat(d), ex)
+if "finish_run" in ends:
+    _add("close (checkpoint)", ends["finish_run"])
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print("RESULT " + json.dumps({"status": summary.get("status"), "timings": getattr(ex, "timings", {}),
+                              "cpu_steps": cpu,
                               "peak_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}))
 """
 
@@ -91,12 +145,32 @@ def run_day(inbox: Path, out: Path, warehouse: Path, d: date) -> dict:
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
     return {"wall_s": wall, "cpu_s": r["cpu_s"], "peak_mib": r["peak_kib"] / 1024, "timings": r["timings"],
-            "status": r["status"]}
+            "cpu_steps": r.get("cpu_steps", {}), "status": r["status"]}
 
 
 def slowest(timings: dict, n: int = 4) -> str:
     steps = sorted(((v, k) for k, v in timings.items() if not k.endswith("(wall)")), reverse=True)
     return ", ".join(f"{k} {v:.1f}" for v, k in steps[:n])
+
+
+def print_cpu_steps(early: list[dict], late: list[dict]) -> None:
+    """CPU seconds per step, median of days 2-6 against the last 5, largest growth first
+    ("rest": the process's CPU outside the steps and the warehouse calls timed beside
+    them: imports, start-up, the commit)."""
+    def per_step(day: dict) -> dict:
+        steps = dict(day.get("cpu_steps", {}))
+        steps["rest"] = day["cpu_s"] - sum(steps.values())
+        return steps
+    e, l = [per_step(x) for x in early], [per_step(x) for x in late]
+    names = sorted({k for x in e + l for k in x})
+    rows = []
+    for k in names:
+        a = statistics.median(x.get(k, 0.0) for x in e)
+        b = statistics.median(x.get(k, 0.0) for x in l)
+        rows.append((b - a, k, a, b))
+    print("cpu s per step, median days 2-6 -> last 5 (largest growth first):")
+    for diff, k, a, b in sorted(rows, reverse=True):
+        print(f"  {k:<22} {a:7.3f} -> {b:7.3f}  ({diff:+.3f})")
 
 
 def main() -> None:
@@ -152,6 +226,7 @@ def main() -> None:
           + (" (the default nation's activity grows as relationships are established)" if args.growing else "")
           + f"; cpu time per input row {c_late / r_late / (c_early / r_early) - 1:+.0%}")
     print(f"cpu time {c_late / c_early - 1:+.0%}")
+    print_cpu_steps(early, late)
     print(f"time {t_late / t_early - 1:+.0%}, peak memory {m_late / m_early - 1:+.0%} "
           f"(target: within +-15 %): "
           f"{'yes' if abs(t_late / t_early - 1) <= 0.15 and abs(m_late / m_early - 1) <= 0.15 else 'NO'}")

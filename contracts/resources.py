@@ -23,6 +23,14 @@ MEMORY_LIMIT = "1GB"
 # inserted into the warehouse. Each is staged and freed as soon as its turn
 # comes, so a run holds about this many provinces plus one, never the nation.
 PROVINCES_IN_FLIGHT = 2
+# Row groups merged by a checkpoint (DuckDB's max_vacuum_tasks; its default is 100). Each
+# run appends its date's rows as new row groups; DuckDB then merges the small ones of
+# every table a few dates later, and each such checkpoint rewrites about two row groups
+# of the largest tables (0.5 CPU s for lots at 100,000 persons, every other date): the
+# commit of a late date cost up to 3x an early one. Without merges, every date keeps row
+# groups of its own (which the business_date filters skip whole), and a re-run's deleted
+# rows still go: a row group whose rows are all deleted is dropped at the checkpoint.
+MAX_VACUUM_TASKS = 0
 MEMORY_LIMIT_ENV = "RECON_DUCKDB_MEMORY_LIMIT"
 TEMP_DIRECTORY_ENV = "RECON_DUCKDB_TEMP_DIRECTORY"
 

@@ -204,11 +204,13 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
 
 
 def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
-    """Memory limit and spill folder (contracts/resources.py): a large day spills instead of growing."""
+    """Memory limit and spill folder (contracts/resources.py): a large day spills instead of
+    growing; no row-group merging at checkpoints: a late date commits as fast as an early one."""
     from contracts import resources
     quoted = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731 - SET takes no parameters
     con.execute(f"SET memory_limit = {quoted(resources.memory_limit())}")
     con.execute(f"SET temp_directory = {quoted(resources.temp_directory(warehouse))}")
+    con.execute(f"SET max_vacuum_tasks = {int(resources.MAX_VACUUM_TASKS)}")  # a date's own row groups
 
 
 def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:

@@ -42,3 +42,39 @@ def test_the_spill_folder_is_overridden_by_its_variable(tmp_path, monkeypatch):
             str(tmp_path / "it's spill")
     finally:
         con.close()
+
+
+def _row_groups(path) -> list[int]:
+    con = open_warehouse(path, read_only=True)
+    try:
+        return [n for (n,) in con.execute(
+            "SELECT max(count) FROM pragma_storage_info('lots') GROUP BY row_group_id "
+            "ORDER BY row_group_id").fetchall()]
+    finally:
+        con.close()
+
+
+def _run_of(path, day: int, rows: int = 1000) -> None:
+    """What a run does to a date-partitioned table: replace the date's rows, commit, close."""
+    con = open_warehouse(path)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM lots WHERE business_date = DATE '2026-09-01' + ?", [day])
+        con.execute("""INSERT INTO lots SELECT DATE '2026-09-01' + $day, 'L' || i, 'B' || i, '41',
+                                'S' || i, '41', FALSE, NULL, 'T' || i, 1.00, 1.00
+                       FROM range($rows) r(i)""", {"day": day, "rows": rows})
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def test_each_date_keeps_row_groups_of_its_own_and_a_rerun_leaves_none_of_its_old_rows(tmp_path):
+    """No row-group merging at checkpoints (MAX_VACUUM_TASKS): a late date's commit does
+    not rewrite earlier dates' rows, and a re-run's deleted rows are still dropped."""
+    assert resources.MAX_VACUUM_TASKS == 0
+    w = tmp_path / "wh.duckdb"
+    for day in range(4):
+        _run_of(w, day)
+    assert _row_groups(w) == [1000, 1000, 1000, 1000]   # merged, they would fit in one
+    _run_of(w, 1, rows=900)                              # a re-run of the second date
+    assert sorted(_row_groups(w)) == [900, 1000, 1000, 1000]
