@@ -431,11 +431,15 @@ def row_valid(dataset: str, env: Env) -> pl.Expr:
     return pl.all_horizontal([r.ok(env).fill_null(True) for r in RULES[dataset]]).alias("#valid")
 
 
-@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP)
-def reasons_from_flags(dataset: str, env: Env) -> pl.Expr:
-    """'; '-joined reasons of the rules whose `#ok<i>` flag is False."""
+@lru_cache(maxsize=None)  # expressions are immutable: build once per (dataset, D, PP, rules)
+def reasons_from_flags(dataset: str, env: Env, broken: tuple[int, ...] | None = None) -> pl.Expr:
+    """'; '-joined reasons of the rules whose `#ok<i>` flag is False, in rule order.
+    `broken`: the rules some row breaks (None = all); the others give no reason, and
+    leaving them out spares building every reason expression for a handful of rows."""
+    rules = RULES[dataset]
     return pl.concat_str(
-        [pl.when(~pl.col(f"#ok{i}")).then(r.reason(env)) for i, r in enumerate(RULES[dataset])],
+        [pl.when(~pl.col(f"#ok{i}")).then(rules[i].reason(env))
+         for i in (range(len(rules)) if broken is None else broken)],
         separator="; ", ignore_nulls=True,
     ).alias("reasons")
 

@@ -444,8 +444,10 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
           .collect())
     invalid = df.filter(~pl.col("#valid"))
     if invalid.height:
-        invalid = (invalid.with_columns(rule_flags(dataset, env))
-                   .with_columns(reasons_from_flags(dataset, env), record_id_expr(dataset)))
+        invalid = invalid.with_columns(rule_flags(dataset, env))
+        held = invalid.select(pl.col(f"#ok{i}").all() for i in range(len(rule_flags(dataset, env)))).row(0)
+        broken = tuple(i for i, ok in enumerate(held) if not ok)
+        invalid = invalid.with_columns(reasons_from_flags(dataset, env, broken), record_id_expr(dataset))
     else:
         invalid = invalid.with_columns(pl.lit("").alias("reasons"), pl.lit("").alias("record_id"))
     valid = df.filter(pl.col("#valid"))
