@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/history.py                 # or: make bench-history
     .venv/bin/python benchmarks/history.py --quick         # 15 days x 50,000 persons
     HISTORY_DAYS=30 HISTORY_PERSONS=100000 make bench-history
+    .venv/bin/python benchmarks/history.py --work DIR --stop-after 30   # then again without
+                                                   # --stop-after: one run in two parts
 
 1. generates N consecutive days at P persons with `synth.generate` (once; reused from
    benchmarks/out/ while its parameters are unchanged);
@@ -184,6 +186,11 @@ def main() -> None:
     ap.add_argument("--growing", action="store_true",
                     help="the default synthetic nation, whose daily volume grows ~60 %% over 60 days "
                          "(default: a steady nation, `recon generate --steady`)")
+    ap.add_argument("--work", type=Path,
+                    help="the run folder (warehouse, reports, days.json), kept; when it holds days "
+                         "already, the run resumes after them (split a long run between lock holds)")
+    ap.add_argument("--stop-after", type=int, metavar="DAY",
+                    help="stop after this day (resume later with the same --work)")
     ap.add_argument("--generate-only", action="store_true",
                     help="only generate the inbox (it takes longer than the runs; not measured)")
     args = ap.parse_args()
@@ -195,9 +202,12 @@ def main() -> None:
     inbox = ensure_inbox(args.days, args.persons, args.seed, steady=not args.growing)
     if args.generate_only:
         return
-    work = OUT / f"history-run-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "reports").mkdir(parents=True)
+    work = args.work or OUT / f"history-run-{os.getpid()}"
+    done_file = work / "days.json"
+    days = json.loads(done_file.read_text(encoding="utf-8")) if args.work and done_file.exists() else []
+    if not days:
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "reports").mkdir(parents=True)
     warehouse = work / "warehouse.duckdb"
 
     print(f"\nhistory benchmark: {args.days} days x {args.persons:,} persons "
@@ -205,8 +215,13 @@ def main() -> None:
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start)")
     print(f"{'day':>4} {'date':>10} {'rows':>9} {'run s':>7} {'cpu s':>7} {'peak MiB':>9} {'wh MB':>8}  "
           "slowest steps (s)")
-    days = []
-    for i in range(args.days):
+    for r in days:
+        print(f"{r['day']:>4} {r['date']:>10} {r['rows']:>9,} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} "
+              f"{r['peak_mib']:>9,.0f} {r['wh_mb']:>8,.0f}  (earlier)")
+    for i in range(len(days), args.days):
+        if args.stop_after and i + 1 > args.stop_after:
+            print(f"stopped after day {args.stop_after}; resume with --work {work}")
+            return
         d = START + timedelta(days=i)
         r = run_day(inbox, work / "reports", warehouse, d)
         r.update(day=i + 1, date=d.isoformat(), rows=input_rows(inbox, d), wh_mb=warehouse_mb(warehouse),
@@ -214,6 +229,8 @@ def main() -> None:
         days.append(r)
         print(f"{i + 1:>4} {d.isoformat():>10} {r['rows']:>9,} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} {r['peak_mib']:>9,.0f} "
               f"{r['wh_mb']:>8,.0f}  {slowest(r['timings'])}  [load {r['load']:.1f}]", flush=True)
+        if args.work:
+            done_file.write_text(json.dumps(days, indent=1), encoding="utf-8")
 
     early, late = days[1:6], days[-5:]
     t_early, t_late = (statistics.median(x["wall_s"] for x in s) for s in (early, late))
@@ -232,7 +249,7 @@ def main() -> None:
           f"{'yes' if abs(t_late / t_early - 1) <= 0.15 and abs(m_late / m_early - 1) <= 0.15 else 'NO'}")
     if args.json:
         args.json.write_text(json.dumps(days, indent=1), encoding="utf-8")
-    if args.keep:
+    if args.keep or args.work:
         print(f"kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
