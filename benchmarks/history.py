@@ -48,6 +48,10 @@ from flows import warehouse as wh
 from flows.nightly import Paths, PlainExecutor, run_date
 inbox, out, warehouse, d = sys.argv[1:5]
 cpu = {}
+peak = {}   # step -> MiB by which it raised the process's peak RSS
+
+def _maxrss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def _add(name, t0):
     cpu[name] = cpu.get(name, 0.0) + time.process_time() - t0
@@ -56,12 +60,14 @@ class CpuExecutor(PlainExecutor):
     # CPU seconds of the process per step: exact for the steps the run calls one after
     # the other; load_province runs on threads beside stage, so stage holds both.
     def call(self, step, *args):
-        t0 = time.process_time()
+        t0, m0 = time.process_time(), _maxrss()
         try:
             return super().call(step, *args)
         finally:
             if step.name != "load_province":
                 _add(step.name, t0)
+                if _maxrss() > m0:
+                    peak[step.name] = peak.get(step.name, 0.0) + _maxrss() - m0
 
 def timed(name, fn):
     def wrapper(*a, **k):
@@ -103,7 +109,7 @@ if "finish_run" in ends:
     _add("close (checkpoint)", ends["finish_run"])
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print("RESULT " + json.dumps({"status": summary.get("status"), "timings": getattr(ex, "timings", {}),
-                              "cpu_steps": cpu,
+                              "cpu_steps": cpu, "peak_steps": peak,
                               "peak_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}))
 """
 
@@ -147,7 +153,8 @@ def run_day(inbox: Path, out: Path, warehouse: Path, d: date) -> dict:
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
     return {"wall_s": wall, "cpu_s": r["cpu_s"], "peak_mib": r["peak_kib"] / 1024, "timings": r["timings"],
-            "cpu_steps": r.get("cpu_steps", {}), "status": r["status"]}
+            "cpu_steps": r.get("cpu_steps", {}), "peak_steps": r.get("peak_steps", {}),
+            "status": r["status"]}
 
 
 def slowest(timings: dict, n: int = 4) -> str:
@@ -173,6 +180,12 @@ def print_cpu_steps(early: list[dict], late: list[dict]) -> None:
     print("cpu s per step, median days 2-6 -> last 5 (largest growth first):")
     for diff, k, a, b in sorted(rows, reverse=True):
         print(f"  {k:<22} {a:7.3f} -> {b:7.3f}  ({diff:+.3f})")
+    print("peak RSS set by each step (MiB it raised the peak), median days 2-6 -> last 5:")
+    for k in sorted({k for x in early + late for k in x.get("peak_steps", {})}):
+        a = statistics.median(x.get("peak_steps", {}).get(k, 0.0) for x in early)
+        b = statistics.median(x.get("peak_steps", {}).get(k, 0.0) for x in late)
+        if a or b:
+            print(f"  {k:<22} {a:7.0f} -> {b:7.0f}")
 
 
 def main() -> None:
