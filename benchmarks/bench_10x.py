@@ -35,6 +35,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import national_day  # noqa: E402
 from national_day import input_rows, print_steps  # noqa: E402  (same stage table as make bench)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,11 @@ DAY = date(2026, 11, 20)
 PEAK_TARGET_MIB = 6 * 1024
 TIME_TARGET = 11.0
 NATIONAL_SECONDS = 36.1
+# DuckDB's memory_limit for the 10x reconcile (RECON_DUCKDB_MEMORY_LIMIT, contracts/resources.py).
+# The product's default, 1GB, is sized for the national day: at 54.5M rows S05's window over
+# transfers x relation_events then fails to pin a block (measured: OutOfMemoryException after
+# 557 s, docs/performance.md "Ten national days"). 3GB keeps the whole process under 6 GiB.
+MEMORY_LIMIT_10X = "3GB"
 NATIONAL_SOURCE = ("make bench median on a quiet machine, docs/performance.md "
                    "(commit 53f2f1d, 2,500,000 persons, 5,447,416 rows)")
 
@@ -82,7 +88,7 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def ensure_inbox(persons: int, chunk: int, seed: int) -> tuple[Path, dict]:
+def ensure_inbox(persons: int, chunk: int, seed: int, keep_others: bool = False) -> tuple[Path, dict]:
     """The 10x inbox and the figures of its generation (from its marker when reused)."""
     inbox = OUT / f"inbox10x-{persons}-{seed}-c{chunk}"
     marker = inbox / ".complete"
@@ -90,7 +96,7 @@ def ensure_inbox(persons: int, chunk: int, seed: int) -> tuple[Path, dict]:
         gen = json.loads(marker.read_text())
         gen["reused"] = True
         return inbox, gen
-    for old in OUT.glob("inbox10x-*"):  # only one 10x inbox is ever kept (~4 GB)
+    for old in [] if keep_others else OUT.glob("inbox10x-*"):  # only one 10x inbox is kept (~4 GB)
         shutil.rmtree(old, ignore_errors=True)
     print(f"generating {persons:,} persons in chunks of {chunk:,} -> {inbox} (load {load()})", flush=True)
     before = load()
@@ -108,8 +114,9 @@ def ensure_inbox(persons: int, chunk: int, seed: int) -> tuple[Path, dict]:
     return inbox, gen
 
 
-def reconcile(inbox: Path) -> dict:
-    """One reconcile of the day in a fresh process (as make bench runs it)."""
+def reconcile(inbox: Path, memory_limit: str | None = None) -> dict:
+    """One reconcile of the day in a fresh process (as make bench runs it); `memory_limit`
+    sets RECON_DUCKDB_MEMORY_LIMIT for it (None: the environment's, else the product's default)."""
     work = Path(tempfile.mkdtemp(prefix="run10x-", dir=OUT))
     code = (
         "import json; from datetime import date; from pathlib import Path;"
@@ -120,6 +127,8 @@ def reconcile(inbox: Path) -> dict:
         "print('STEPS', json.dumps(ex.timings))"
     )
     env = dict(os.environ, RECON_ORCHESTRATOR="plain")
+    if memory_limit:
+        env["RECON_DUCKDB_MEMORY_LIMIT"] = memory_limit
     r = run_child([sys.executable, "-c", code], env)
     r["warehouse_mib"] = sum(p.stat().st_size for p in work.glob("warehouse.duckdb*") if p.is_file()) / 2**20
     shutil.rmtree(work, ignore_errors=True)
@@ -141,11 +150,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261120)
     ap.add_argument("--national-seconds", type=float, default=NATIONAL_SECONDS,
                     help=f"the national day's reconcile seconds (default {NATIONAL_SECONDS}: {NATIONAL_SOURCE})")
+    ap.add_argument("--measure-national", action="store_true",
+                    help="reconcile make bench's national day (2,500,000 persons, unchunked) first, the same "
+                         "way, and take the ratio against that run instead of --national-seconds")
+    ap.add_argument("--duckdb-memory-limit", default=os.environ.get("RECON_DUCKDB_MEMORY_LIMIT") or MEMORY_LIMIT_10X,
+                    help=f"RECON_DUCKDB_MEMORY_LIMIT of the 10x reconcile (default {MEMORY_LIMIT_10X}; the product's "
+                         "own default, 1GB, runs out at this size; the national day keeps the environment's)")
     ap.add_argument("--generate-only", action="store_true", help="make (or find) the inbox and stop")
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep the 10x inboxes of other parameters (by default they are removed)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    national_source = NATIONAL_SOURCE if args.national_seconds == NATIONAL_SECONDS else "--national-seconds"
 
-    inbox, gen = ensure_inbox(args.persons, args.chunk_persons, args.seed)
+    inbox, gen = ensure_inbox(args.persons, args.chunk_persons, args.seed, args.keep_others)
     rows = input_rows(inbox)
     print(f"\nten national days benchmark ({os.cpu_count()} cores)")
     print(f"  inbox: {inbox} ({gen['bytes'] / 2**30:.1f} GiB), {gen['persons']:,} persons, "
@@ -156,19 +174,30 @@ def main() -> None:
     if args.generate_only:
         return
 
+    if args.measure_national:
+        nat_inbox = national_day.ensure_inbox(2_500_000, args.seed)
+        nat_before = load()
+        n = reconcile(nat_inbox)
+        args.national_seconds = n["wall_s"]
+        national_source = (f"measured now on {nat_inbox.name}, {input_rows(nat_inbox):,} rows, "
+                           f"RECON_DUCKDB_MEMORY_LIMIT={os.environ.get('RECON_DUCKDB_MEMORY_LIMIT', 'default')}: "
+                           f"CPU {n['cpu_s']:.1f} s, "
+                           f"peak RSS {n['peak_mib']:,.0f} MiB, load average {nat_before} -> {load()}")
+        print(f"  national day: {n['wall_s']:.1f} s wall ({national_source})")
+
     before = load()
-    r = reconcile(inbox)
+    r = reconcile(inbox, args.duckdb_memory_limit)
     after = load()
     ratio = r["wall_s"] / args.national_seconds
     print(f"  reconcile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"RECON_DUCKDB_MEMORY_LIMIT={os.environ.get('RECON_DUCKDB_MEMORY_LIMIT', 'default')}): "
+          f"RECON_DUCKDB_MEMORY_LIMIT={args.duckdb_memory_limit}): "
           f"{r['wall_s']:.1f} s wall, CPU {r['cpu_s']:.1f} s, {rows / r['wall_s']:,.0f} rows/s; "
           f"load average {before} -> {after}")
     print(f"  peak RSS {r['peak_mib']:,.0f} MiB (largest 1-s sample {r['sampled_peak_mib']:,.0f} MiB at "
           f"{r['sampled_peak_at_s']:.0f} s) against {PEAK_TARGET_MIB:,} MiB: "
           f"{'yes' if r['peak_mib'] <= PEAK_TARGET_MIB else 'NO'}; warehouse {r['warehouse_mib']:,.0f} MiB")
     print(f"  {ratio:.1f}x the national day's {args.national_seconds:.1f} s "
-          f"({'--national-seconds' if args.national_seconds != NATIONAL_SECONDS else NATIONAL_SOURCE}) "
+          f"({national_source}) "
           f"against <= {TIME_TARGET:.0f}x: {'yes' if ratio <= TIME_TARGET else 'NO'}")
     print_steps({"rows": rows, "steps": r["steps"], "wall_s": r["wall_s"]})
     print(f"targets: >= 50,000,000 rows: {'yes' if rows >= 50_000_000 else 'NO'}; "
