@@ -4,15 +4,18 @@ Every rule of a data file is one `ColumnRule`: the column it is about, a short
 description, a polars expression that is True where a row *passes*, and a
 polars expression giving the reason text where it fails. The same table is used
 
-1. by `row_checks()` to evaluate every rule over a whole file in one polars
-   select, so that each invalid row gets *every* broken rule in its F04 detail
-   (rules.md §1), vectorised, with no Python loop over rows;
+1. by the intake, which evaluates every rule over a whole file in one polars
+   select (`row_valid()`), then, for the failing rows only, each rule's flag
+   (`rule_flags()`) and reason (`reasons_from_flags()`; `row_checks()` is the
+   same in one expression), so that each invalid row gets *every* broken rule
+   in its F04 detail (rules.md §1), vectorised, with no Python loop over rows;
 2. by `text_schema()` to build the pandera DataFrameSchema of a delivered file
    (all columns text, one pa.Check per rule wrapping the very same expression),
    so pandera is the contract of record and cannot drift from the reasons;
 3. by `LOADED_SCHEMAS`, the typed pandera schemas of the rows that reach the
    warehouse (DECIMAL(18,2) money, Shanghai wall-time timestamps, dates,
-   booleans), checked again on the typed values.
+   booleans), checked again on the typed values (`LOADED_SCHEMAS_ONE_PASS`: the
+   same rules in one check, which the intake runs first).
 
 Rules are judged on the *canonical text* of a field: CSV text as delivered, or
 Parquet native values turned into the same text (docs/spec-readings.md item 2).
@@ -26,8 +29,10 @@ header and Parquet limits are the MAX_* constants below. They bound what a run
 holds in memory (docs/spec-readings.md item 7j).
 
 A rule's expressions may use the helper columns of `typed_helpers()`
-(`<col>#v`: the typed value, null where the text does not parse), which the
-intake adds before evaluating the rules.
+(`<col>#v`: the typed value, null where the text does not parse; `<col>#fmt`
+and for money `#dec`, `#two`: whether the text has the form, so that each
+pattern is matched once per row), which the intake adds before evaluating the
+rules.
 """
 from __future__ import annotations
 
@@ -250,8 +255,10 @@ def typed_helpers(dataset: str) -> tuple[pl.Expr, ...]:
             out.append(pl.when(good).then(_certno_check(c)).alias(f"{n}#check"))
             # Year 0000 does not exist in the Gregorian calendar (1 BC is followed by
             # AD 1), though polars' proleptic %Y reads it: not a real date.
+            # Birth dates are nearly all distinct: polars' cache of converted values costs more
+            # than it saves here (as_of, one date per file, keeps it).
             out.append(pl.when(good & (c.str.slice(6, 4) != "0000")).then(c.str.slice(6, 8))
-                       .str.to_date("%Y%m%d", strict=False).alias(f"{n}#birth"))
+                       .str.to_date("%Y%m%d", strict=False, cache=False).alias(f"{n}#birth"))
             continue
         else:
             continue
