@@ -410,16 +410,16 @@ def _finding_people(dataset: str) -> list[pl.Expr]:
             pl.lit(None, pl.String).alias("beneficiary_psn_no")]
 
 
-def _later_duplicates(valid: pl.DataFrame, dataset: str) -> pl.DataFrame:
+def _later_duplicates(valid: pl.DataFrame, dataset: str) -> pl.DataFrame | None:
     """The valid rows whose key already occurred in an earlier valid row (F05), with
-    record_id = the key and the reason naming the kept row. A 64-bit hash of the
-    key finds the few candidates fast; the exact comparison runs on those only,
-    so a hash collision can never make a row a duplicate."""
+    record_id = the key and the reason naming the kept row; None when no key
+    repeats. A 64-bit hash of the key finds the few candidates fast; the exact
+    comparison runs on those only, so a hash collision can never make a row a
+    duplicate."""
     keys = list(KEY_COLUMNS[dataset])
     cand = valid.filter(pl.struct(keys).hash().is_duplicated())
     if cand.height == 0:
-        return cand.with_columns(pl.lit(None, pl.String).alias("record_id"),
-                                 pl.lit(None, pl.String).alias("reasons"))
+        return None
     cand = cand.with_columns(
         pl.struct(keys).is_first_distinct().alias("#first"),
         pl.col("source_row").min().over(keys).alias("#first_row"),
@@ -448,34 +448,39 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
         held = invalid.select(pl.col(f"#ok{i}").all() for i in range(len(rule_flags(dataset, env)))).row(0)
         broken = tuple(i for i, ok in enumerate(held) if not ok)
         invalid = invalid.with_columns(reasons_from_flags(dataset, env, broken), record_id_expr(dataset))
-    else:
-        invalid = invalid.with_columns(pl.lit("").alias("reasons"), pl.lit("").alias("record_id"))
     valid = df.filter(pl.col("#valid"))
     dup = _later_duplicates(valid, dataset)
-    if dup.height:
+    if dup is not None:
         # a filter keeps the file order and costs far less than an anti join
         valid = valid.filter(~pl.col("source_row").is_in(dup["source_row"].implode()))
 
     common = [pl.lit(source_file).alias("source_file"), pl.col("source_row")]
 
-    def quarantine(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
+    def quarantine(frame: pl.LazyFrame, rule: str) -> pl.LazyFrame:
         return frame.select(
             pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
             pl.lit(dataset).alias("dataset"), *common, pl.col("record_id"),
             pl.lit(rule).alias("rule_code"), pl.col("reasons"),
             pl.struct(list(required)).struct.json_encode().alias("raw"))
 
-    def findings(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
+    def findings(frame: pl.LazyFrame, rule: str) -> pl.LazyFrame:
         amount = pl.col(f"{amount_col}#v") if amount_col else pl.lit(None, MONEY)
         return frame.select(
             pl.lit(rule).alias("rule_code"), pl.lit(pp).alias("province"),
             pl.lit(dataset).alias("dataset"), pl.col("record_id"), *_finding_people(dataset),
             amount.cast(MONEY).alias("amount"), pl.col("reasons").alias("detail"), *common)
 
-    q_parts = [quarantine(invalid, "F04"), quarantine(dup, "F05")]
-    f_parts = [findings(invalid, "F04"), findings(dup, "F05")]
+    # Only the parts that have rows, each built lazily and collected once: most
+    # files have none or a handful, and an eager select per part and rule costs
+    # more than those rows.
+    q_parts: list[pl.LazyFrame] = []
+    f_parts: list[pl.LazyFrame] = []
+    for frame, rule in ((invalid, "F04"), (dup, "F05")):
+        if frame is not None and frame.height:
+            q_parts.append(quarantine(frame.lazy(), rule))
+            f_parts.append(findings(frame.lazy(), rule))
     if parsed.bad_rows:
-        ragged = pl.DataFrame({
+        ragged = pl.LazyFrame({
             "source_row": [b[0] for b in parsed.bad_rows],
             "line": [b[1] for b in parsed.bad_rows],
             "reasons": [b[2] for b in parsed.bad_rows]},
@@ -499,9 +504,12 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
         pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
         *typed.values(), *derived_columns(dataset), *common,
     ).cast(loaded_columns(dataset))     # rows are in file order already: filters keep order
+    if not q_parts:
+        return loaded, _empty(QUARANTINE_SCHEMA), _empty(FINDINGS_SCHEMA)
+    # a row is F04, F05 or ragged, never two: source_row orders them all
     return (loaded,
-            pl.concat(q_parts, how="vertical").sort("source_row"),
-            pl.concat(f_parts, how="vertical").sort("source_row"))
+            pl.concat(q_parts, how="vertical").sort("source_row").collect(),
+            pl.concat(f_parts, how="vertical").sort("source_row").collect())
 
 
 # ------------------------------------------------------------------ the manifest
