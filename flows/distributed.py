@@ -444,15 +444,10 @@ def _cancel(futures: list) -> None:
 
 def intake_artifact(d: date, staged: list[StagedIntake]) -> None:
     """Prefect's view of a date's loads on the workers: recon-<D>-intake."""
-    from prefect.artifacts import create_table_artifact
-
-    def at(t: float) -> str:
-        return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
-    create_table_artifact(
-        key=f"recon-{d.isoformat()}-intake",
-        table=[{"province": s.province, "worker": s.worker, "started": at(s.started),
-                "finished": at(s.finished), "rows": sum(s.rows.values())} for s in staged],
-        description=f"Provinces of {d.isoformat()} loaded on the Dask workers")
+    from flows.nightly import intake_artifact as artifact
+    artifact(d, [{"province": s.province, "worker": s.worker, "started": s.started,
+                  "finished": s.finished, "rows": sum(s.rows.values())} for s in staged],
+             "Dask workers")
 
 
 class StagingExecutor(PlainExecutor):

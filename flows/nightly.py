@@ -1,16 +1,19 @@
 """Orchestration of a business date: the Prefect flows and the plain path, sharing one body.
 
-    reconcile_date (flow)    one date D: read inbox -> load provinces (concurrent tasks)
-                             -> stage -> each step of transforms.reconcile.STEPS -> finalize
-                             -> report frames -> publish, plus Prefect artifacts
+    reconcile_date (flow)    one date D: read inbox -> stage (the provinces loaded on
+                             threads, or on Dask workers) -> each step of
+                             transforms.reconcile.STEPS -> finalize -> report frames
+                             -> stage reports -> publish, plus Prefect artifacts
     backfill (flow)          D1..D2 in order, one reconcile_date subflow per date
     nightly (flow)           what `recon serve` schedules at 02:30 Asia/Shanghai: every
                              date from the first STALE / unprocessed one up to yesterday
 
 `run_date(paths, D, executor)` holds the whole sequence once. An *executor* decides
 how a step is called: `PlainExecutor` calls the function (threads for the
-per-province loads), `PrefectExecutor` wraps it in a Prefect task. Tasks hold
-no logic: each is a transform or an I/O function of flows/.
+per-province loads), `PrefectExecutor` wraps it in a Prefect task (glue steps
+with `task=False` excepted; the province loads run on threads inside `stage` and
+are listed in the artifact recon-<D>-intake). Tasks hold no logic: each is a
+transform or an I/O function of flows/.
 
 Retries: only steps that read the inbox or stage the reports retry, and only on a
 transient OSError (`flows.warehouse.transient_oserror`: never disk full, permission
@@ -33,6 +36,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -82,6 +86,7 @@ class Step:
     name: str
     fn: Callable
     io_retries: int = 0  # retries on OSError only
+    task: bool = True    # its own task run under Prefect; glue steps run inside the flow run
 
 
 def _read_inbox(inbox: Path, d: date):
@@ -147,13 +152,16 @@ def _check_published(out: Path, run_id: str, d: date) -> None:
                         f"`recon run --date {d.isoformat()}` again.")
 
 
-READ_FOLDERS = Step("list_date_folders", _date_folders, io_retries=3)
+# list_date_folders, finalize, report_frames and summary_parts are no task runs of their own
+# under Prefect: each one costs ~30 ms of CPU here and on the server (issue 11 item 1), and
+# they are glue an operator never needs to watch (their time is in the flow run's).
+READ_FOLDERS = Step("list_date_folders", _date_folders, io_retries=3, task=False)
 READ_INBOX = Step("read_inbox", _read_inbox, io_retries=3)
 LOAD_PROVINCE = Step("load_province", _load_province, io_retries=3)
 STAGE = Step("stage", _stage)
-FINALIZE = Step("finalize", _finalize)
-REPORT_FRAMES = Step("report_frames", _report_frames)
-SUMMARY_PARTS = Step("summary_parts", _summary_parts)
+FINALIZE = Step("finalize", _finalize, task=False)
+REPORT_FRAMES = Step("report_frames", _report_frames, task=False)
+SUMMARY_PARTS = Step("summary_parts", _summary_parts, task=False)
 STAGE_REPORTS = Step("stage_reports", _stage_reports, io_retries=2)
 PUBLISH = Step("publish", _swap)
 
@@ -270,6 +278,39 @@ def _retry_on_oserror(task, task_run, state) -> bool:
     return wh.transient_oserror(exc)
 
 
+def _seen(load: Callable) -> Callable:
+    """`load` returning (its result, where and when it ran and the rows it loaded)."""
+    def seen(delivery, d: date, *args):
+        started = time.time()
+        intake = load(delivery, d, *args)
+        return intake, {"province": delivery.province, "worker": threading.current_thread().name,
+                        "started": started, "finished": time.time(),
+                        "rows": sum(f.height for f in getattr(intake, "frames", {}).values())}
+    return seen
+
+
+def _runner_threads() -> int | None:
+    """The threads of the current flow run's task runner (1 for `sequential`), if any."""
+    from prefect.context import FlowRunContext
+    ctx = FlowRunContext.get()
+    n = getattr(getattr(ctx, "task_runner", None), "_max_workers", None)
+    return n if isinstance(n, int) and 0 < n < 1 << 16 else None
+
+
+def intake_artifact(d: date, loads: list[dict], where: str) -> None:
+    """Prefect's view of a date's province loads: the table artifact recon-<D>-intake,
+    one row per province with where it ran, its start and end, and its rows."""
+    from prefect.artifacts import create_table_artifact
+
+    def at(t: float) -> str:
+        return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
+    create_table_artifact(
+        key=f"recon-{d.isoformat()}-intake",
+        table=[{**x, "started": at(x["started"]), "finished": at(x["finished"])} for x in loads]
+        or [{"province": "-", "worker": "-", "started": "-", "finished": "-", "rows": 0}],
+        description=f"Provinces of {d.isoformat()} loaded on the {where}")
+
+
 def task_name(step: Step) -> str:
     """The name a step's task (and its runs) carries in logs and the UI: rules-transfers,
     load-province (its runs load-province-44, ...)."""
@@ -282,6 +323,7 @@ class PrefectExecutor:
     def __init__(self, backoff: float = 2.0):
         self.backoff = backoff
         self._tasks: dict[str, Any] = {}
+        self._plain = PlainExecutor(backoff=backoff)   # steps that are no task run
 
     def _task(self, step: Step):
         t = self._tasks.get(step.name)
@@ -299,6 +341,8 @@ class PrefectExecutor:
         return t
 
     def call(self, step: Step, *args):
+        if not step.task:
+            return self._plain.call(step, *args)
         try:
             return self._task(step)(*_quoted(args))
         except Exception as e:
@@ -320,14 +364,32 @@ class PrefectExecutor:
             raise
 
     def stream(self, step: Step, items: list, *args) -> Iterator | list:
-        """map's results in order as they come, at most PROVINCES_IN_FLIGHT task runs ahead
-        of the one the caller holds, as PlainExecutor.stream: the caller stages a province
-        while the next ones load, instead of waiting for all of them (issue 11 item 1), and
-        the nation is never in memory at once (issue 12). An executor that changed how map
-        loads (Dask: Parquet on the workers) keeps its map and its list."""
+        """map's results in order as they come, at most PROVINCES_IN_FLIGHT ahead of the
+        one the caller holds, as PlainExecutor.stream: the caller stages a province while
+        the next ones load, instead of waiting for all of them (issue 11 item 1), and the
+        nation is never in memory at once (issue 12). The province loads of a date run on
+        threads inside the `stage` task (see _province_loads). An executor that changed
+        how map loads (Dask: Parquet on the workers) keeps its map and its list."""
         if type(self).map is not PrefectExecutor.map:
             return self.map(step, items, *args)
+        if step is LOAD_PROVINCE:
+            return self._province_loads(items, *args)
         return self._stream(step, items, *args)
+
+    def _province_loads(self, items: list, d: date) -> Iterator:
+        """D's provinces loaded as the plain path loads them (threads of this process,
+        PROVINCES_IN_FLIGHT ahead, transient I/O retried), inside the `stage` task run,
+        and listed in the artifact recon-<D>-intake (province, thread, start, end, rows)
+        as the Dask workers' loads are. A task run per province cost about 30 ms of CPU
+        here and on the server each, 31 a day: half of Prefect's overhead (issue 11)."""
+        plain = PlainExecutor(max_workers=_runner_threads(), backoff=self.backoff)
+        loaded: list[dict] = []
+        for intake, seen in plain.stream(Step(LOAD_PROVINCE.name, _seen(LOAD_PROVINCE.fn),
+                                              LOAD_PROVINCE.io_retries), items, d):
+            loaded.append(seen)
+            yield intake
+            del intake   # the caller has staged it: hold no reference while it waits
+        intake_artifact(d, loaded, "threads of the driver")
 
     def _stream(self, step: Step, items: list, *args) -> Iterator:
         from contracts.resources import PROVINCES_IN_FLIGHT
@@ -624,6 +686,7 @@ def _flows():
         return _FLOWS
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect.utilities.annotations import opaque  # results handed back, never walked
 
     @flow(name="reconcile-date", task_runner=ThreadPoolTaskRunner(max_workers=8),
           flow_run_name="reconcile-{business_date}", log_prints=True)
@@ -632,7 +695,7 @@ def _flows():
         from flows.distributed import flow_executor  # Dask: province loads on the workers
         paths = Paths.of(inbox, out, warehouse)
         with flow_executor(paths) as ex:
-            return run_date(paths, business_date, ex)
+            return opaque(run_date(paths, business_date, ex))
 
     @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
     def backfill(inbox: str, out: str, warehouse: str, start: date, end: date,
@@ -642,9 +705,9 @@ def _flows():
         days = preflight_range(paths, start, end)
         from flows.distributed import pipelined_backfill, runs_on_dask
         if runs_on_dask():  # later dates' intake on the workers while earlier dates run here
-            return pipelined_backfill(paths, days)
+            return opaque(pipelined_backfill(paths, days))
         sub = reconcile_date.with_options(task_runner=task_runner(runner))
-        return [sub(inbox, out, warehouse, d) for d in days]
+        return opaque([result(sub(inbox, out, warehouse, d)) for d in days])
 
     @flow(name="nightly")
     def nightly(inbox: str, out: str, warehouse: str, runner: str | None = None,
@@ -661,15 +724,23 @@ def _flows():
             digest=alert_digest, spike_factor=error_spike_factor)
         sub = reconcile_date.with_options(task_runner=task_runner(runner))
         paths = Paths.of(inbox, out, warehouse)
-        done = operations.nightly_run(paths, cfg, lambda d: sub(inbox, out, warehouse, d),
+        done = operations.nightly_run(paths, cfg, lambda d: result(sub(inbox, out, warehouse, d)),
                                       until=until, wait=operations.prefect_wait)
         operations.scorecard_artifact(paths, cfg)
-        return done
+        return opaque(done)
 
     for f in (reconcile_date, backfill, nightly):
         f.__module__ = __name__  # the module path the served deployment imports
     _FLOWS = (reconcile_date, backfill, nightly)
     return _FLOWS
+
+
+def result(returned):
+    """What a flow of ours returned. The flows hand their summaries back wrapped in
+    Prefect's `opaque`: Prefect walks a flow's return value looking for futures, and
+    walking a date's summary cost ~0.1 s of each flow run (issue 11 item 1)."""
+    from prefect.utilities.annotations import BaseAnnotation
+    return returned.unwrap() if isinstance(returned, BaseAnnotation) else returned
 
 
 @contextlib.contextmanager
@@ -689,8 +760,8 @@ def run_date_prefect(paths: Paths, d: date, runner: str | None = None) -> dict:
     from flows.distributed import prefect_api_for_workers
     api = prefect_api_for_workers() if _is_dask(runner) else contextlib.nullcontext()
     with api, _ad_hoc_run():
-        return reconcile_date.with_options(task_runner=task_runner(runner))(
-            str(paths.inbox), str(paths.out), str(paths.warehouse), d)
+        return result(reconcile_date.with_options(task_runner=task_runner(runner))(
+            str(paths.inbox), str(paths.out), str(paths.warehouse), d))
 
 
 def _is_dask(runner: str | None) -> bool:
@@ -702,12 +773,12 @@ def backfill_prefect(paths: Paths, start: date, end: date, runner: str | None = 
     _, backfill, _ = _flows()
     if not _is_dask(runner):
         with _ad_hoc_run():
-            return backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start, end,
-                            runner)
+            return result(backfill(str(paths.inbox), str(paths.out), str(paths.warehouse), start,
+                                   end, runner))
     from flows.distributed import prefect_api_for_workers
     with prefect_api_for_workers(), _ad_hoc_run():  # one cluster for the range, dates pipelined
-        return backfill.with_options(task_runner=task_runner("dask"))(
-            str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner)
+        return result(backfill.with_options(task_runner=task_runner("dask"))(
+            str(paths.inbox), str(paths.out), str(paths.warehouse), start, end, runner))
 
 
 def nightly_deployment(paths: Paths, runner: str | None = None, settings: dict | None = None):

@@ -4,10 +4,13 @@ retries on transient I/O only, and the task runner factory.
 Tests marked `prefect` share one temporary Prefect API (tests/conftest.py)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from contracts.codes import DATASETS
 from contracts.errors import InputError
 from flows import nightly
 from flows.nightly import Paths, PlainExecutor, PrefectExecutor, Step
@@ -168,7 +171,8 @@ def test_cli_runs_the_flow_against_a_prefect_server(tmp_path):
     import subprocess
     import sys
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter,
+                                                FlowRunFilterName)
     from prefect.settings import PREFECT_API_URL
     _tiny_inbox(tmp_path / "inbox")
     root = Path(__file__).resolve().parent.parent
@@ -193,7 +197,23 @@ def test_cli_runs_the_flow_against_a_prefect_server(tmp_path):
             name=FlowRunFilterName(any_=["reconcile-2026-11-20"])))
         assert any(fr.state and fr.state.is_completed() for fr in runs)
         tasks = {t.name for t in client.read_task_runs()}
-    assert {"load-province-41", "load-province-44", "rules-transfers", "stage-reports"} <= tasks
+        intake = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["recon-2026-11-20-intake"])))
+    assert {"read-inbox", "stage", "rules-transfers", "stage-reports"} <= tasks
+    # glue steps and province loads are no task runs of their own (~30 ms of CPU each,
+    # here and on the server: Prefect's overhead budget, issue 11 item 1)
+    assert not tasks & {"list-date-folders", "finalize", "report-frames", "summary-parts"}
+    assert not [t for t in tasks if t.startswith("load-province")]
+    # the provinces load on threads inside `stage` (a task run each cost half of Prefect's
+    # overhead, issue 11): the date's intake artifact lists each one with its rows
+    latest = max(intake, key=lambda a: a.created)
+    rows = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        loaded = dict(con.execute(
+            "SELECT file_province, count(*) FROM (" + " UNION ALL ".join(
+                f"SELECT file_province FROM {ds}" for ds in DATASETS) + ") GROUP BY ALL").fetchall())
+    assert {r["province"]: r["rows"] for r in rows} == loaded == {"41": loaded["41"], "44": loaded["44"]}
+    assert all(r["started"] <= r["finished"] for r in rows)
     # an input error inside Prefect is still exit 2 and one sentence
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--date", "2026-11-25"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
