@@ -7,7 +7,7 @@
                                                    # --stop-after: one run in two parts
 
 1. generates N consecutive days at P persons with `synth.generate` (once; reused from
-   benchmarks/out/ while its parameters are unchanged);
+   benchmarks/out/ while its parameters and the sources of synth/ are unchanged);
 2. reconciles them in order through ONE warehouse, each day in a fresh child process
    (the plain orchestration, every report included), and prints per day: wall
    seconds, peak RSS of the child (ru_maxrss), input rows, warehouse size after the
@@ -26,6 +26,7 @@ wander by 10-15 %; the comparison uses medians of five days.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -114,10 +115,19 @@ print("RESULT " + json.dumps({"status": summary.get("status"), "timings": getatt
 """
 
 
+def generator_digest() -> str:
+    """sha256 of the generator's sources: an inbox made by another generator is not reused."""
+    h = hashlib.sha256()
+    for src in sorted((ROOT / "synth").glob("*.py")):
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    return h.hexdigest()
+
+
 def ensure_inbox(days: int, persons: int, seed: int, steady: bool = True) -> Path:
     inbox = OUT / (f"history-{days}x{persons}-{seed}" + ("-steady" if steady else ""))
     marker = inbox / ".complete"
-    if marker.exists():
+    digest = generator_digest()
+    if marker.exists() and marker.read_text() == digest:
         return inbox
     shutil.rmtree(inbox, ignore_errors=True)
     from synth.generate import STEADY_SHARE, generate
@@ -125,7 +135,7 @@ def ensure_inbox(days: int, persons: int, seed: int, steady: bool = True) -> Pat
     generate(inbox, START, days, persons, seed, steady=STEADY_SHARE if steady else None)
     print(f"generated {days} days x {persons:,} persons in {time.perf_counter() - t0:.0f} s -> {inbox}",
           flush=True)
-    marker.write_text("ok")
+    marker.write_text(digest)
     return inbox
 
 

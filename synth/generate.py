@@ -39,6 +39,12 @@ STEADY_SHARE = 1.0
 # late establishments and the refunding of emptied pairs, so the funded pairs (and
 # the persons and balances delivered a day) stay flat.
 STEADY_DISSOLVE = 0.008
+# The daily share of settlements refunded, today's and earlier ones alike. The default
+# nation draws the earlier refunds from every unrefunded settlement so far, a pool
+# that grows by a day's settlements every day (its refunds grow 13x over 60 days); a
+# steady nation draws as many earlier refunds a day as the default does on day 1
+# (REFUND_RATE of a day's settlements), spread over the whole pool.
+REFUND_RATE = 0.01
 MEDICAL = ("OUTPATIENT", "PHARMACY", "INPATIENT", "RESIDENT_PREMIUM", "LTC_PREMIUM")
 MEDICAL_W = (42, 36, 10, 8, 4)
 
@@ -340,7 +346,8 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
         lots = pl.concat([lots, new_lots])
 
         # ---------------------------------------------------------- settlements (bulk)
-        s_b, r_b = _bulk_settlements(rng, pfx, lots, people, ref, m, settled, d, dstr)
+        s_b, r_b = _bulk_settlements(rng, pfx, lots, people, ref, m, settled, d, dstr,
+                                     steady is not None)
 
         # ---------------------------------------------------------- plant engine
         sharers_today = set(plant_t.filter(pl.col("side") == "OUT")["sharer"].to_list()) | set(plant_r["sharer"].to_list())
@@ -528,8 +535,9 @@ def _quota_invariant(d, bal, ins, c_new, sim) -> dict:
             "refunded": sim["refunded"], "returned": sim["dissolved"] + sim["to_sharer"], "closing": closing}
 
 
-def _bulk_settlements(rng, pfx, lots, people, ref, m, settled, d, dstr):
-    """NORMAL settlements within what each bulk wallet holds, and refunds."""
+def _bulk_settlements(rng, pfx, lots, people, ref, m, settled, d, dstr, steady=False):
+    """NORMAL settlements within what each bulk wallet holds, and refunds (of earlier
+    settlements at a flat expected count a day when `steady`)."""
     avail = (lots.filter((pl.col("ben") >= m) & ~pl.col("closed")).group_by("ben")
              .agg(a=pl.col("rem").sum()).filter(pl.col("a") > 0).sort("ben"))
     n = avail.height
@@ -589,8 +597,9 @@ def _bulk_settlements(rng, pfx, lots, people, ref, m, settled, d, dstr):
         fixmedins="fixmedins", total="total", burden="burden", wallet="wallet", sec="sec")
     # refunds: of earlier settled bulk settlements (once each) and of today's
     earlier = settled.filter((pl.col("ben") >= m) & (pl.col("refunded") == 0) & (pl.col("day") < d))
-    earlier = earlier.with_columns(u=rng.uniform(earlier.height, pfx + "rf:old")).filter(pl.col("u") < 0.01)
-    today = s.with_columns(u=rng.uniform(s.height, pfx + "rf:new")).filter(pl.col("u") < 0.01)
+    old_rate = REFUND_RATE * min(1.0, s.height / earlier.height) if steady and earlier.height else REFUND_RATE
+    earlier = earlier.with_columns(u=rng.uniform(earlier.height, pfx + "rf:old")).filter(pl.col("u") < old_rate)
+    today = s.with_columns(u=rng.uniform(s.height, pfx + "rf:new")).filter(pl.col("u") < REFUND_RATE)
     orig = pl.concat([
         earlier.select("setl_id", psn="ben", w="w", expense="expense", fixmedins="fixmedins", total="total", burden="burden"),
         today.select("setl_id", psn="psn", w="wallet", expense="expense", fixmedins="fixmedins", total="total", burden="burden")])

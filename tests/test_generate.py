@@ -524,3 +524,62 @@ def test_same_seed_gives_byte_identical_chunked_inbox(chunked, tmp_path):
     generate(again, START, CHUNK_DAYS, CHUNKS * CHUNK_PERSONS, seed=13, violation_rate=0.01,
              chunk_persons=CHUNK_PERSONS)
     assert digest_tree(out) == digest_tree(again)
+
+
+# ------------------------------------------------------------------ the steady nation
+STEADY_DAYS = 10
+STEADY_PERSONS = 20000
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("steady")
+    generate(out, START, STEADY_DAYS, STEADY_PERSONS, seed=11, violation_rate=0.0, steady=1.0)
+    return out
+
+
+def settlements_by_day(inbox: Path) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for ds, _p, folder, m in deliveries(inbox):
+        for fname in m["files"]:
+            if fname.startswith("settlements"):
+                rows[ds].extend(read_rows(folder, fname, m["encoding"]))
+    return rows
+
+
+def test_steady_nation_refunds_as_many_settlements_on_its_last_days_as_on_its_first(steady):
+    """A steady nation's daily refunds stay flat: the refunds of the last three days
+    are within 1.5x of those of days 2-4 (day 1 refunds only its own settlements).
+    The default nation refunds 1 % of every settlement not yet refunded, a pool that
+    grows by a day's settlements every day (about 3x over these ten days)."""
+    by_day = settlements_by_day(steady)
+    days = sorted(by_day)
+    refunds = [sum(r["status"] == "REFUND" for r in by_day[ds]) for ds in days]
+    normal = [sum(r["status"] == "NORMAL" for r in by_day[ds]) for ds in days]
+    first, last = sum(refunds[1:4]), sum(refunds[-3:])
+    assert first >= 60, refunds
+    assert first / 1.5 <= last <= 1.5 * first, refunds
+    assert sum(normal[-3:]) <= 1.5 * sum(normal[1:4]), normal
+
+
+def test_steady_nation_refunds_only_earlier_settlements_of_the_same_person(steady):
+    """rules.md §6: a valid refund names a settled NORMAL settlement (of D or an earlier
+    date) of the same psn_no, for no more than is still unrefunded of it."""
+    by_day = settlements_by_day(steady)
+    normal: dict[str, tuple[str, datetime, int]] = {}
+    refunded: dict[str, int] = defaultdict(int)
+    n = 0
+    for ds in sorted(by_day):
+        rows = sorted(by_day[ds], key=lambda r: shanghai(r["setl_time"]))
+        for r in rows:
+            t = shanghai(r["setl_time"])
+            if r["status"] == "NORMAL":
+                normal[r["setl_id"]] = (r["psn_no"], t, fen(r["wallet_pay"]))
+                continue
+            assert r["status"] == "REFUND"
+            psn, t0, paid = normal[r["orig_setl_id"]]
+            assert psn == r["psn_no"] and t0 < t
+            refunded[r["orig_setl_id"]] += fen(r["wallet_pay"])
+            assert refunded[r["orig_setl_id"]] <= paid
+            n += 1
+    assert n > 0
