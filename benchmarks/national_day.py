@@ -159,7 +159,11 @@ def measure(persons: int, seed: int, repeat: int) -> dict:
 STAGES = (
     ("inbox listing and manifests", ("list_date_folders", "read_inbox")),
     ("intake: loads and inserts overlapped (wall)", ("stage",)),
-    ("  read/decode + validate (per province, summed)", ("load_province",)),
+    ("  loads (per province, summed over the threads)", ("load_province",)),
+    ("    read, sha256, manifest", ("load_province: read, sha256, manifest",)),
+    ("    decode + parse", ("load_province: decode + parse",)),
+    ("    validate (F04, F05)", ("load_province: validate (F04, F05)",)),
+    ("    contract of the loaded rows (pandera)", ("load_province: contract of the loaded rows (pandera)",)),
     ("  waiting for a province to load", ("load_province (waited)",)),
     ("  warehouse insert", ("#insert",)),
     ("known persons", ("known_persons",)),
@@ -183,7 +187,8 @@ def print_steps(r: dict) -> None:
         print(f"  {label:<50} {sum(steps.get(n, 0.0) for n in names):>7.1f}")
     for n in sorted(set(steps) - known):
         print(f"  {n:<50} {steps[n]:>7.1f}")
-    inside_stage = ("load_province", "load_province (wall)", "load_province (waited)", "#insert")
+    inside_stage = ("load_province", "load_province (wall)", "load_province (waited)", "#insert",
+                    *(n for n in steps if n.startswith("load_province: ")))
     counted = sum(v for n, v in steps.items() if n not in inside_stage)
     print(f"  {'the rest (start-up, imports, locks, commit)':<50} {r['wall_s'] - counted:>7.1f}")
 

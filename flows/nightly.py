@@ -570,6 +570,7 @@ class _ProvinceLoads:
 
     def __init__(self, ex, inbox_date, d: date):
         deliveries = sorted(inbox_date.deliveries, key=lambda x: x.province)
+        self.ex = ex
         stream = getattr(ex, "stream", ex.map)
         self.loads = stream(LOAD_PROVINCE, deliveries, d)
 
@@ -584,8 +585,17 @@ class _ProvinceLoads:
     def _noting(self, sha: dict[str, str]) -> Iterator:
         for intake in self.loads:
             sha.update(getattr(intake, "sha256", {}) or {})
+            self._time_parts(intake)
             yield intake
             del intake
+
+    def _time_parts(self, intake) -> None:
+        """Add the parts of a province's load (read, decode, validate, ...) to the
+        executor's step timings, summed over the provinces: the benchmarks print them."""
+        timings = getattr(self.ex, "timings", None)
+        for part, took in (getattr(intake, "seconds", None) or {}).items():
+            if timings is not None:
+                timings[f"load_province: {part}"] = timings.get(f"load_province: {part}", 0.0) + took
 
     def close(self) -> None:
         """Stop the loads still in flight (a failed stage must not leave them running)."""

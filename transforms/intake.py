@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -113,6 +114,11 @@ class FileStat:
     reject_reason: str | None = None
 
 
+# The parts of a province's load, timed for the benchmarks (ProvinceIntake.seconds).
+INTAKE_PARTS = ("read, sha256, manifest", "decode + parse", "validate (F04, F05)",
+                "contract of the loaded rows (pandera)")
+
+
 @dataclass
 class ProvinceIntake:
     province: str
@@ -123,6 +129,7 @@ class ProvinceIntake:
     files: list[FileStat]
     sha256: dict[str, str]            # source_file -> hex of the bytes read
     contract_checked: bool = False    # frames passed LOADED_SCHEMAS (check_loaded)
+    seconds: dict[str, float] = field(default_factory=dict)  # part of the load -> its seconds
 
     @property
     def persons(self) -> pl.DataFrame:
@@ -573,6 +580,13 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
     notes: list[dict] = []
     stats: list[FileStat] = []
     sums: dict[str, str] = {}
+    seconds = dict.fromkeys(INTAKE_PARTS, 0.0)   # what the benchmark prints per stage
+    clock = [time.perf_counter()]
+
+    def lap(part: str) -> None:
+        now = time.perf_counter()
+        seconds[part] += now - clock[0]
+        clock[0] = now
 
     def note(rule: str, record_id: str, detail: str, dataset: str = "manifest",
              name: str | None = None) -> None:
@@ -591,8 +605,11 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
             pp, business_date, frames,
             pl.concat([_empty(QUARANTINE_SCHEMA), *quarantines], how="vertical"),
             pl.concat([extra, *finds], how="vertical"), stats, sums)
+        lap("read, sha256, manifest")
         check_loaded(intake)   # here, on the loading thread, not on the warehouse's
         intake.contract_checked = True
+        lap("contract of the loaded rows (pandera)")
+        intake.seconds = seconds
         return intake
 
     if delivery.manifest_bytes is None:      # no manifest: F01 (stage), nothing is opened
@@ -657,6 +674,7 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
         if sha != want_sha:
             reject("F02", f"sha256 of {name} is {sha[:12]}…, manifest.json says {want_sha[:12]}…")
             continue
+        lap("read, sha256, manifest")
         try:
             required = REQUIRED_COLUMNS[ds]
             if is_csv:
@@ -668,10 +686,12 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
             continue
         finally:
             del data
+            lap("decode + parse")
         if parsed.rows_read != want_rows:
             reject("F02", f"{name} has {parsed.rows_read} data rows, manifest.json says {want_rows}")
             continue
         loaded, quarantine, found = validate_rows(ds, parsed, env, source_file)
+        lap("validate (F04, F05)")
         frames[ds] = loaded
         quarantines.append(quarantine)
         finds.append(found)
