@@ -367,6 +367,48 @@ def test_ineffective_dissolve_does_not_end_the_relation():
     assert sorted(s05(con, ctx)) == ["T1"]    # X2 is S21; E2 re-establishes for T2
 
 
+def test_establishes_at_the_same_second_are_decided_by_the_greater_event_id():
+    """Reading 30d: "ESTABLISHes at the same second are ordered by event_id"; the
+    later (greater id) is the latest at or before t, whichever the loader saw first."""
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [establish("E2", signed=False, at="09:00:00"),       # S03
+                               establish("E1", at="09:00:00"),
+                               establish("E3", relation_id="R2", at="09:00:00"),
+                               establish("E4", relation_id="R2", signed=False, at="09:00:00")])
+    add(con, "transfers", [transfer("T1", at="09:00:00"), transfer("T2", relation_id="R2", at="09:00:00")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert sorted(out) == ["T1", "T2"]
+    assert "latest ESTABLISH E2" in out["T1"] and "latest ESTABLISH E4" in out["T2"]
+
+
+def test_establish_and_dissolve_at_the_transfer_second_leave_it_dissolved():
+    """Reading 26: at one second the ESTABLISH comes first and the DISSOLVE ends it."""
+    con = warehouse()
+    family(con)
+    add(con, "relationships", [dissolve("X1", at="10:00:00"), establish("E1", at="10:00:00")])
+    add(con, "transfers", [transfer("T1", at="09:59:59"), transfer("T2", at="10:00:00")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert record_ids(con, "S21") == []                  # X1 is effective
+    assert "first ESTABLISH is at 2026-11-20 10:00:00" in out["T1"]
+    assert "dissolved by X1 at 2026-11-20 10:00:00" in out["T2"]
+
+
+def test_relation_dissolved_on_an_earlier_date_is_s05_and_re_established_is_not():
+    con = warehouse()
+    related(con)                                         # E0 on D-1
+    add(con, "relationships", dissolve("X1", at="20:00:00", day=PREV), PREV)
+    judge(con, PREV)
+    add(con, "relationships", establish("E1", at="12:00:00"))
+    add(con, "transfers", [transfer("T1", at="11:59:59"), transfer("T2", at="12:00:00")])
+    ctx = judge(con)
+    out = s05(con, ctx)
+    assert sorted(out) == ["T1"]
+    assert "dissolved by X1 at 2026-11-19 20:00:00" in out["T1"]
+
+
 def test_mismatched_sharer_or_beneficiary_is_s05():
     con, ctx = day_with([transfer("T1", beneficiary=UPSTREAM), transfer("T2", sharer=UPSTREAM)])
     out = s05(con, ctx)

@@ -50,26 +50,33 @@ def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     active at t when established at or before t and not dissolved at or before t; the
     latest ESTABLISH at or before t defines its sharer, beneficiary and validity at t.
     The latest of {ESTABLISH, effective DISSOLVE} at or before t decides; at the same
-    instant the DISSOLVE counts as later (spec-readings item 26). relation_events of
-    dates <= D.
+    instant the DISSOLVE counts as later (spec-readings item 26), and of ESTABLISHes at
+    the same instant the greatest event_id (item 30d). relation_events of dates <= D.
+
+    Bounded memory (a ten-national-day volume under the default limit): the events are
+    first reduced to one deciding event per (relation, instant) by an aggregate, and each
+    transfer then finds the latest instant at or before its time by an ASOF join; no
+    window ranks the pairs of a join.
     """
     record(con, "S05", f"""
         WITH o AS (SELECT * FROM d_transfers WHERE side = 'OUT' AND status = 'SUCCESS'),
-        ev AS (SELECT * FROM relation_events WHERE business_date <= CAST($d AS DATE)
-                                             AND (event_type = 'ESTABLISH' OR valid)),
+        ev AS (   -- the events of the relations that today's transfers name
+            SELECT * FROM relation_events
+            WHERE business_date <= CAST($d AS DATE) AND (event_type = 'ESTABLISH' OR valid)
+              AND relation_id IN (SELECT relation_id FROM o)
+        ),
         rel AS (
             SELECT relation_id, min(event_time) AS first_est
             FROM ev WHERE event_type = 'ESTABLISH' GROUP BY relation_id
         ),
-        last_ev AS (
-            SELECT o.source_file, o.source_row, e.event_type, e.event_id, e.event_time, e.valid,
-                   e.sharer_psn_no, e.beneficiary_psn_no
-            FROM o JOIN ev e ON e.relation_id = o.relation_id AND e.event_time <= o.transfer_time
-            QUALIFY row_number() OVER (
-                PARTITION BY o.source_file, o.source_row
-                ORDER BY e.event_time DESC, CASE e.event_type WHEN 'DISSOLVE' THEN 0 ELSE 1 END,
-                         e.event_id DESC, e.sharer_psn_no DESC, e.beneficiary_psn_no DESC,
-                         e.valid) = 1
+        deciding AS (   -- per (relation, instant): the event in force from that instant on
+            SELECT relation_id, event_time,
+                   arg_max({{'event_type': event_type, 'event_id': event_id, 'valid': valid,
+                             'sharer_psn_no': sharer_psn_no, 'beneficiary_psn_no': beneficiary_psn_no}},
+                           {{'dissolve': event_type = 'DISSOLVE', 'event_id': event_id,
+                             'sharer_psn_no': sharer_psn_no, 'beneficiary_psn_no': beneficiary_psn_no,
+                             'invalid': NOT valid}}) AS e
+            FROM ev GROUP BY relation_id, event_time
         ),
         judged AS (
             SELECT o.*,
@@ -77,26 +84,27 @@ def s05_no_valid_relationship(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
                      WHEN rel.relation_id IS NULL THEN
                        'relation_id ' || o.relation_id || ' is unknown: no ESTABLISH of it up to '
                        || strftime(CAST($d AS DATE), '%Y-%m-%d') || '.'
-                     WHEN l.event_type IS NULL THEN
+                     WHEN l.e IS NULL THEN
                        'relation ' || o.relation_id || ' is not active at '
                        || strftime(o.transfer_time, {_FMT}) || ': its first ESTABLISH is at '
                        || strftime(rel.first_est, {_FMT}) || ', after the transfer.'
-                     WHEN l.event_type = 'DISSOLVE' THEN
+                     WHEN l.e.event_type = 'DISSOLVE' THEN
                        'relation ' || o.relation_id || ' is not active at '
-                       || strftime(o.transfer_time, {_FMT}) || ': dissolved by ' || l.event_id
+                       || strftime(o.transfer_time, {_FMT}) || ': dissolved by ' || l.e.event_id
                        || ' at ' || strftime(l.event_time, {_FMT}) || '.'
-                     WHEN NOT l.valid THEN
+                     WHEN NOT l.e.valid THEN
                        'relation ' || o.relation_id || ' is not valid at '
-                       || strftime(o.transfer_time, {_FMT}) || ': its latest ESTABLISH ' || l.event_id
+                       || strftime(o.transfer_time, {_FMT}) || ': its latest ESTABLISH ' || l.e.event_id
                        || ' (at ' || strftime(l.event_time, {_FMT}) || ') failed the relationship rules.'
-                     WHEN l.sharer_psn_no <> o.sharer_psn_no OR l.beneficiary_psn_no <> o.beneficiary_psn_no THEN
-                       'relation ' || o.relation_id || ' links sharer ' || l.sharer_psn_no
-                       || ' to beneficiary ' || l.beneficiary_psn_no || ' (ESTABLISH ' || l.event_id
+                     WHEN l.e.sharer_psn_no <> o.sharer_psn_no
+                          OR l.e.beneficiary_psn_no <> o.beneficiary_psn_no THEN
+                       'relation ' || o.relation_id || ' links sharer ' || l.e.sharer_psn_no
+                       || ' to beneficiary ' || l.e.beneficiary_psn_no || ' (ESTABLISH ' || l.e.event_id
                        || '), not the transfer''s ' || o.sharer_psn_no || ' to ' || o.beneficiary_psn_no || '.'
                    END AS detail
             FROM o
             LEFT JOIN rel ON rel.relation_id = o.relation_id
-            LEFT JOIN last_ev l ON l.source_file = o.source_file AND l.source_row = o.source_row
+            ASOF LEFT JOIN deciding l ON l.relation_id = o.relation_id AND o.transfer_time >= l.event_time
         )
         SELECT {_COMMON}, o.detail, {_LINEAGE}
         FROM judged o WHERE o.detail IS NOT NULL
