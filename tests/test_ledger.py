@@ -274,6 +274,22 @@ def test_a_lot_emptied_again_after_a_refill_is_dormant_from_its_latest_emptying(
     assert lots(con, D2) == {"T2": Decimal("30.00")}   # S2 took T1 10 then T2 100: T2 first back
 
 
+def test_refunds_of_one_original_on_later_dates_add_up_across_the_dates():
+    """rules.md §6: a REFUND is valid only if wallet_pay "does not exceed what is still
+    unrefunded" of the original, whichever earlier dates refunded part of it."""
+    def build(con):
+        _spent(con)                                    # S1 150.00: T1 100.00, T2 50.00
+        for day in (D1, D2, D3):
+            base(con, day)
+        add(con, "settlements", [refund("R1", "S1", "100.00", day=D1)], D1)
+        add(con, "settlements", [refund("R2", "S1", "50.00", day=D3),
+                                 refund("R3", "S1", "0.01", at="16:00:00", day=D3)], D3)
+    con = both_modes(build, days=((D, True), (D1, False), (D2, False), (D3, False)))
+    assert outcome(con, "R1", D1) == outcome(con, "R2", D3) == "REFUNDED"
+    assert record_ids(con, "S20") == ["R3"] and "fully refunded" in findings(con, "S20")[0]["detail"]
+    assert lots(con, D3) == {"T1": Decimal("100.00"), "T2": Decimal("100.00")}
+
+
 def test_a_warehouse_that_carried_its_emptied_lots_is_taken_over_without_losing_one():
     con = warehouse()
     _spent(con)                                        # T1 emptied on D

@@ -108,31 +108,39 @@ _LOT_COLUMNS = ("w, lot_id, beneficiary_province, sharer_psn_no, payer_province,
                 "transfer_time, transfer_id, original_amount, remaining")
 
 
-def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext, consumed: list[str]) -> None:
+def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext, consumed: list[str], since: str) -> None:
     """lg_dormant: the emptied, still open lots of the slow wallets that a refund or a
     dissolution touches on D (the lot columns of lg_open).
 
     A lot's latest row in emptied_lots before D is the date it (last) emptied; it
     is dormant unless it is open in D-1's closing lots (refilled since) or a
-    dissolution closed it since. Only emptied_lots and dissolution_returns of these
-    wallets are read, and only the lots D can touch are kept: the lots `consumed` by
-    the originals of D's refunds (a refund gives back to nothing else) and the lots
-    of a sharer dissolving on D; any other would be read and left alone."""
+    dissolution closed it since. Only the lots D can touch are read: the lots
+    `consumed` by the originals of D's refunds (a refund gives back to nothing else),
+    from the first date `since` of those originals on, and the lots of the wallets
+    a sharer dissolves from on D. A consumed lot held quota when its original was
+    settled, so if it is dormant now it emptied on or after that date: an older
+    emptied row of it is never its latest."""
     d = ctx.d
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_touch AS
         SELECT w FROM lg_slow
         WHERE w IN (SELECT w FROM lg_setl WHERE status = 'REFUND' UNION SELECT w FROM lg_diss)""")
+    cols = ("beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no, payer_province, "
+            "genesis, transfer_time, transfer_id, original_amount, remaining, business_date AS emptied_on")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lg_dormant AS
-        WITH z AS (
-            SELECT beneficiary_psn_no AS w, lot_id, beneficiary_province, sharer_psn_no,
-                   payer_province, genesis, transfer_time, transfer_id, original_amount, remaining,
-                   business_date AS emptied_on
-            FROM emptied_lots
-            WHERE business_date < DATE '{d}' AND beneficiary_psn_no IN (SELECT w FROM lg_touch)
-            QUALIFY row_number() OVER (PARTITION BY beneficiary_psn_no, lot_id
-                                       ORDER BY business_date DESC) = 1)
+        WITH e AS (
+            SELECT {cols} FROM emptied_lots
+            WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
+              AND lot_id IN (SELECT unnest(?::VARCHAR[]))
+              AND beneficiary_psn_no IN (SELECT w FROM lg_touch)
+            UNION
+            SELECT {cols} FROM emptied_lots
+            WHERE business_date < DATE '{d}'
+              AND beneficiary_psn_no IN (SELECT w FROM lg_diss WHERE w IN (SELECT w FROM lg_touch))),
+        z AS (
+            SELECT * FROM e
+            QUALIFY row_number() OVER (PARTITION BY w, lot_id ORDER BY emptied_on DESC) = 1)
         SELECT {_LOT_COLUMNS} FROM z
         WHERE NOT EXISTS (SELECT 1 FROM lg_open o WHERE o.w = z.w AND o.lot_id = z.lot_id)
           AND NOT EXISTS (SELECT 1 FROM dissolution_returns r
@@ -140,7 +148,7 @@ def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext, consumed: list[str
                             AND r.beneficiary_psn_no = z.w AND r.lot_id = z.lot_id)
           AND (z.lot_id IN (SELECT unnest(?::VARCHAR[]))
                OR EXISTS (SELECT 1 FROM lg_diss x
-                          WHERE x.w = z.w AND x.sharer_psn_no = z.sharer_psn_no))""", [consumed])
+                          WHERE x.w = z.w AND x.sharer_psn_no = z.sharer_psn_no))""", [consumed, consumed])
 
 
 def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -403,6 +411,39 @@ def _genesis_sharer(lot_id: str) -> str:
     return parts[2] if len(parts) == 3 and parts[0] == "G" else ""
 
 
+def _originals(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> str:
+    """lg_prior: the NORMAL settlements before D that D's refunds (of the slow wallets)
+    name, their latest row each; returns the first date any of them was delivered on
+    (D when there is none), from which the refund path reads.
+
+    rules.md §6: "REFUND: valid only if orig_setl_id is a settled NORMAL settlement
+    (of D or an earlier date) of the same psn_no and wallet_pay does not exceed what
+    is still unrefunded of it". The day's refunds are taken first (lg_refd, a few
+    rows), and only the key columns of settlement_outcomes are scanned over the
+    earlier dates; the whole rows are then read on the originals' dates only."""
+    d = ctx.d
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE lg_refd AS
+        SELECT DISTINCT orig_setl_id AS setl_id FROM lg_setl
+        WHERE status = 'REFUND' AND orig_setl_id IS NOT NULL AND w IN (SELECT w FROM lg_slow)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_pkey AS
+        SELECT setl_id, max(business_date) AS business_date, min(business_date) AS first_date
+        FROM settlement_outcomes
+        WHERE business_date < DATE '{d}' AND status = 'NORMAL'
+          AND setl_id IN (SELECT setl_id FROM lg_refd)
+        GROUP BY setl_id""")
+    on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_pkey").fetchall())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lg_prior AS
+        SELECT s.setl_id, s.psn_no, s.outcome, s.business_date, lg_fen(s.wallet_pay) AS pay
+        FROM settlement_outcomes s JOIN lg_pkey k USING (setl_id, business_date)
+        WHERE s.business_date IN ({on_dates}) AND s.status = 'NORMAL'
+        QUALIFY row_number() OVER (PARTITION BY s.setl_id ORDER BY s.psn_no, s.outcome) = 1""")
+    first = con.execute("SELECT min(first_date) FROM lg_pkey").fetchone()[0]
+    return (first or ctx.business_date).isoformat()
+
+
 def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     d = ctx.d
     wallets: dict = defaultdict(lambda: ([], []))
@@ -427,20 +468,12 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             "WHERE w IN (SELECT w FROM lg_slow)").fetchall():
         wallets[w][1].append((t, 4, event_id, sharer))
 
-    # Originals settled before D that today's refunds name (dates > D are never read).
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE lg_prior AS
-        SELECT setl_id, psn_no, outcome, business_date, lg_fen(wallet_pay) AS pay
-        FROM settlement_outcomes
-        WHERE business_date < DATE '{d}' AND status = 'NORMAL'
-          AND setl_id IN (SELECT orig_setl_id FROM lg_setl
-                          WHERE status = 'REFUND' AND w IN (SELECT w FROM lg_slow))
-        QUALIFY row_number() OVER (PARTITION BY setl_id ORDER BY business_date DESC) = 1""")
+    since = _originals(con, ctx)
     priors: dict[str, Original] = {}
     for setl_id, psn, outcome, _bd, pay in con.execute("SELECT * FROM lg_prior").fetchall():
         priors[setl_id] = Original(psn, outcome == "SETTLED", pay, [])
     # The dates the originals were settled on: only those dates are read below (the
-    # tables are pruned on business_date), so the cost does not grow with history.
+    # tables are pruned on business_date).
     on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_prior").fetchall())
     for setl_id, lot_id, amount, payer in con.execute(f"""
             SELECT c.setl_id, c.lot_id, lg_fen(c.amount), c.payer_province
@@ -449,21 +482,25 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             WHERE c.business_date IN ({on_dates})
             ORDER BY c.setl_id, c.seq""").fetchall():
         priors[setl_id].consumed.append((lot_id, amount, payer))
+    # A refund of an original is on or after the original's date: from `since` on.
     for orig, fen in con.execute(f"""
             SELECT orig_setl_id, lg_fen(sum(amount)) FROM refund_returns
-            WHERE business_date < DATE '{d}' AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
+            WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
+              AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
             GROUP BY orig_setl_id""").fetchall():
         priors[orig].refunded = fen
     # The engine asks for the sharer of a consumed lot only when the lot is not in the
-    # wallet (open, dormant or new): a dissolution closed it before D, and wrote it to
+    # wallet (open, dormant or new): a dissolution closed it before D (after its
+    # original consumed from it, so from `since` on), and wrote it to
     # dissolution_returns (a compact table: one row per closed lot) with its sharer.
     consumed = sorted({lot_id for o in priors.values() for lot_id, _amount, _payer in o.consumed})
     sharer_of = dict(con.execute(f"""
         SELECT lot_id, min(sharer_psn_no) FROM dissolution_returns
-        WHERE business_date < DATE '{d}' AND lot_id IN (SELECT unnest(?::VARCHAR[]))
+        WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
+          AND lot_id IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY lot_id""", [consumed]).fetchall())
 
-    _dormant(con, ctx, consumed)
+    _dormant(con, ctx, consumed, since)
     for r in con.execute(f"""
             SELECT {lot_cols}, dormant FROM (
                 SELECT *, FALSE AS dormant FROM lg_open WHERE w IN (SELECT w FROM lg_slow)
@@ -594,5 +631,5 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext, mode: str = "hybrid") -
     s18_quota_overspend(con, ctx)
     s20_refund_unmatched(con, ctx)
     for t in ("lg_open", "lg_new", "lg_hold", "lg_lots", "lg_fcons", "lg_prior", "lg_slow", "lg_diss",
-              "lg_setl", "lg_find", "lg_touch", "lg_dormant"):
+              "lg_setl", "lg_find", "lg_touch", "lg_dormant", "lg_refd", "lg_pkey"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
