@@ -140,8 +140,11 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     maintain_person_registry(con, ctx, today="known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_missing AS   -- named on D, not delivered on D
-        SELECT DISTINCT psn AS psn_no FROM ({NAMED_PERSONS}) WHERE psn IS NOT NULL
-        EXCEPT SELECT psn_no FROM known_persons""")
+        -- the anti join first, DISTINCT after: only the few persons not delivered are
+        -- deduplicated (an EXCEPT groups every person named on D, which spills at 10x)
+        SELECT DISTINCT n.psn AS psn_no FROM ({NAMED_PERSONS}) n
+        ANTI JOIN known_persons k ON k.psn_no = n.psn
+        WHERE n.psn IS NOT NULL""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_latest AS
         SELECT r.psn_no, r.business_date FROM person_latest r SEMI JOIN kp_missing m USING (psn_no)""")

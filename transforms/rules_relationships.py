@@ -58,6 +58,31 @@ def _yyyymmdd(col: str) -> str:
     return f"(year({col}) * 10000 + month({col}) * 100 + day({col}))"
 
 
+def _establishes_with_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """TEMP table d_establishes: D's ESTABLISH events, each with the fields of its sharer
+    (s_*) and beneficiary (t_*) known on D (NULL, with s_known / t_known false, when not).
+
+    S02, S04 and the validity of an ESTABLISH all need both persons: one lookup of
+    known_persons per side serves the three (each of them joining known_persons again,
+    and validity by correlated EXISTS, made six hash joins over every person of D,
+    which spill at ten national days' volume).
+    """
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE d_establishes AS
+        SELECT r.business_date, r.file_province, r.event_id, r.relation_id, r.event_type,
+               r.sharer_psn_no, r.beneficiary_psn_no, r.relation_code, r.event_time,
+               r.source_file, r.source_row,
+               s.psn_no IS NOT NULL AS s_known, s.birth_date AS s_birth_date, s.sex AS s_sex,
+               s.certno AS s_certno,
+               t.psn_no IS NOT NULL AS t_known, t.birth_date AS t_birth_date, t.sex AS t_sex,
+               t.certno AS t_certno
+        FROM d_relationships r
+        LEFT JOIN known_persons s ON s.psn_no = r.sharer_psn_no
+        LEFT JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
+        WHERE r.event_type = 'ESTABLISH'
+    """)
+
+
 def s01_not_near_relative(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """S01 NOT_NEAR_RELATIVE: "relation_code is not a near relative under the policy on D"."""
     record(con, "S01", f"""
@@ -84,16 +109,14 @@ def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> 
     marriageable age on d: male `b + 220000 <= d`, female `b + 200000 <= d`;
     SIBLING has no age test. Codes that are not near relatives get S01 only."
     Judged only for codes that are near relatives under the policy on D, and only
-    when both persons are known on D.
+    when both persons are known on D. Needs d_establishes (built by `run`).
     """
     record(con, "S02", f"""
         WITH ev AS (
-            SELECT r.*, {_yyyymmdd('s.birth_date')} AS bs, {_yyyymmdd('t.birth_date')} AS bt,
-                   s.sex AS sex_s, t.sex AS sex_t, {_yyyymmdd('r.event_time')} AS d_int
-            FROM d_relationships r
-            JOIN known_persons s ON s.psn_no = r.sharer_psn_no
-            JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
-            WHERE r.event_type = 'ESTABLISH'
+            SELECT r.*, {_yyyymmdd('r.s_birth_date')} AS bs, {_yyyymmdd('r.t_birth_date')} AS bt,
+                   r.s_sex AS sex_s, r.t_sex AS sex_t, {_yyyymmdd('r.event_time')} AS d_int
+            FROM d_establishes r
+            WHERE r.s_known AND r.t_known
               AND r.relation_code IN (SELECT relation_code FROM policy_near_relatives)
         ),
         judged AS (
@@ -156,21 +179,19 @@ def s03_no_commitment(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
 def s04_self_sharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """S04 SELF_SHARING: "sharer and beneficiary are the same psn_no or the same certno".
 
-    The certno test is made when both persons are known on D.
+    The certno test is made when both persons are known on D. Needs d_establishes
+    (built by `run`).
     """
     record(con, "S04", f"""
         SELECT {_COMMON},
                CASE WHEN r.sharer_psn_no = r.beneficiary_psn_no
                     THEN 'Sharer and beneficiary are the same psn_no ' || r.sharer_psn_no || '.'
                     ELSE 'Sharer ' || r.sharer_psn_no || ' and beneficiary ' || r.beneficiary_psn_no
-                         || ' have the same certno ' || {mask_certno_sql('s.certno')} || '.'
+                         || ' have the same certno ' || {mask_certno_sql('r.s_certno')} || '.'
                END AS detail,
                {_LINEAGE}
-        FROM d_relationships r
-        LEFT JOIN known_persons s ON s.psn_no = r.sharer_psn_no
-        LEFT JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
-        WHERE r.event_type = 'ESTABLISH'
-          AND (r.sharer_psn_no = r.beneficiary_psn_no OR s.certno = t.certno)
+        FROM d_establishes r
+        WHERE r.sharer_psn_no = r.beneficiary_psn_no OR r.s_certno = r.t_certno
     """)
 
 
@@ -188,15 +209,14 @@ def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     invalidating = ", ".join(f"'{c}'" for c in INVALIDATING)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE d_relation_events AS
-        WITH est AS (
-            SELECT r.*,
-                   NOT EXISTS (SELECT 1 FROM d_findings f
-                               WHERE f.dataset = 'relationships' AND f.rule_code IN ({invalidating})
-                                 AND f.source_file = r.source_file AND f.source_row = r.source_row)
-                   AND EXISTS (SELECT 1 FROM known_persons k WHERE k.psn_no = r.sharer_psn_no)
-                   AND EXISTS (SELECT 1 FROM known_persons k WHERE k.psn_no = r.beneficiary_psn_no)
-                   AS valid
-            FROM d_relationships r WHERE r.event_type = 'ESTABLISH'
+        WITH invalidated AS (   -- the rows with an invalidating finding (few)
+            SELECT DISTINCT source_file, source_row FROM d_findings
+            WHERE dataset = 'relationships' AND rule_code IN ({invalidating})
+        ),
+        est AS (
+            SELECT r.*, i.source_file IS NULL AND r.s_known AND r.t_known AS valid
+            FROM d_establishes r
+            LEFT JOIN invalidated i ON i.source_file = r.source_file AND i.source_row = r.source_row
         ),
         dissolved_ids AS (SELECT DISTINCT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE'),
         chain AS (   -- every event of the relation_ids dissolved on D, earlier dates included
@@ -302,6 +322,7 @@ def write_relation_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> No
 
 
 def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    _establishes_with_persons(con, ctx)
     s01_not_near_relative(con, ctx)
     s02_kinship_implausible(con, ctx)
     s03_no_commitment(con, ctx)
@@ -309,3 +330,4 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     _judge_events(con, ctx)
     s21_dissolve_inactive(con, ctx)
     write_relation_events(con, ctx)
+    con.execute("DROP TABLE temp.d_establishes")
