@@ -118,14 +118,7 @@ def reconcile(inbox: Path, memory_limit: str | None = None) -> dict:
     """One reconcile of the day in a fresh process (as make bench runs it); `memory_limit`
     sets RECON_DUCKDB_MEMORY_LIMIT for it (None: the environment's, else the product's default)."""
     work = Path(tempfile.mkdtemp(prefix="run10x-", dir=OUT))
-    code = (
-        "import json; from datetime import date; from pathlib import Path;"
-        "from flows.nightly import Paths, PlainExecutor, run_date;"
-        "ex = PlainExecutor();"
-        f"run_date(Paths.of(Path({str(inbox)!r}), Path({str(work / 'reports')!r}), "
-        f"Path({str(work / 'warehouse.duckdb')!r})), date.fromisoformat({DAY.isoformat()!r}), ex);"
-        "print('STEPS', json.dumps(ex.timings))"
-    )
+    code = national_day.run_code(inbox, work)
     env = dict(os.environ, RECON_ORCHESTRATOR="plain")
     if memory_limit:
         env["RECON_DUCKDB_MEMORY_LIMIT"] = memory_limit

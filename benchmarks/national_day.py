@@ -102,11 +102,10 @@ def scan_floor(inbox: Path) -> float:
     return elapsed
 
 
-def reconcile(inbox: Path) -> tuple[float, float, dict, float]:
-    """(wall seconds, peak RSS in MiB, step seconds, CPU seconds) of reconciling the day
-    in a fresh process. CPU seconds (all threads) tell a busy machine from a slow run."""
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
-    code = (
+def run_code(inbox: Path, work: Path) -> str:
+    """The child's program: reconcile DAY of `inbox` into `work` on the plain path, then
+    print its peak RSS (PEAK_KIB) and the executor's step timings (STEPS, JSON)."""
+    return (
         "import json, sys; from datetime import date; from pathlib import Path;"
         "from flows.nightly import Paths, PlainExecutor, run_date;"
         "ex = PlainExecutor();"
@@ -115,6 +114,13 @@ def reconcile(inbox: Path) -> tuple[float, float, dict, float]:
         "import resource; print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss);"
         "print('STEPS', json.dumps(ex.timings))"
     )
+
+
+def reconcile(inbox: Path) -> tuple[float, float, dict, float]:
+    """(wall seconds, peak RSS in MiB, step seconds, CPU seconds) of reconciling the day
+    in a fresh process. CPU seconds (all threads) tell a busy machine from a slow run."""
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=OUT))
+    code = run_code(inbox, work)
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

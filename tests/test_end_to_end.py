@@ -25,13 +25,13 @@ START = date(2026, 11, 1)
 DAYS = 5
 
 
-def reconcile_days(inbox, days):
+def reconcile_days(inbox, days, start=START):
     """Run every date through intake and the transforms, as the plain orchestration does."""
     con = duckdb.connect()
     create_warehouse(con)
     results = {}
     for i in range(days):
-        d = START + timedelta(days=i)
+        d = start + timedelta(days=i)
         ctx = RunContext.for_date(d, genesis=(i == 0))
         bind_date(con, ctx)
         inbox_date = read_inbox_date(inbox, d)

@@ -420,28 +420,12 @@ def chunked(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _findings_of_the_product(inbox: Path, days: int) -> dict[str, set]:
-    """Every date through intake and the transforms, as the plain orchestration does."""
-    import duckdb
-
-    from flows.inbox import read_inbox_date
-    from transforms.context import RunContext, bind_date, create_warehouse
-    from transforms.intake import load_province, stage
-    from transforms.reconcile import reconcile
-    con = duckdb.connect()
-    create_warehouse(con)
-    found = {}
-    for i in range(days):
-        d = START + timedelta(days=i)
-        ctx = RunContext.for_date(d, genesis=(i == 0))
-        bind_date(con, ctx)
-        inbox_date = read_inbox_date(inbox, d)
-        con.execute("BEGIN")
-        stage(con, ctx, inbox_date, [load_province(x, d) for x in inbox_date.deliveries])
-        reconcile(con, ctx)
-        con.execute("COMMIT")
-        found[d.isoformat()] = set(con.execute(
-            "SELECT rule_code, province, record_id FROM findings WHERE business_date = ?", [d]).fetchall())
-    return found
+    """Every date through intake and the transforms, as the plain orchestration does
+    (tests/test_end_to_end.py's reconcile_days): date -> (rule_code, province, record_id)."""
+    from tests.test_end_to_end import reconcile_days
+    con, results = reconcile_days(inbox, days, start=START)
+    con.close()
+    return {d.isoformat(): r["found"] for d, r in results.items()}
 
 
 def test_chunked_nation_reconciles_to_exactly_its_planted_truth(chunked):
