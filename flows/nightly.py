@@ -480,8 +480,6 @@ def run_date(paths: Paths, d: date, ex) -> dict:
 
 
 def _run_locked(con, paths: Paths, d: date, ex) -> dict:
-    from contracts.reports import validate_reports
-    from transforms import reports
     from transforms.context import RunContext, bind_date
 
     started = now()
@@ -513,25 +511,8 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         kill_point("after_rules")
 
         frames = ex.call(REPORT_FRAMES, con, ctx)
-        parts = ex.call(SUMMARY_PARTS, con, ctx)
-        failed = [i.get("name") for i in parts["invariants"] if not i.get("passed")]
-        if failed:
-            raise RunFailed(f"the invariant(s) {', '.join(map(str, failed))} failed on {d.isoformat()}, "
-                            "so nothing was published.")
-        validate_reports(frames, d)
-        current_ids = set(frames["exceptions"]["exception_id"].to_list())
-        summary = reports.summary(
-            ctx=ctx, run_id=run_id, status=parts["status"],
-            provinces_expected=list(inbox_date.live_provinces),
-            provinces_delivered=[x.province for x in inbox_date.deliveries
-                                 if getattr(x, "manifest_bytes", b"") is not None],
-            files=parts["files"], per_rule=parts["per_rule"], amounts=parts["amounts"],
-            invariants=parts["invariants"], input_sha256=sha, code_version=code_version(),
-            started=started, finished=now(),
-            changes_=reports.changes(previous_run_id, previous_ids, current_ids),
-            genesis=genesis, reasons=parts["reasons"])
-        from flows.operations import with_scorecard  # (flows.operations imports this module)
-        summary = with_scorecard(con, summary, inbox_date.deliveries)
+        summary, parts = _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started,
+                                  genesis, previous_run_id, previous_ids)
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
         wh.write_journal(paths.out, run_id, d)
@@ -560,6 +541,36 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
     ex.artifacts(summary, parts["by_rule_province"])
     return summary
+
+
+def _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started, genesis,
+             previous_run_id, previous_ids) -> tuple[dict, dict]:
+    """summary.json of D (and the summary parts the artifacts read), once the
+    invariants hold and the report frames meet their contract: a failed invariant
+    stops the run before anything is published."""
+    from contracts.reports import validate_reports
+    from flows.operations import with_scorecard  # (flows.operations imports this module)
+    from transforms import reports
+
+    d = ctx.business_date
+    parts = ex.call(SUMMARY_PARTS, con, ctx)
+    failed = [i.get("name") for i in parts["invariants"] if not i.get("passed")]
+    if failed:
+        raise RunFailed(f"the invariant(s) {', '.join(map(str, failed))} failed on {d.isoformat()}, "
+                        "so nothing was published.")
+    validate_reports(frames, d)
+    current_ids = set(frames["exceptions"]["exception_id"].to_list())
+    summary = reports.summary(
+        ctx=ctx, run_id=run_id, status=parts["status"],
+        provinces_expected=list(inbox_date.live_provinces),
+        provinces_delivered=[x.province for x in inbox_date.deliveries
+                             if getattr(x, "manifest_bytes", b"") is not None],
+        files=parts["files"], per_rule=parts["per_rule"], amounts=parts["amounts"],
+        invariants=parts["invariants"], input_sha256=sha, code_version=code_version(),
+        started=started, finished=now(),
+        changes_=reports.changes(previous_run_id, previous_ids, current_ids),
+        genesis=genesis, reasons=parts["reasons"])
+    return with_scorecard(con, summary, inbox_date.deliveries), parts
 
 
 class _ProvinceLoads:
