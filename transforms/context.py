@@ -7,6 +7,7 @@ reads `d_transfers` instead of repeating `WHERE business_date = ...`:
     d_institutions d_regions   the rows loaded for D
     known_persons              latest record of every person delivered on any
                                processed date <= D (rules.md F06 "known on D")
+    unknown_persons            psn_no named by a record of D and not known on D
     policy_near_relatives      relation_code of the near relatives in force on D
     d_findings                 TEMP table collecting the findings of this run
 """
@@ -99,6 +100,13 @@ def bind_date(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         QUALIFY row_number() OVER (PARTITION BY psn_no
                                    ORDER BY business_date DESC, file_province, source_row) = 1
     """)
+    _drop_temp(con, "unknown_persons")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW unknown_persons AS
+        SELECT DISTINCT n.psn AS psn_no FROM ({NAMED_PERSONS}) n
+        WHERE n.psn IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM known_persons k WHERE k.psn_no = n.psn)
+    """)
     con.execute("CREATE OR REPLACE TEMP TABLE policy_near_relatives (relation_code VARCHAR)")
     con.executemany("INSERT INTO policy_near_relatives VALUES (?)",
                     [(c,) for c in ctx.policy.near_relatives])
@@ -111,7 +119,8 @@ _LATEST = "business_date DESC, file_province, source_row"
 
 
 def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """Replace the known_persons view by a TEMP table, once D's rows are staged.
+    """Replace the known_persons and unknown_persons views by TEMP tables, once D's rows
+    are staged.
 
     Same rows as the view for every person a record of D names: D's own
     persons.csv (inbox.md: it lists every person referenced on D) plus, for
@@ -151,7 +160,7 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     dates = _date_list(con.execute(f"SELECT DISTINCT business_date FROM kp_latest "
                                    f"WHERE business_date < DATE '{d}'").fetchall())
     con.execute(f"""
-        INSERT INTO known_persons
+        CREATE OR REPLACE TEMP TABLE kp_earlier AS   -- their latest record before D
         SELECT p.* FROM persons p JOIN kp_latest k USING (psn_no, business_date)
         WHERE p.business_date IN ({dates}) AND k.business_date < DATE '{d}'
         QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY p.file_province, p.source_row) = 1""")
@@ -159,13 +168,20 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     # in the history before D (those persons only; never on a run of the latest date).
     if con.execute(f"SELECT count(*) FROM kp_latest WHERE business_date > DATE '{d}'").fetchone()[0]:
         con.execute(f"""
-            INSERT INTO known_persons
+            INSERT INTO kp_earlier
             SELECT p.* FROM persons p
             SEMI JOIN (SELECT psn_no FROM kp_latest WHERE business_date > DATE '{d}') a USING (psn_no)
             WHERE p.business_date < DATE '{d}'
             QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
-    con.execute("DROP TABLE temp.kp_latest")
-    con.execute("DROP TABLE temp.kp_missing")
+    con.execute("INSERT INTO known_persons SELECT * FROM kp_earlier")
+    # Named on D, neither delivered on D nor earlier: F06's persons, kept so that F06
+    # reads this small table instead of repeating the anti join over every person of D.
+    _drop_temp(con, "unknown_persons")
+    con.execute("""
+        CREATE TEMP TABLE unknown_persons AS
+        SELECT psn_no FROM kp_missing ANTI JOIN kp_earlier USING (psn_no)""")
+    for t in ("kp_earlier", "kp_latest", "kp_missing"):
+        con.execute(f"DROP TABLE temp.{t}")
 
 
 def maintain_person_registry(con: duckdb.DuckDBPyConnection, ctx: RunContext,
