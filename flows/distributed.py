@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import io
 import logging
 import os
 import re
@@ -44,6 +46,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import polars as pl
+import pyarrow as paw
+import pyarrow.parquet as pq
 
 from contracts import codes
 from contracts.errors import InputError
@@ -247,52 +251,104 @@ def run_folder(paths: Paths):
 
 # --------------------------------------------------------------------------- worker side
 
+STAGED_FILES = tuple(f"{ds}.parquet" for ds in codes.DATASETS) + ("quarantine.parquet",
+                                                                  "findings.parquet")
+# lz4 without column statistics: the staged Parquet is read once, whole, by the driver;
+# zstd and statistics cost the workers CPU for nothing (docs/capacity.md).
+STAGED_PARQUET = {"compression": "lz4", "statistics": False}
+PROC_FD = Path("/proc/self/fd")   # Linux: DuckDB reads the very file recon opened and checked
+
+
+@dataclass
+class StagedFile:
+    """One Parquet file as the worker wrote it: rows, bytes and sha256, which the driver
+    checks before loading it (the staging folder is not trusted; the worker is)."""
+    rows: int
+    size: int
+    sha256: str
+
+
 @dataclass
 class StagedIntake:
     """What a worker returns for one province of D: where its rows are, never the rows.
-    Reads back like transforms.intake.ProvinceIntake, so `stage` takes it as it is."""
+    `stage` inserts it with insert_staged (transforms.intake.stage_province)."""
     province: str
     business_date: date
     folder: str                        # the name of the province folder in the run folder
     rows: dict[str, int]               # dataset -> rows loaded
     files: list                        # FileStat of every expected file
     sha256: dict[str, str]             # source_file -> hex of the bytes read
+    written: dict[str, StagedFile] = field(default_factory=dict)  # STAGED_FILES -> as written
     run_folder: Path | None = field(default=None, repr=False)  # set by the driver
     worker: str = ""                   # where it was loaded, and when (epoch seconds)
     started: float = 0.0
     finished: float = 0.0
 
-    def _read(self, name: str) -> pl.DataFrame:
-        return pl.read_parquet(confined_file(self.run_folder, self.folder, name))
+    def insert_staged(self, con, table: str, name: str, columns: list[str]) -> None:
+        """INSERT INTO table (columns) the rows of the staged file `name`, read by DuckDB
+        straight from the Parquet, once the file is proven to be the one the worker
+        wrote (verified_source). The worker checked the rows against the contract
+        (load_province's pandera check), so they are not checked again here."""
+        if self._written(name).rows == 0:
+            return   # nothing to load, as transforms.intake._insert skips an empty frame
+        cols = ", ".join(columns)
+        with self.verified_source(name) as source:
+            if isinstance(source, str):
+                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM read_parquet(?)",
+                            [source])
+            else:
+                _recon_staged_rows = source  # noqa: F841 - DuckDB finds it by name
+                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _recon_staged_rows")
 
-    @property
-    def frames(self) -> "_LazyFrames":
-        return _LazyFrames(self)
+    def _written(self, name: str) -> StagedFile:
+        written = self.written.get(name)
+        if written is None:
+            raise InputError(f"A staged intake of province {self.province} names {name[:40]!r}, "
+                             "which its worker did not write.")
+        return written
 
-    @property
-    def quarantine(self) -> pl.DataFrame:
-        return self._read("quarantine.parquet")
+    @contextlib.contextmanager
+    def verified_source(self, name: str):
+        """The staged file `name`, proven to be byte for byte the one the worker wrote:
+        a regular file of recon's own name and folder (confined_file, never a link),
+        opened without following links, of the size the worker wrote (so a planted huge
+        file is never read) and the sha256 it wrote, unchanged until the rows are in
+        (size, mtime and ctime compared again after the load). Yields the path of the
+        opened file under /proc/self/fd (Linux: whatever the folder's names point to
+        meanwhile, DuckDB reads the file that was checked), else its rows as Arrow."""
+        want = self._written(name)
+        path = confined_file(self.run_folder, self.folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise _changed(path, f"it cannot be opened ({e.strerror or e})") from None
+        with os.fdopen(fd, "rb") as f:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or before.st_size != want.size:
+                raise _changed(path, f"it has {before.st_size} bytes where the worker wrote {want.size}")
+            data = None if PROC_FD.is_dir() else f.read()
+            got = hashlib.sha256(data).hexdigest() if data is not None else \
+                hashlib.file_digest(f, "sha256").hexdigest()
+            if got != want.sha256:
+                raise _changed(path, "its sha256 differs from the one the worker wrote")
+            if data is None:
+                yield str(PROC_FD / str(fd))
+            else:
+                yield pq.read_table(paw.BufferReader(data))
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
+                    (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+                raise _changed(path, "it was written to while it was loaded")
 
-    @property
-    def findings(self) -> pl.DataFrame:
-        return self._read("findings.parquet")
+    def read(self, name: str) -> pl.DataFrame:
+        """The rows of a staged file as a frame (tests, tools), verified as for the load."""
+        with self.verified_source(name) as source:
+            return pl.read_parquet(source) if isinstance(source, str) else pl.from_arrow(source)
 
 
-class _LazyFrames:
-    """dataset -> loaded rows, read from Parquet when asked (stage reads one dataset of
-    all provinces at a time, so the driver holds one dataset, not the whole date)."""
-
-    def __init__(self, staged: StagedIntake):
-        self.staged = staged
-
-    def __getitem__(self, dataset: str) -> pl.DataFrame:
-        if dataset not in codes.DATASETS:
-            raise KeyError(dataset)
-        return self.staged._read(f"{dataset}.parquet")
-
-
-STAGED_FILES = tuple(f"{ds}.parquet" for ds in codes.DATASETS) + ("quarantine.parquet",
-                                                                  "findings.parquet")
+def _changed(path: Path, why: str) -> InputError:
+    return InputError(f"The staged file {path} is not the file recon's worker wrote ({why}); "
+                      "the staging folder was changed during the run.")
 
 
 def confined_file(run: Path | None, folder: str, name: str) -> Path:
@@ -332,13 +388,24 @@ def write_staged(intake, run: str) -> StagedIntake:
     prefix = f"{business_date.isoformat()}-{intake.province}-"
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run))  # exclusive, mode 0700
     os.chmod(folder, 0o755)  # the driver may run as another user of the shared folder
-    for ds in codes.DATASETS:
-        intake.frames[ds].write_parquet(folder / f"{ds}.parquet")
-    intake.quarantine.write_parquet(folder / "quarantine.parquet")
-    intake.findings.write_parquet(folder / "findings.parquet")
+    parts = {f"{ds}.parquet": intake.frames[ds] for ds in codes.DATASETS}
+    parts.update({"quarantine.parquet": intake.quarantine, "findings.parquet": intake.findings})
+    written = {name: _write_file(folder / name, frame) for name, frame in parts.items()}
     return StagedIntake(intake.province, business_date, folder.name,
                         {ds: f.height for ds, f in intake.frames.items()},
-                        intake.files, intake.sha256)
+                        intake.files, intake.sha256, written)
+
+
+def _write_file(path: Path, frame: pl.DataFrame) -> StagedFile:
+    """`frame` as Parquet in a new file (never through a link), with its size and sha256
+    taken from the bytes written, not read back."""
+    buf = io.BytesIO()
+    frame.write_parquet(buf, **STAGED_PARQUET)
+    data = buf.getbuffer()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return StagedFile(frame.height, len(data), hashlib.sha256(data).hexdigest())
 
 
 INTAKE_TO_PARQUET = Step(LOAD_PROVINCE.name, intake_to_parquet, io_retries=LOAD_PROVINCE.io_retries)

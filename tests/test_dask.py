@@ -337,3 +337,41 @@ def test_a_worker_that_does_not_see_the_inbox_says_so_instead_of_finding_every_f
     with pytest.raises(InputError, match="does not see the province folder"):
         distributed.intake_to_parquet(unseen, START, str(tmp_path))
     assert list(tmp_path.iterdir()) == []   # nothing staged
+
+
+@pytest.mark.parametrize("proc_fd", [True, False], ids=["read-by-duckdb", "read-in-memory"])
+@pytest.mark.parametrize("change", ["one-byte-flipped", "rewritten"])
+def test_a_staged_file_changed_after_its_worker_wrote_it_is_refused(
+        plain, tmp_path, monkeypatch, proc_fd, change):
+    """The driver trusts its workers, not the staging folder: a staged file whose bytes
+    are not the ones the worker wrote is refused in one sentence before any of its rows
+    reach the warehouse, whether DuckDB reads it (/proc/self/fd) or recon does."""
+    import polars as pl
+
+    from contracts.errors import InputError
+    from flows.inbox import read_inbox_date
+    from transforms.intake import stage_province
+    monkeypatch.delenv(distributed.STAGING_ENV, raising=False)
+    if not proc_fd:
+        monkeypatch.setattr(distributed, "PROC_FD", tmp_path / "no-proc")
+    delivery = next(x for x in read_inbox_date(plain / "inbox", START).deliveries
+                    if x.manifest_bytes is not None)
+    with distributed.run_folder(paths_of(tmp_path)) as run:
+        staged = distributed.intake_to_parquet(delivery, START, str(run))
+        staged.run_folder = run
+        path = run / staged.folder / "transfers.parquet"
+        assert staged.written["transfers.parquet"].rows > 0
+        if change == "one-byte-flipped":   # same size, other bytes
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+        else:                              # a valid Parquet of other rows
+            rows = pl.read_parquet(path)
+            rows.with_columns(pl.col("amount") * 2).write_parquet(path)
+        con = wh.open_warehouse(tmp_path / "wh.duckdb")
+        try:
+            with pytest.raises(InputError, match=r"is not the file recon's worker wrote \("):
+                stage_province(con, START, staged)
+            assert con.execute("SELECT count(*) FROM transfers").fetchone() == (0,)
+        finally:
+            con.close()

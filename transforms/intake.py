@@ -784,18 +784,33 @@ def check_loaded(intake) -> None:
 
 def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
     """One province's loaded rows, quarantine, file stats and F02-F05 into the
-    warehouse: one INSERT per table, straight from the frames' Arrow buffers.
-    A ProvinceIntake of load_province had its rows checked on its own thread;
-    anything else (the Parquet of a Dask worker, read back from a folder that is
-    not trusted) is checked here."""
-    if not getattr(intake, "contract_checked", False):
-        check_loaded(intake)
-    for ds in codes.DATASETS:
-        _insert(con, ds, intake.frames[ds])
-    _insert(con, "quarantine", intake.quarantine)
+    warehouse: one INSERT per table. A ProvinceIntake of load_province had its rows
+    checked on its own thread and hands over its frames' Arrow buffers. An intake
+    staged elsewhere (a Dask worker's Parquet, flows/distributed.py) inserts its own
+    files (`insert_staged`), which it proves are the ones its worker wrote, after
+    the worker checked them; any other intake is checked here."""
+    if hasattr(intake, "insert_staged"):
+        _stage_files(con, intake)
+    else:
+        if not getattr(intake, "contract_checked", False):
+            check_loaded(intake)
+        for ds in codes.DATASETS:
+            _insert(con, ds, intake.frames[ds])
+        _insert(con, "quarantine", intake.quarantine)
     _insert(con, "file_loads", file_loads_frame([intake]).with_columns(pl.lit(d).alias("business_date")),
             ["business_date", *FILE_LOADS_SCHEMA])
-    _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
+    if hasattr(intake, "insert_staged"):
+        intake.insert_staged(con, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
+    else:
+        _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
+
+
+def _stage_files(con: duckdb.DuckDBPyConnection, intake) -> None:
+    """The loaded rows and quarantine of a staged intake, in the columns of the contract
+    (the tables' order of inserts is the same as for frames)."""
+    for ds in codes.DATASETS:
+        intake.insert_staged(con, ds, f"{ds}.parquet", list(loaded_columns(ds)))
+    intake.insert_staged(con, "quarantine", "quarantine.parquet", list(QUARANTINE_SCHEMA))
 
 
 def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
