@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 
 from contracts.policy import Policy
+from contracts.resources import release_cached_blocks
 
 from auditview.evidence import _window_start
 from auditview.queries import _Gather, _S, _Transfers, _batch, _make_table, _with_keys
@@ -38,7 +39,9 @@ def _keyed(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: list[tu
     if not keys:
         return []
     text, used = _with_keys(sql, params, keys, types)
-    return con.execute(text, used).fetchall()
+    rows = con.execute(text, used).fetchall()
+    release_cached_blocks(con)  # the blocks of every date it read go (contracts/resources.py)
+    return rows
 
 
 _FAMILY_TABLES: dict[str, tuple[str, str, str, tuple, str]] = {

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from auditview.text import _cell
+from contracts.resources import release_cached_blocks
 
 # --------------------------------------------------------------------------- batched queries
 #
@@ -74,6 +75,7 @@ def _batch(con: duckdb.DuckDBPyConnection, sql: str, params: dict, keys: Iterabl
         grouped: dict[tuple, list[tuple]] = {}
         for r in cur.fetchall():
             grouped.setdefault(r[:nk], []).append(r[nk:-1])
+        release_cached_blocks(con)  # many of these read every date: their blocks go
         return cols, grouped
     except duckdb.CatalogException:
         return None

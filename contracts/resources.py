@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import duckdb
+
 from contracts.errors import InputError
 
 MEMORY_LIMIT = "1GB"
@@ -31,6 +33,13 @@ PROVINCES_IN_FLIGHT = 2
 # groups of its own (which the business_date filters skip whole), and a re-run's deleted
 # rows still go: a row group whose rows are all deleted is dropped at the checkpoint.
 MAX_VACUUM_TASKS = 0
+# What transforms/buffer_pool.py leaves cached of the warehouse file's blocks when it
+# evicts the rest between steps (bytes): DuckDB keeps every block a query read until the
+# memory limit is reached, so a run's memory would grow with the dates its reads touch.
+CACHED_BLOCKS_KEPT = 16 * 2**20
+# The connection variable in which open_warehouse records the memory limit, so that an
+# eviction (which lowers the limit for a moment) restores exactly it.
+MEMORY_LIMIT_VARIABLE = "recon_memory_limit"
 MEMORY_LIMIT_ENV = "RECON_DUCKDB_MEMORY_LIMIT"
 TEMP_DIRECTORY_ENV = "RECON_DUCKDB_TEMP_DIRECTORY"
 
@@ -51,3 +60,44 @@ def temp_directory(warehouse: Path, environ: Mapping[str, str] = os.environ) -> 
     if "\x00" in value:
         raise InputError(f"{TEMP_DIRECTORY_ENV} holds a NUL character.")
     return value or f"{Path(warehouse)}.tmp"
+
+
+# --------------------------------------------------------------------------- cached blocks
+#
+# A day's cost must not grow with history, and memory is part of the cost. DuckDB keeps
+# every block of the warehouse file that a query read in its buffer pool until the
+# memory limit is reached (MEMORY_LIMIT above), so a run's memory grows with
+# the blocks of every date its reads touch: the ledger's reads over earlier dates, the
+# look-back windows, the auditors' page. Each date keeps row groups of its own (no
+# merging at checkpoints), so a small table read over 40 dates costs 40 blocks of
+# 256 KiB, however few rows it holds: day 40 of 100,000 persons held 180 MiB of the
+# file's blocks at its end against 36 MiB on day 5.
+#
+# Those blocks are a cache: DuckDB evicts them first when it needs room, and reads them
+# again from the file when a query needs them. Lowering the memory limit below what
+# is in use and restoring it evicts them now, persistent blocks before anything else
+# (temporary tables and the transaction's own rows stay; checked in
+# tests/test_resources.py), in about 10 ms. Results do not change.
+
+def release_cached_blocks(con: duckdb.DuckDBPyConnection) -> None:
+    """Evict the warehouse file's cached blocks when more than twice
+    CACHED_BLOCKS_KEPT of them are held, keeping about CACHED_BLOCKS_KEPT;
+    then restore the memory limit. Costs about 1 ms when there is nothing to evict.
+
+    Only a connection opened as a warehouse (flows.warehouse.open_warehouse records
+    its memory limit in the variable MEMORY_LIMIT_VARIABLE) is touched: a
+    connection of a test or a caller with its own limit is left as it is. Call it
+    between queries, never while another thread uses the connection."""
+    limit, cached, other = con.execute(f"""
+        SELECT getvariable('{MEMORY_LIMIT_VARIABLE}'),
+               coalesce(sum(memory_usage_bytes) FILTER (WHERE tag = 'BASE_TABLE'), 0),
+               coalesce(sum(memory_usage_bytes) FILTER (WHERE tag <> 'BASE_TABLE'), 0)
+        FROM duckdb_memory()""").fetchall()[0]
+    if not limit or cached <= 2 * CACHED_BLOCKS_KEPT:
+        return
+    try:
+        con.execute(f"SET memory_limit = '{int(other) + CACHED_BLOCKS_KEPT}B'")
+    except duckdb.OutOfMemoryException:
+        pass  # blocks in use cannot go: what could go has gone, the rest stays
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")

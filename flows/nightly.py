@@ -507,12 +507,14 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
         kill_point("after_stage")
         for step in reconcile_steps():
             ex.call(step, con, ctx)
+            wh.release_cached_blocks(con)  # the file's blocks a step read (issue 12 target 3)
         ex.call(FINALIZE, con, ctx)
         kill_point("after_rules")
 
         frames = ex.call(REPORT_FRAMES, con, ctx)
         summary, parts = _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started,
                                   genesis, previous_run_id, previous_ids)
+        wh.release_cached_blocks(con)
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
         wh.write_journal(paths.out, run_id, d)

@@ -55,6 +55,7 @@ import duckdb
 from contracts.errors import InputError, RunLockedError
 from contracts.privacy import scrub_json
 from transforms.context import DATE_PARTITIONED, create_warehouse
+from contracts.resources import release_cached_blocks  # noqa: F401 - run_date calls it between steps
 
 STAGING = ".staging"
 BINDING = ".recon-warehouse"
@@ -209,6 +210,8 @@ def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     from contracts import resources
     quoted = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731 - SET takes no parameters
     con.execute(f"SET memory_limit = {quoted(resources.memory_limit())}")
+    # transforms/buffer_pool.py restores this limit after each eviction of cached blocks
+    con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = {quoted(resources.memory_limit())}")
     con.execute(f"SET temp_directory = {quoted(resources.temp_directory(warehouse))}")
     con.execute(f"SET max_vacuum_tasks = {int(resources.MAX_VACUUM_TASKS)}")  # a date's own row groups
 
@@ -388,6 +391,7 @@ def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     ident = json.dumps(scrub_json(warehouse_id(con)), ensure_ascii=False)
     text = '{"warehouse_id": ' + ident + ', "runs": [\n' + ",\n".join(entries) + "\n]}\n"
     write_bytes_atomic(status_file(warehouse), text.encode("utf-8"))
+    release_cached_blocks(con)  # the stored copies of every run: not needed by the run
 
 
 def _status_copies(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """DuckDB's memory limit and spill folder come from contracts/resources.py, env-overridable."""
+import duckdb
 import pytest
 
 from contracts import resources
@@ -78,3 +79,57 @@ def test_each_date_keeps_row_groups_of_its_own_and_a_rerun_leaves_none_of_its_ol
     assert _row_groups(w) == [1000, 1000, 1000, 1000]   # merged, they would fit in one
     _run_of(w, 1, rows=900)                              # a re-run of the second date
     assert sorted(_row_groups(w)) == [900, 1000, 1000, 1000]
+
+
+def _memory(con, tag: str) -> int:
+    return con.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = ?", [tag]).fetchall()[0][0]
+
+
+def _warehouse_with_history(path, dates: int = 24):
+    """A warehouse whose table `history` holds `dates` dates in row groups of their own."""
+    con = open_warehouse(path)
+    con.execute("CREATE TABLE history (business_date DATE, payload VARCHAR)")
+    for i in range(dates):
+        con.execute("INSERT INTO history SELECT DATE '2026-09-01' + ?::INTEGER, md5(range::VARCHAR) "
+                    "FROM range(150000)", [i])
+        con.execute("CHECKPOINT")
+    return con
+
+
+def test_the_blocks_a_read_of_every_date_leaves_cached_are_released_and_the_limit_restored(tmp_path):
+    con = _warehouse_with_history(tmp_path / "wh.duckdb")
+    try:
+        con.execute("BEGIN")
+        con.execute("CREATE TEMP TABLE today AS SELECT * FROM range(200000)")
+        con.execute("INSERT INTO history SELECT DATE '2026-10-01', 'today' FROM range(1000)")
+        limit_before = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        temp_before = _memory(con, "IN_MEMORY_TABLE")
+        expected = con.execute("SELECT count(DISTINCT payload), max(payload) FROM history").fetchall()
+        assert _memory(con, "BASE_TABLE") > 3 * resources.CACHED_BLOCKS_KEPT  # every date's blocks stay
+
+        resources.release_cached_blocks(con)
+
+        assert _memory(con, "BASE_TABLE") <= resources.CACHED_BLOCKS_KEPT + 2**20
+        assert _memory(con, "IN_MEMORY_TABLE") == temp_before  # nothing of the run spilled
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall() == limit_before
+        # the same answers: the blocks come back from the file, the run's own rows stayed
+        assert con.execute("SELECT count(DISTINCT payload), max(payload) FROM history").fetchall() == expected
+        assert con.execute("SELECT count(*) FROM today").fetchall() == [(200000,)]
+        con.execute("COMMIT")
+        assert con.execute("SELECT count(*) FROM history WHERE payload = 'today'").fetchall() == [(1000,)]
+    finally:
+        con.close()
+
+
+def test_a_connection_not_opened_as_a_warehouse_keeps_its_cache_and_its_limit(tmp_path):
+    _warehouse_with_history(tmp_path / "wh.duckdb").close()
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    try:
+        con.execute("SET memory_limit = '2GB'")
+        con.execute("SELECT max(payload) FROM history").fetchall()
+        cached = _memory(con, "BASE_TABLE")
+        resources.release_cached_blocks(con)
+        assert _memory(con, "BASE_TABLE") == cached > 2 * resources.CACHED_BLOCKS_KEPT
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [("1.8 GiB",)]
+    finally:
+        con.close()

@@ -54,6 +54,7 @@ from datetime import timedelta
 import duckdb
 import pyarrow as pa
 
+from contracts.resources import release_cached_blocks
 from transforms.context import RunContext
 from transforms.findings import record
 
@@ -499,8 +500,11 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
           AND lot_id IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY lot_id""", [consumed]).fetchall())
-
+    # Those reads touched blocks of every earlier date (one at least per table and date),
+    # and so do the dormant lots': let each read's blocks go before the next one.
+    release_cached_blocks(con)
     _dormant(con, ctx, consumed, since)
+    release_cached_blocks(con)
     for r in con.execute(f"""
             SELECT {lot_cols}, dormant FROM (
                 SELECT *, FALSE AS dormant FROM lg_open WHERE w IN (SELECT w FROM lg_slow)
