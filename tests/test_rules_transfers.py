@@ -119,6 +119,7 @@ def test_s09_flags_exactly_the_transfers_after_the_third(seconds):
 # --- S10 / S11 -------------------------------------------------------------------
 
 def balance_rules(con, ctx):
+    rt.stage_excess(con, ctx)
     rt.s10_insufficient_balance(con, ctx)
     rt.s11_resharing(con, ctx)
     return record_ids(con, "S10"), record_ids(con, "S11")

@@ -142,29 +142,37 @@ def s09_over_daily_count(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> Non
 
 def _excess_sql(genesis: bool) -> str:
     """SUCCESS OUT records of D whose running sum exceeds the sharer's PERSONAL opening
-    balance, with the evidence of received quota (opening lots, earlier IN today)."""
+    balance, with the evidence of received quota (opening lots, earlier IN today).
+
+    Only the balances of the persons concerned are grouped: the PERSONAL rows of the
+    day's sharers, the QUOTA rows or lots of the sharers in excess (grouping every
+    balance of D spills at ten national days' volume)."""
     if genesis:   # at genesis the opening lots are the QUOTA opening balances delivered for D
         opening_lots = """
             SELECT psn_no AS holder, sum(opening_balance) AS held, count(*) AS lots
-            FROM d_balances WHERE account = 'QUOTA' AND opening_balance > 0 GROUP BY psn_no"""
+            FROM d_balances WHERE account = 'QUOTA' AND opening_balance > 0
+              AND psn_no IN (SELECT sharer_psn_no FROM excess)
+            GROUP BY psn_no"""
     else:         # else the closing lots of D-1
         opening_lots = """
             SELECT beneficiary_psn_no AS holder, sum(remaining) AS held, count(*) AS lots
             FROM lots WHERE business_date = CAST($d AS DATE) - 1 AND remaining > 0
+              AND beneficiary_psn_no IN (SELECT sharer_psn_no FROM excess)
             GROUP BY beneficiary_psn_no"""
     return f"""
-        WITH o AS ({_OUT}),
+        WITH o AS MATERIALIZED ({_OUT}),
         personal AS (
             SELECT psn_no, arg_min(opening_balance, file_province || ':' || lpad(CAST(source_row AS VARCHAR), 10, '0'))
                            AS opening
-            FROM d_balances WHERE account = 'PERSONAL' GROUP BY psn_no
+            FROM d_balances WHERE account = 'PERSONAL' AND psn_no IN (SELECT sharer_psn_no FROM o)
+            GROUP BY psn_no
         ),
-        opening_lots AS ({opening_lots}),
-        excess AS (
+        excess AS MATERIALIZED (
             SELECT o.*, coalesce(p.opening, CAST(0 AS DECIMAL(18,2))) AS opening
             FROM o LEFT JOIN personal p ON p.psn_no = o.sharer_psn_no
             WHERE o.running_sum > coalesce(p.opening, CAST(0 AS DECIMAL(18,2)))
         ),
+        opening_lots AS ({opening_lots}),
         earlier_in AS (
             SELECT e.source_file, e.source_row,
                    string_agg(i.transfer_id || ' at ' || strftime(i.transfer_time, '%H:%M:%S'), ', '
@@ -186,18 +194,26 @@ def _excess_sql(genesis: bool) -> str:
     """
 
 
+def stage_excess(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """TEMP table d_excess (_excess_sql), which S10 and S11 both read: built once, not
+    once for each (each grouped the balances of D again)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE d_excess AS {_excess_sql(ctx.genesis)}",
+                {"d": ctx.business_date})
+
+
 def s10_insufficient_balance(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """S10 INSUFFICIENT_BALANCE: "running sum of the sharer's SUCCESS OUT amounts on D
     (this one included) exceeds the sharer's PERSONAL opening balance, and the sharer
     held no received quota (see S11)".
 
-    An absent PERSONAL row is a balance of 0 (inbox.md balances).
+    An absent PERSONAL row is a balance of 0 (inbox.md balances). Needs d_excess
+    (stage_excess, called by `run`).
     """
     record(con, "S10", f"""
         SELECT {_COMMON}, o.base_detail || '; the sharer held no received quota.' AS detail, {_LINEAGE}
-        FROM ({_excess_sql(ctx.genesis)}) o
+        FROM d_excess o
         WHERE NOT o.held_quota
-    """, {"d": ctx.business_date})
+    """)
 
 
 def s11_resharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -207,7 +223,8 @@ def s11_resharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     from someone else (再共济)".
 
     Lots at 00:00 of D: the closing lots of D-1 with remaining > 0, or at genesis the
-    QUOTA rows of balances.csv with opening_balance > 0.
+    QUOTA rows of balances.csv with opening_balance > 0. Needs d_excess (stage_excess,
+    called by `run`).
     """
     record(con, "S11", f"""
         SELECT {_COMMON},
@@ -218,9 +235,9 @@ def s11_resharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                       CASE WHEN o.ins IS NOT NULL THEN 'received earlier today: ' || o.ins END)
                  || ').' AS detail,
                {_LINEAGE}
-        FROM ({_excess_sql(ctx.genesis)}) o
+        FROM d_excess o
         WHERE o.held_quota
-    """, {"d": ctx.business_date})
+    """)
 
 
 def s12_forwarding(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -341,7 +358,9 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     s05_no_valid_relationship(con, ctx)
     s08_over_amount_limit(con, ctx)
     s09_over_daily_count(con, ctx)
+    stage_excess(con, ctx)
     s10_insufficient_balance(con, ctx)
     s11_resharing(con, ctx)
+    con.execute("DROP TABLE temp.d_excess")
     s12_forwarding(con, ctx)
     s13_cycle(con, ctx)
