@@ -69,6 +69,12 @@ CONNECT_TIMEOUT_S = 5.0
 # pyarrow's thread pool).
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
               "DASK_LOGGING__DISTRIBUTED": "warning", "POLARS_MAX_THREADS": "1"}
+# The LocalCluster's processes share the driver's cores: no statistical profiler in the
+# workers (a stack sample every 10 ms of every task, for a dashboard recon does not start)
+# and event-loop health checks every second, not every 20 ms (docs/capacity.md).
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False,
+                        "distributed.admin.tick.interval": "1s",
+                        "distributed.admin.system-monitor.interval": "2s"}
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -131,6 +137,8 @@ def dask_task_runner():
     address = os.environ.get(ADDRESS_ENV)
     if address:
         return DaskTaskRunner(address=check_address(address))
+    import dask
+    dask.config.set(LOCAL_CLUSTER_CONFIG)   # the scheduler here; the nannies pass it on
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
         "n_workers": local_workers(), "threads_per_worker": 1, "processes": True,
         "host": "127.0.0.1", "dashboard_address": None, "env": WORKER_ENV})
