@@ -132,27 +132,31 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     """
     d = ctx.d
     _drop_temp(con, "known_persons")
+    # a psn_no delivered by two provinces is rare: rank only those rows (a window over
+    # the whole nation's persons costs more than the rest of this lookup). D's persons
+    # are read from the warehouse each time, not copied into a materialised CTE first
+    # (a second copy of every person of D, which spills at ten national days' volume).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE kp_repeated AS
+        SELECT psn_no FROM persons WHERE business_date = DATE '{d}'
+        GROUP BY psn_no HAVING count(*) > 1""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE known_persons AS
-        WITH delivered AS MATERIALIZED (SELECT * FROM persons WHERE business_date = DATE '{d}'),
-        -- a psn_no delivered by two provinces is rare: rank only those rows (a window
-        -- over the whole nation's persons costs more than the rest of this lookup)
-        repeated AS (SELECT psn_no FROM delivered GROUP BY psn_no HAVING count(*) > 1),
-        today AS (
-            SELECT * FROM delivered ANTI JOIN repeated USING (psn_no)
-            UNION ALL
-            (SELECT d.* FROM delivered d SEMI JOIN repeated USING (psn_no)
-             QUALIFY row_number() OVER (PARTITION BY psn_no ORDER BY file_province, source_row) = 1)
-        )
-        SELECT * FROM today
+        SELECT p.* FROM persons p ANTI JOIN kp_repeated USING (psn_no)
+        WHERE p.business_date = DATE '{d}'
+        UNION ALL
+        (SELECT p.* FROM persons p SEMI JOIN kp_repeated USING (psn_no)
+         WHERE p.business_date = DATE '{d}'
+         QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY p.file_province, p.source_row) = 1)
     """)
     maintain_person_registry(con, ctx, today="known_persons")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_missing AS   -- named on D, not delivered on D
         -- the anti join first, DISTINCT after: only the few persons not delivered are
         -- deduplicated (an EXCEPT groups every person named on D, which spills at 10x)
+        -- against D's persons in the warehouse (compressed) rather than the TEMP copy
         SELECT DISTINCT n.psn AS psn_no FROM ({NAMED_PERSONS}) n
-        ANTI JOIN known_persons k ON k.psn_no = n.psn
+        ANTI JOIN (SELECT psn_no FROM persons WHERE business_date = DATE '{d}') k ON k.psn_no = n.psn
         WHERE n.psn IS NOT NULL""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_latest AS
@@ -180,7 +184,7 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
     con.execute("""
         CREATE TEMP TABLE unknown_persons AS
         SELECT psn_no FROM kp_missing ANTI JOIN kp_earlier USING (psn_no)""")
-    for t in ("kp_earlier", "kp_latest", "kp_missing"):
+    for t in ("kp_earlier", "kp_latest", "kp_missing", "kp_repeated"):
         con.execute(f"DROP TABLE temp.{t}")
 
 
