@@ -360,10 +360,13 @@ def why(f: dict, cores: int, workers: int) -> str:
     plain, prefect, dask = (f[k]["wall_s"] for k in ("plain", "prefect", "dask"))
     cpu = {k: f[k]["cpu_s"] for k in f}
     busy = float(f["dask"]["load_before"].split()[0])
+    extra = cpu["dask"] - cpu["prefect"]
     said = (f"Prefect's task runs (prefect+threads) cost {prefect - plain:+.1f} s wall and "
             f"{cpu['prefect'] - cpu['plain']:+.1f} CPU s over plain; dask {dask - prefect:+.1f} s wall "
-            f"and {cpu['dask'] - cpu['prefect']:+.1f} CPU s over prefect+threads (its cluster, the "
-            "staged rows written as Parquet and read back, Dask's own event loops). ")
+            f"and {extra:+.1f} CPU s over prefect+threads (" +
+            ("its cluster, the staged rows written as Parquet and loaded back, Dask's own event "
+             "loops" if extra > 0 else "the intake on the worker, the Parquet round trip and the "
+             "cluster together cost less CPU than the intake on the driver's threads") + "). ")
     if dask < plain:
         return said + (f"The {workers} worker(s) load later dates while the driver reconciles "
                        "earlier ones, so a day's intake hides behind the driver's work of the day "
