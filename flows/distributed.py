@@ -5,9 +5,10 @@ workers, and the backfill that pipelines its dates.
     read_inbox(D) -> deliveries  ─────────►  load_on_worker(delivery, D, run folder):
                                              read, decode, validate, F01-F05, and write
                                              <staging>/<run>/<D>-<PP>-xxxx/*.parquet
-    stage(D) from the Parquet  ◄─────────    returns a StagedIntake: folder name, row counts,
-    rules, ledger, clearing, reports         file stats, sha256, worker and times (never
-    of D, in date order                      the rows)
+    stage(D): DuckDB reads the ◄─────────    returns a StagedIntake: folder name, row counts,
+    Parquet whose sha256 matches;            file stats, rows, size and sha256 of each
+    rules, ledger, clearing, reports         Parquet file, worker and times (never the rows)
+    of D, in date order
 
 The province loads are plain Dask tasks on the DaskTaskRunner's client, not Prefect task
 runs: a Prefect task run on a worker cost about as much CPU as the intake of an average
@@ -22,7 +23,9 @@ folder must be one shared file system, seen at the same path.
 
 The staging folder is not trusted (docs/run-folders.md): recon only creates folders of
 its own under it with exclusive, private `mkdtemp`, reads back only names it made (real
-folders and regular files, checked with lstat, never following a link), and removes
+folders and regular files, checked with lstat, never following a link) whose size and
+sha256 are the ones its worker wrote (the driver trusts its workers, not the folder, so
+it does not check the rows against the contract a second time), and removes
 only its own run folders: each date's Parquet right after the date is staged, the run
 folder at the end, and at start the run folders of dead runs (their lock is free).
 """
@@ -347,11 +350,6 @@ class StagedIntake:
             if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
                     (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
                 raise _changed(path, "it was written to while it was loaded")
-
-    def read(self, name: str) -> pl.DataFrame:
-        """The rows of a staged file as a frame (tests, tools), verified as for the load."""
-        with self.verified_source(name) as source:
-            return pl.read_parquet(source) if isinstance(source, str) else pl.from_arrow(source)
 
 
 def _changed(path: Path, why: str) -> InputError:
