@@ -792,25 +792,29 @@ def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
     if hasattr(intake, "insert_staged"):
         _stage_files(con, intake)
     else:
-        if not getattr(intake, "contract_checked", False):
-            check_loaded(intake)
-        for ds in codes.DATASETS:
-            _insert(con, ds, intake.frames[ds])
-        _insert(con, "quarantine", intake.quarantine)
+        _stage_frames(con, intake)
     _insert(con, "file_loads", file_loads_frame([intake]).with_columns(pl.lit(d).alias("business_date")),
             ["business_date", *FILE_LOADS_SCHEMA])
-    if hasattr(intake, "insert_staged"):
-        intake.insert_staged(con, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
-    else:
-        _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
+
+
+def _stage_frames(con: duckdb.DuckDBPyConnection, intake) -> None:
+    """The loaded rows, quarantine and F02-F05 of an intake held as frames (checked
+    against the contract here unless load_province checked them on its thread)."""
+    if not getattr(intake, "contract_checked", False):
+        check_loaded(intake)
+    for ds in codes.DATASETS:
+        _insert(con, ds, intake.frames[ds])
+    _insert(con, "quarantine", intake.quarantine)
+    _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
 
 
 def _stage_files(con: duckdb.DuckDBPyConnection, intake) -> None:
-    """The loaded rows and quarantine of a staged intake, in the columns of the contract
-    (the tables' order of inserts is the same as for frames)."""
+    """The loaded rows, quarantine and F02-F05 of a staged intake, in the columns of the
+    contract (each table gets its rows in the same order as from frames)."""
     for ds in codes.DATASETS:
         intake.insert_staged(con, ds, f"{ds}.parquet", list(loaded_columns(ds)))
     intake.insert_staged(con, "quarantine", "quarantine.parquet", list(QUARANTINE_SCHEMA))
+    intake.insert_staged(con, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
 
 
 def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
