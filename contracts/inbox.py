@@ -278,6 +278,8 @@ class ColumnRule:
 
 
 def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
+    """The rules of one column, in order: its length limit, required, then the
+    rules of its kind (_KIND_RULES)."""
     n = col.name
     c = pl.col(n)
     R = lambda desc, ok, reason: ColumnRule(dataset, n, desc, ok, reason)  # noqa: E731
@@ -290,76 +292,149 @@ def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
     if col.required:
         rules.append(R(f"{n} is required", lambda e: c.is_not_null(),
                        lambda e: pl.lit(f"{n} is missing")))
-    k = col.kind
-    if k == "psn":
-        rules.append(R(f"{n} is 20 digits", lambda e: c.is_null() | c.str.contains(RE_PSN),
-                       lambda e: _q(n) + " is not 20 digits"))
-    elif k == "certno":
-        rules.append(R(f"{n} is 17 digits and a check character",
-                       lambda e: c.is_null() | shape(n),
-                       lambda e: _q(n, True) + " is not 17 digits followed by a digit or X"))
-        rules.append(R(f"{n} has a valid GB 11643 check character",
-                       lambda e: pl.col(f"{n}#check").is_null() | (pl.col(f"{n}#check") == c.str.slice(17, 1)),
-                       lambda e: _q(n, True) + " has a wrong check character (expected "
-                       + pl.col(f"{n}#check") + ")"))
-        rules.append(R(f"{n} holds a real birth date",
-                       lambda e: ~shape(n).fill_null(False) | pl.col(f"{n}#birth").is_not_null(),
-                       lambda e: _q(n, True) + " holds no real birth date"))
-        rules.append(R(f"{n} birth date is not after D",
-                       lambda e: pl.col(f"{n}#birth").is_null() | (pl.col(f"{n}#birth") <= e.business_date),
-                       lambda e: _q(n, True) + pl.lit(f" has a birth date after {e.business_date.isoformat()}")))
-    elif k == "code":
-        allowed = list(col.codes)
-        rules.append(R(f"{n} is one of {', '.join(col.codes)}",
-                       lambda e: c.is_null() | c.is_in(allowed),
-                       lambda e: _q(n) + f" is not a valid code (codes are case-sensitive)"))
-    elif k == "admdvs":
-        rules.append(R(f"{n} is 6 digits", lambda e: c.is_null() | shape(n),
-                       lambda e: _q(n) + " is not 6 digits"))
-        rules.append(R(f"{n} starts with the file's province",
-                       lambda e: ~shape(n).fill_null(False) | c.str.starts_with(e.province),
-                       lambda e: _q(n) + pl.lit(f" is not in the file's province {e.province}")))
-    elif k == "province":
-        rules.append(R(f"{n} is a province code",
-                       lambda e: c.is_null() | c.is_in(list(codes.PROVINCES)),
-                       lambda e: _q(n) + " is not a province code"))
-    elif k == "fixmedins":
-        rules.append(R(f"{n} is H or P and 11 digits",
-                       lambda e: c.is_null() | c.str.contains(RE_FIXMEDINS),
-                       lambda e: _q(n) + " is not H or P followed by 11 digits"))
-    elif k == "date":
-        rules.append(R(f"{n} is a date YYYY-MM-DD", lambda e: c.is_null() | v(n).is_not_null(),
-                       lambda e: _q(n) + " is not a date YYYY-MM-DD"))
-    elif k == "bool":
-        rules.append(R(f"{n} is true or false", lambda e: c.is_null() | v(n).is_not_null(),
-                       lambda e: _q(n) + " is not true or false"))
-    elif k == "money":
-        dec = lambda: shape(n, "dec")          # noqa: E731
-        two = lambda: shape(n, "two")          # noqa: E731
-        rules.append(R(f"{n} is a decimal number", lambda e: c.is_null() | dec(),
-                       lambda e: _q(n) + " is not a decimal number"))
-        rules.append(R(f"{n} has at most 2 decimals", lambda e: c.is_null() | ~dec() | two(),
-                       lambda e: _q(n) + " has more than 2 decimals"))
-        rules.append(R(f"{n} fits DECIMAL(18,2)", lambda e: c.is_null() | ~two() | v(n).is_not_null(),
-                       lambda e: _q(n) + " is too large"))
-        if col.sign == ">0":
-            rules.append(R(f"{n} > 0", lambda e: v(n).is_null() | (v(n) > 0),
-                           lambda e: _q(n) + " is not > 0"))
-        elif col.sign == ">=0":
-            rules.append(R(f"{n} >= 0", lambda e: v(n).is_null() | (v(n) >= 0),
-                           lambda e: _q(n) + " is negative"))
-    elif k == "timestamp":
-        rules.append(R(f"{n} is ISO 8601 with an offset", lambda e: c.is_null() | shape(n),
-                       lambda e: pl.when(c.str.contains(RE_TS_NAIVE))
-                       .then(_q(n) + " has no offset")
-                       .otherwise(_q(n) + " is not an ISO 8601 timestamp with offset")))
-        rules.append(R(f"{n} is a real instant",
-                       lambda e: ~shape(n).fill_null(False) | v(n).is_not_null(),
-                       lambda e: _q(n) + " is not a valid timestamp"))
-        rules.append(R(f"{n} falls on D in Asia/Shanghai",
-                       lambda e: v(n).is_null() | (v(n).dt.date() == e.business_date),
-                       lambda e: _q(n) + pl.lit(f" is not on {e.business_date.isoformat()} in Asia/Shanghai")))
+    kind_rules = _KIND_RULES.get(col.kind)
+    if kind_rules is not None:
+        rules += kind_rules(col, R)
     return rules
+
+
+# A kind's rules: (column, R) -> rules, where R(description, ok, reason) makes a
+# ColumnRule of that column.
+_RuleMaker = Callable[[str, Callable[[Env], pl.Expr], Callable[[Env], pl.Expr]], ColumnRule]
+
+
+def _psn_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A person number (psn_no of an insured person, a sharer or a beneficiary): 20 digits."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is 20 digits", lambda e: c.is_null() | c.str.contains(RE_PSN),
+              lambda e: _q(n) + " is not 20 digits")]
+
+
+def _certno_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """An identity card number: its form, GB 11643 check character and a real birth
+    date not after D (always masked in a reason)."""
+    n = col.name
+    c = pl.col(n)
+    return [
+        R(f"{n} is 17 digits and a check character",
+          lambda e: c.is_null() | shape(n),
+          lambda e: _q(n, True) + " is not 17 digits followed by a digit or X"),
+        R(f"{n} has a valid GB 11643 check character",
+          lambda e: pl.col(f"{n}#check").is_null() | (pl.col(f"{n}#check") == c.str.slice(17, 1)),
+          lambda e: _q(n, True) + " has a wrong check character (expected "
+          + pl.col(f"{n}#check") + ")"),
+        R(f"{n} holds a real birth date",
+          lambda e: ~shape(n).fill_null(False) | pl.col(f"{n}#birth").is_not_null(),
+          lambda e: _q(n, True) + " holds no real birth date"),
+        R(f"{n} birth date is not after D",
+          lambda e: pl.col(f"{n}#birth").is_null() | (pl.col(f"{n}#birth") <= e.business_date),
+          lambda e: _q(n, True) + pl.lit(f" has a birth date after {e.business_date.isoformat()}")),
+    ]
+
+
+def _code_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A coded value (insutype, event_type, side, status, account, ...): one of its code
+    list, case-sensitive."""
+    n = col.name
+    c = pl.col(n)
+    allowed = list(col.codes)
+    return [R(f"{n} is one of {', '.join(col.codes)}",
+              lambda e: c.is_null() | c.is_in(allowed),
+              lambda e: _q(n) + f" is not a valid code (codes are case-sensitive)")]
+
+
+def _admdvs_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """An administrative division: 6 digits, inside the province of the file."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is 6 digits", lambda e: c.is_null() | shape(n),
+              lambda e: _q(n) + " is not 6 digits"),
+            R(f"{n} starts with the file's province",
+              lambda e: ~shape(n).fill_null(False) | c.str.starts_with(e.province),
+              lambda e: _q(n) + pl.lit(f" is not in the file's province {e.province}"))]
+
+
+def _province_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A province (of a sharer or a beneficiary): one of the 31 province codes."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is a province code",
+              lambda e: c.is_null() | c.is_in(list(codes.PROVINCES)),
+              lambda e: _q(n) + " is not a province code")]
+
+
+def _fixmedins_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A medical institution or pharmacy code: H or P and 11 digits."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is H or P and 11 digits",
+              lambda e: c.is_null() | c.str.contains(RE_FIXMEDINS),
+              lambda e: _q(n) + " is not H or P followed by 11 digits")]
+
+
+def _date_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A calendar date YYYY-MM-DD."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is a date YYYY-MM-DD", lambda e: c.is_null() | v(n).is_not_null(),
+              lambda e: _q(n) + " is not a date YYYY-MM-DD")]
+
+
+def _bool_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A flag: true or false."""
+    n = col.name
+    c = pl.col(n)
+    return [R(f"{n} is true or false", lambda e: c.is_null() | v(n).is_not_null(),
+              lambda e: _q(n) + " is not true or false")]
+
+
+def _money_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """An amount of money: a decimal with at most 2 decimals that fits DECIMAL(18,2),
+    and the column's sign."""
+    n = col.name
+    c = pl.col(n)
+    dec = lambda: shape(n, "dec")          # noqa: E731
+    two = lambda: shape(n, "two")          # noqa: E731
+    rules = [R(f"{n} is a decimal number", lambda e: c.is_null() | dec(),
+               lambda e: _q(n) + " is not a decimal number"),
+             R(f"{n} has at most 2 decimals", lambda e: c.is_null() | ~dec() | two(),
+               lambda e: _q(n) + " has more than 2 decimals"),
+             R(f"{n} fits DECIMAL(18,2)", lambda e: c.is_null() | ~two() | v(n).is_not_null(),
+               lambda e: _q(n) + " is too large")]
+    if col.sign == ">0":
+        rules.append(R(f"{n} > 0", lambda e: v(n).is_null() | (v(n) > 0),
+                       lambda e: _q(n) + " is not > 0"))
+    elif col.sign == ">=0":
+        rules.append(R(f"{n} >= 0", lambda e: v(n).is_null() | (v(n) >= 0),
+                       lambda e: _q(n) + " is negative"))
+    return rules
+
+
+def _timestamp_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
+    """A point in time: ISO 8601 with an offset, a real instant, on D in Asia/Shanghai."""
+    n = col.name
+    c = pl.col(n)
+    return [
+        R(f"{n} is ISO 8601 with an offset", lambda e: c.is_null() | shape(n),
+          lambda e: pl.when(c.str.contains(RE_TS_NAIVE))
+          .then(_q(n) + " has no offset")
+          .otherwise(_q(n) + " is not an ISO 8601 timestamp with offset")),
+        R(f"{n} is a real instant",
+          lambda e: ~shape(n).fill_null(False) | v(n).is_not_null(),
+          lambda e: _q(n) + " is not a valid timestamp"),
+        R(f"{n} falls on D in Asia/Shanghai",
+          lambda e: v(n).is_null() | (v(n).dt.date() == e.business_date),
+          lambda e: _q(n) + pl.lit(f" is not on {e.business_date.isoformat()} in Asia/Shanghai")),
+    ]
+
+
+# Col.kind -> the rules of that kind (kind "id" has only the length and required rules).
+_KIND_RULES: dict[str, Callable[[Col, _RuleMaker], list[ColumnRule]]] = {
+    "psn": _psn_rules, "certno": _certno_rules, "code": _code_rules, "admdvs": _admdvs_rules,
+    "province": _province_rules, "fixmedins": _fixmedins_rules, "date": _date_rules,
+    "bool": _bool_rules, "money": _money_rules, "timestamp": _timestamp_rules,
+}
 
 
 def _row_rules(dataset: str) -> list[ColumnRule]:
