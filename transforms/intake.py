@@ -214,6 +214,18 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
     Rows with the wrong number of fields are skipped by the parser and returned
     in bad_rows with their data-row number (pyarrow numbers records, not lines,
     and does not count blank lines, so number - 1 is the data row)."""
+    utf8, width = _csv_within_limits(utf8)
+    table, skipped = _read_csv_table(utf8, width)
+    names = _csv_header(table, required)
+    if any(n is None for n, *_ in skipped):
+        raise FileRejected("has malformed rows whose position cannot be told")
+    return _csv_rows(table, names, required, skipped)
+
+
+def _csv_within_limits(utf8: bytes) -> tuple[bytes, int]:
+    """The CSV text ready for the parser (a lone header line gets its line end) and
+    the bound of its header's width; FileRejected when it is empty or its header is
+    beyond the record or field limits."""
     if not utf8.lstrip(b"\r\n\t "):   # lstrip copies nothing when the file starts with text
         raise FileRejected("is empty (no header row)")
     first_line = utf8[: MAX_RECORD_BYTES + 1]
@@ -227,6 +239,12 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
     if width > MAX_HEADER_FIELDS:
         raise FileRejected(f"has a header line of {width - 1} commas, more than the limit of "
                            f"{MAX_HEADER_FIELDS} fields")
+    return utf8, width
+
+
+def _read_csv_table(utf8: bytes, width: int) -> tuple[paw.Table, list[tuple[int | None, int, int, str]]]:
+    """The whole file as a text table (header row included) and the rows the parser
+    skipped (record number, fields expected, fields found, text)."""
     quoted = b'"' in utf8
     skipped: list[tuple[int | None, int, int, str]] = []
 
@@ -261,14 +279,24 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
             table = read(len(utf8) + 1 if len(utf8) < (1 << 31) - 1 else None, threads=False)
     except (paw.ArrowInvalid, paw.ArrowNotImplementedError, paw.ArrowTypeError, OSError) as e:
         raise FileRejected(f"is not a readable CSV file ({str(e).splitlines()[0][:120]})") from None
+    return table, skipped
+
+
+def _csv_header(table: paw.Table, required: tuple[str, ...]) -> list[str]:
+    """The column names of the header row, which must name every required column once."""
     if table.num_rows == 0:
         raise FileRejected("is empty (no header row)")
     if any(t != paw.string() for t in table.schema.types):
         raise FileRejected("has a header that cannot be read as CSV")
     names = [table.column(i)[0].as_py() for i in range(table.num_columns)]
     _check_header(names, required)
-    if any(n is None for n, *_ in skipped):
-        raise FileRejected("has malformed rows whose position cannot be told")
+    return names
+
+
+def _csv_rows(table: paw.Table, names: list[str], required: tuple[str, ...],
+              skipped: list[tuple[int, int, int, str]]) -> ParsedFile:
+    """The data rows of the required columns, each with its data-row number, and the
+    skipped rows as bad rows with the reason quarantine will give."""
     data = table.slice(1).select([f"f{names.index(c)}" for c in required]).rename_columns(list(required))
     frame = _nulls_for_empty(pl.from_arrow(data), required)
     total = frame.height + len(skipped)
