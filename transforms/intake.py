@@ -470,81 +470,116 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
 
     F04 first: every rule of contracts/inbox.py in one select; then F05 among
     the valid rows (docs/spec-readings.md item 4), the first valid occurrence kept."""
-    required = REQUIRED_COLUMNS[dataset]
-    d, pp = env.business_date, env.province
-    amount_col = AMOUNT_COLUMN.get(dataset)
     df = (parsed.frame.lazy()
           .with_columns(typed_helpers(dataset))
           .with_columns(row_valid(dataset, env))
           .collect())
-    invalid = df.filter(~pl.col("#valid"))
-    if invalid.height:
-        invalid = invalid.with_columns(rule_flags(dataset, env))
-        held = invalid.select(pl.col(f"#ok{i}").all() for i in range(len(rule_flags(dataset, env)))).row(0)
-        broken = tuple(i for i, ok in enumerate(held) if not ok)
-        invalid = invalid.with_columns(reasons_from_flags(dataset, env, broken), record_id_expr(dataset))
+    invalid = _f04_rows(df.filter(~pl.col("#valid")), dataset, env)
     valid = df.filter(pl.col("#valid"))
     dup = _later_duplicates(valid, dataset)
     if dup is not None:
         # a filter keeps the file order and costs far less than an anti join
         valid = valid.filter(~pl.col("source_row").is_in(dup["source_row"].implode()))
-
-    common = [pl.lit(source_file).alias("source_file"), pl.col("source_row")]
-
-    def quarantine(frame: pl.LazyFrame, rule: str) -> pl.LazyFrame:
-        return frame.select(
-            pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
-            pl.lit(dataset).alias("dataset"), *common, pl.col("record_id"),
-            pl.lit(rule).alias("rule_code"), pl.col("reasons"),
-            pl.struct(list(required)).struct.json_encode().alias("raw"))
-
-    def findings(frame: pl.LazyFrame, rule: str) -> pl.LazyFrame:
-        amount = pl.col(f"{amount_col}#v") if amount_col else pl.lit(None, MONEY)
-        return frame.select(
-            pl.lit(rule).alias("rule_code"), pl.lit(pp).alias("province"),
-            pl.lit(dataset).alias("dataset"), pl.col("record_id"), *_finding_people(dataset),
-            amount.cast(MONEY).alias("amount"), pl.col("reasons").alias("detail"), *common)
-
-    # Only the parts that have rows, each built lazily and collected once: most
-    # files have none or a handful, and an eager select per part and rule costs
-    # more than those rows.
-    q_parts: list[pl.LazyFrame] = []
-    f_parts: list[pl.LazyFrame] = []
-    for frame, rule in ((invalid, "F04"), (dup, "F05")):
-        if frame is not None and frame.height:
-            q_parts.append(quarantine(frame.lazy(), rule))
-            f_parts.append(findings(frame.lazy(), rule))
-    if parsed.bad_rows:
-        ragged = pl.LazyFrame({
-            "source_row": [b[0] for b in parsed.bad_rows],
-            "line": [b[1] for b in parsed.bad_rows],
-            "reasons": [b[2] for b in parsed.bad_rows]},
-            schema={"source_row": pl.Int32, "line": pl.String, "reasons": pl.String})
-        ragged = ragged.with_columns((pl.lit("row:") + pl.col("source_row").cast(pl.String)).alias("record_id"))
-        q_parts.append(ragged.select(
-            pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
-            pl.lit(dataset).alias("dataset"), *common, pl.col("record_id"),
-            pl.lit("F04").alias("rule_code"), pl.col("reasons"),
-            pl.struct("line").struct.json_encode().alias("raw")))
-        f_parts.append(ragged.select(
-            pl.lit("F04").alias("rule_code"), pl.lit(pp).alias("province"),
-            pl.lit(dataset).alias("dataset"), pl.col("record_id"),
-            pl.lit(None, pl.String).alias("sharer_psn_no"), pl.lit(None, pl.String).alias("beneficiary_psn_no"),
-            pl.lit(None, MONEY).alias("amount"), pl.col("reasons").alias("detail"), *common))
-
-    kept = valid
-    typed = {c.name: (pl.col(f"{c.name}#v") if c.dtype != pl.String() else pl.col(c.name)).alias(c.name)
-             for c in DATASET_COLUMNS[dataset]}
-    loaded = kept.select(
-        pl.lit(d).alias("business_date"), pl.lit(pp).alias("file_province"),
-        *typed.values(), *derived_columns(dataset), *common,
-    ).cast(loaded_columns(dataset))     # rows are in file order already: filters keep order
+    q_parts, f_parts = _held_back(dataset, env, source_file, invalid, dup, parsed.bad_rows)
+    loaded = _loaded_rows(valid, dataset, env, source_file)
     if not q_parts:
         return loaded, _empty(QUARANTINE_SCHEMA), _empty(FINDINGS_SCHEMA)
     # a row is F04, F05 or ragged, never two: source_row orders them all
     return (loaded,
             pl.concat(q_parts, how="vertical").sort("source_row").collect(),
             pl.concat(f_parts, how="vertical").sort("source_row").collect())
+
+
+def _f04_rows(invalid: pl.DataFrame, dataset: str, env: Env) -> pl.DataFrame:
+    """The rows breaking a column rule (F04), with their record_id and every reason.
+    Only the rules some row broke build a reason."""
+    if invalid.height:
+        invalid = invalid.with_columns(rule_flags(dataset, env))
+        held = invalid.select(pl.col(f"#ok{i}").all() for i in range(len(rule_flags(dataset, env)))).row(0)
+        broken = tuple(i for i, ok in enumerate(held) if not ok)
+        invalid = invalid.with_columns(reasons_from_flags(dataset, env, broken), record_id_expr(dataset))
+    return invalid
+
+
+def _file_row(source_file: str) -> list[pl.Expr]:
+    """Where a row came from: its source_file and source_row."""
+    return [pl.lit(source_file).alias("source_file"), pl.col("source_row")]
+
+
+def _quarantine_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
+                     source_file: str) -> pl.LazyFrame:
+    """Held-back rows (F04 or F05) as quarantine rows, the raw fields as JSON."""
+    return frame.select(
+        pl.lit(env.business_date).alias("business_date"), pl.lit(env.province).alias("file_province"),
+        pl.lit(dataset).alias("dataset"), *_file_row(source_file), pl.col("record_id"),
+        pl.lit(rule).alias("rule_code"), pl.col("reasons"),
+        pl.struct(list(REQUIRED_COLUMNS[dataset])).struct.json_encode().alias("raw"))
+
+
+def _finding_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
+                  source_file: str) -> pl.LazyFrame:
+    """Held-back rows (F04 or F05) as findings, with the sharer, beneficiary and amount
+    the row names."""
+    amount_col = AMOUNT_COLUMN.get(dataset)
+    amount = pl.col(f"{amount_col}#v") if amount_col else pl.lit(None, MONEY)
+    return frame.select(
+        pl.lit(rule).alias("rule_code"), pl.lit(env.province).alias("province"),
+        pl.lit(dataset).alias("dataset"), pl.col("record_id"), *_finding_people(dataset),
+        amount.cast(MONEY).alias("amount"), pl.col("reasons").alias("detail"), *_file_row(source_file))
+
+
+def _ragged_rows(bad_rows: list[tuple[int, str, str]], dataset: str, env: Env,
+                 source_file: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The CSV rows with the wrong number of fields (F04) as (quarantine, findings):
+    record_id row:<n>, the line as raw, no people or amount."""
+    ragged = pl.LazyFrame({
+        "source_row": [b[0] for b in bad_rows],
+        "line": [b[1] for b in bad_rows],
+        "reasons": [b[2] for b in bad_rows]},
+        schema={"source_row": pl.Int32, "line": pl.String, "reasons": pl.String})
+    ragged = ragged.with_columns((pl.lit("row:") + pl.col("source_row").cast(pl.String)).alias("record_id"))
+    return (ragged.select(
+                pl.lit(env.business_date).alias("business_date"), pl.lit(env.province).alias("file_province"),
+                pl.lit(dataset).alias("dataset"), *_file_row(source_file), pl.col("record_id"),
+                pl.lit("F04").alias("rule_code"), pl.col("reasons"),
+                pl.struct("line").struct.json_encode().alias("raw")),
+            ragged.select(
+                pl.lit("F04").alias("rule_code"), pl.lit(env.province).alias("province"),
+                pl.lit(dataset).alias("dataset"), pl.col("record_id"),
+                pl.lit(None, pl.String).alias("sharer_psn_no"), pl.lit(None, pl.String).alias("beneficiary_psn_no"),
+                pl.lit(None, MONEY).alias("amount"), pl.col("reasons").alias("detail"), *_file_row(source_file)))
+
+
+def _held_back(dataset: str, env: Env, source_file: str, invalid: pl.DataFrame,
+               dup: pl.DataFrame | None, bad_rows: list[tuple[int, str, str]]
+               ) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame]]:
+    """The quarantine and finding parts of a file's held-back rows: F04, F05, ragged.
+
+    Only the parts that have rows, each built lazily and collected once: most
+    files have none or a handful, and an eager select per part and rule costs
+    more than those rows."""
+    q_parts: list[pl.LazyFrame] = []
+    f_parts: list[pl.LazyFrame] = []
+    for frame, rule in ((invalid, "F04"), (dup, "F05")):
+        if frame is not None and frame.height:
+            q_parts.append(_quarantine_rows(frame.lazy(), rule, dataset, env, source_file))
+            f_parts.append(_finding_rows(frame.lazy(), rule, dataset, env, source_file))
+    if bad_rows:
+        q_ragged, f_ragged = _ragged_rows(bad_rows, dataset, env, source_file)
+        q_parts.append(q_ragged)
+        f_parts.append(f_ragged)
+    return q_parts, f_parts
+
+
+def _loaded_rows(valid: pl.DataFrame, dataset: str, env: Env, source_file: str) -> pl.DataFrame:
+    """The rows that pass, typed as the warehouse takes them (loaded_columns), with
+    their lineage."""
+    typed = {c.name: (pl.col(f"{c.name}#v") if c.dtype != pl.String() else pl.col(c.name)).alias(c.name)
+             for c in DATASET_COLUMNS[dataset]}
+    return valid.select(
+        pl.lit(env.business_date).alias("business_date"), pl.lit(env.province).alias("file_province"),
+        *typed.values(), *derived_columns(dataset), *_file_row(source_file),
+    ).cast(loaded_columns(dataset))     # rows are in file order already: filters keep order
 
 
 # ------------------------------------------------------------------ the manifest
