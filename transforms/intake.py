@@ -634,134 +634,206 @@ def _entry(entry) -> tuple[int, str] | None:
 def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIntake:
     """Everything one province delivered for D: loaded frames, quarantine, F02-F05,
     file stats and checksums. Pure (no DuckDB); never raises on bad content."""
-    pp = delivery.province
-    d = business_date.isoformat()
-    env = Env(business_date, pp)
-    frames = {ds: empty_loaded(ds) for ds in codes.DATASETS}
-    quarantines: list[pl.DataFrame] = []
-    finds: list[pl.DataFrame] = []
-    notes: list[dict] = []
-    stats: list[FileStat] = []
-    sums: dict[str, str] = {}
-    seconds = dict.fromkeys(INTAKE_PARTS, 0.0)   # what the benchmark prints per stage
-    clock = [time.perf_counter()]
+    load = _ProvinceLoad(delivery, business_date)
+    if delivery.manifest_bytes is None:      # no manifest: F01 (stage), nothing is opened
+        return load.result()
+    manifest = _manifest_or_nothing(load)
+    if manifest is None:
+        return load.result()
+    _note_foreign_names(load, manifest)
+    for ds in codes.DATASETS:
+        _load_file(load, manifest, ds)
+    return load.result()
 
-    def lap(part: str) -> None:
+
+class _ProvinceLoad:
+    """One province's load of D as it goes: the loaded frames, quarantine, findings,
+    file stats and checksums gathered so far, and the seconds of each part."""
+
+    def __init__(self, delivery: ProvinceDelivery, business_date: date):
+        self.delivery = delivery
+        self.business_date = business_date
+        self.pp = delivery.province
+        self.d = business_date.isoformat()
+        self.env = Env(business_date, self.pp)
+        self.frames = {ds: empty_loaded(ds) for ds in codes.DATASETS}
+        self.quarantines: list[pl.DataFrame] = []
+        self.finds: list[pl.DataFrame] = []
+        self.notes: list[dict] = []
+        self.stats: list[FileStat] = []
+        self.sums: dict[str, str] = {}
+        self.seconds = dict.fromkeys(INTAKE_PARTS, 0.0)   # what the benchmark prints per stage
+        self.clock = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        """Book the seconds since the last lap to one part of the load."""
         now = time.perf_counter()
-        seconds[part] += now - clock[0]
-        clock[0] = now
+        self.seconds[part] += now - self.clock
+        self.clock = now
 
-    def note(rule: str, record_id: str, detail: str, dataset: str = "manifest",
+    def note(self, rule: str, record_id: str, detail: str, dataset: str = "manifest",
              name: str | None = None) -> None:
-        notes.append({"rule_code": rule, "province": pp, "dataset": dataset, "record_id": record_id,
-                      "detail": detail, "source_file": f"{d}/{pp}/{name}" if name else None})
+        """A finding about the delivery or a whole file (F02, F03), not about a row."""
+        self.notes.append({"rule_code": rule, "province": self.pp, "dataset": dataset,
+                           "record_id": record_id, "detail": detail,
+                           "source_file": f"{self.d}/{self.pp}/{name}" if name else None})
 
-    def result() -> ProvinceIntake:
-        extra = pl.DataFrame(notes, schema={k: FINDINGS_SCHEMA[k] for k in
-                                            ("rule_code", "province", "dataset", "record_id",
-                                             "detail", "source_file")})
-        extra = extra.with_columns(pl.lit(None, pl.String).alias("sharer_psn_no"),
-                                   pl.lit(None, pl.String).alias("beneficiary_psn_no"),
-                                   pl.lit(None, MONEY).alias("amount"),
-                                   pl.lit(None, pl.Int32).alias("source_row")).select(list(FINDINGS_SCHEMA))
+    def reject(self, stat: FileStat, name: str, rule: str, detail: str) -> None:
+        """A data file rejected whole (F02, F03): its file_loads row says why, and a finding."""
+        stat.rejected, stat.reject_rule, stat.reject_reason = True, rule, detail
+        self.note(rule, name, detail + ".", dataset=stat.dataset, name=name)
+
+    def keep(self, stat: FileStat, rows_read: int, loaded: pl.DataFrame, quarantine: pl.DataFrame,
+             found: pl.DataFrame) -> None:
+        """A file that was read: its loaded rows, quarantine and findings (F04, F05),
+        and the counts of its file_loads row."""
+        self.frames[stat.dataset] = loaded
+        self.quarantines.append(quarantine)
+        self.finds.append(found)
+        stat.rows_read = rows_read
+        stat.rows_loaded = loaded.height
+        stat.rows_quarantined = quarantine.height
+
+    def result(self) -> ProvinceIntake:
+        """The province's intake, its loaded rows checked against their contract (pandera)."""
+        extra = _notes_frame(self.notes)
         intake = ProvinceIntake(
-            pp, business_date, frames,
-            pl.concat([_empty(QUARANTINE_SCHEMA), *quarantines], how="vertical"),
-            pl.concat([extra, *finds], how="vertical"), stats, sums)
-        lap("read, sha256, manifest")
+            self.pp, self.business_date, self.frames,
+            pl.concat([_empty(QUARANTINE_SCHEMA), *self.quarantines], how="vertical"),
+            pl.concat([extra, *self.finds], how="vertical"), self.stats, self.sums)
+        self.lap("read, sha256, manifest")
         check_loaded(intake)   # here, on the loading thread, not on the warehouse's
         intake.contract_checked = True
-        lap("contract of the loaded rows (pandera)")
-        intake.seconds = seconds
+        self.lap("contract of the loaded rows (pandera)")
+        intake.seconds = self.seconds
         return intake
 
-    if delivery.manifest_bytes is None:      # no manifest: F01 (stage), nothing is opened
-        return result()
+
+def _notes_frame(notes: list[dict]) -> pl.DataFrame:
+    """The findings about the delivery and whole files as rows of FINDINGS_SCHEMA
+    (no sharer, beneficiary, amount or row)."""
+    extra = pl.DataFrame(notes, schema={k: FINDINGS_SCHEMA[k] for k in
+                                        ("rule_code", "province", "dataset", "record_id",
+                                         "detail", "source_file")})
+    return extra.with_columns(pl.lit(None, pl.String).alias("sharer_psn_no"),
+                              pl.lit(None, pl.String).alias("beneficiary_psn_no"),
+                              pl.lit(None, MONEY).alias("amount"),
+                              pl.lit(None, pl.Int32).alias("source_row")).select(list(FINDINGS_SCHEMA))
+
+
+def _manifest_or_nothing(load: _ProvinceLoad) -> Manifest | None:
+    """The province's manifest; None when it is invalid: F03 on manifest.json, and
+    every expected file gets a rejected file_loads row (the province delivers nothing)."""
+    pp, d = load.pp, load.d
     try:
-        if delivery.manifest_problem:
-            raise ManifestInvalid(delivery.manifest_problem)
-        manifest = parse_manifest(delivery.manifest_bytes, pp, business_date)
+        if load.delivery.manifest_problem:
+            raise ManifestInvalid(load.delivery.manifest_problem)
+        return parse_manifest(load.delivery.manifest_bytes, pp, load.business_date)
     except ManifestInvalid as e:
         why = f"{e}; the province delivers nothing for {d}"
-        note("F03", MANIFEST, why + ".", name=MANIFEST)
+        load.note("F03", MANIFEST, why + ".", name=MANIFEST)
         for ds in codes.DATASETS:
-            stats.append(FileStat(pp, ds, f"{d}/{pp}/{ds}.csv", None, None, rejected=True,
-                                  reject_rule="F03", reject_reason=why))
-        return result()
+            load.stats.append(FileStat(pp, ds, f"{d}/{pp}/{ds}.csv", None, None, rejected=True,
+                                       reject_rule="F03", reject_reason=why))
+        return None
 
+
+def _note_foreign_names(load: _ProvinceLoad, manifest: Manifest) -> None:
+    """F03 on every name in the manifest's files that is not a data file of the inbox
+    contract; such a name is never opened."""
     for name in manifest.files:
         if name not in DATA_FILE_NAMES:
             shown = str(name)[:100]
-            note("F03", shown, f"manifest.json names {shown!r}, which is not a data file of the "
-                 "inbox contract; it was not opened.")
+            load.note("F03", shown, f"manifest.json names {shown!r}, which is not a data file of the "
+                      "inbox contract; it was not opened.")
 
-    for ds in codes.DATASETS:
-        listed = [n for n in (f"{ds}.csv", f"{ds}.parquet") if n in manifest.files]
-        name = listed[0] if listed else f"{ds}.csv"
-        source_file = f"{d}/{pp}/{name}"
-        is_csv = name.endswith(".csv")
-        enc = ENCODINGS.get(str(manifest.encoding).strip().lower(), str(manifest.encoding)[:30]) \
-            if is_csv else None
-        stat = FileStat(pp, ds, source_file, None, enc)
-        stats.append(stat)
 
-        def reject(rule: str, detail: str) -> None:
-            stat.rejected, stat.reject_rule, stat.reject_reason = True, rule, detail
-            note(rule, name, detail + ".", dataset=ds, name=name)
+def _load_file(load: _ProvinceLoad, manifest: Manifest, ds: str) -> None:
+    """One dataset's file of the province: its file_loads row, and when it passes F02
+    and F03, its loaded rows, quarantine and findings (F04, F05)."""
+    listed = [n for n in (f"{ds}.csv", f"{ds}.parquet") if n in manifest.files]
+    name = listed[0] if listed else f"{ds}.csv"
+    is_csv = name.endswith(".csv")
+    stat = FileStat(load.pp, ds, f"{load.d}/{load.pp}/{name}", None,
+                    _shown_encoding(manifest.encoding) if is_csv else None)
+    load.stats.append(stat)
+    entry = _manifest_entry(load, manifest, stat, name, listed)
+    if entry is None:
+        return
+    want_rows, want_sha = entry
+    data = _checked_bytes(load, stat, name, want_sha)
+    if data is None:
+        return
+    load.lap("read, sha256, manifest")
+    try:
+        parsed = _parse_file(data, ds, is_csv, manifest.encoding)
+    except FileRejected as e:
+        load.reject(stat, name, "F03", f"{name} {e.reason}")
+        return
+    finally:
+        del data
+        load.lap("decode + parse")
+    if parsed.rows_read != want_rows:
+        load.reject(stat, name, "F02", f"{name} has {parsed.rows_read} data rows, manifest.json says {want_rows}")
+        return
+    loaded, quarantine, found = validate_rows(ds, parsed, load.env, stat.source_file)
+    load.lap("validate (F04, F05)")
+    load.keep(stat, parsed.rows_read, loaded, quarantine, found)
 
-        if not listed:
-            reject("F02", f"manifest.json does not list a {ds} file")
-            continue
-        if len(listed) > 1:
-            reject("F02", f"manifest.json lists both {ds}.csv and {ds}.parquet")
-            continue
-        entry = _entry(manifest.files[name])
-        if entry is None:
-            reject("F02", f"manifest.json has no readable rows and sha256 for {name}")
-            continue
-        want_rows, want_sha = entry
-        got = delivery.read(name)
-        if got.status == "absent":
-            reject("F02", f"{name} is listed in manifest.json but absent")
-            continue
-        if got.status == "oversize":
-            reject("F03", f"{got.detail}; it was not read")
-            continue
-        if got.status != "ok":
-            reject("F02", f"{name} was not opened: {got.detail}")
-            continue
-        data = got.data
-        sha = hashlib.sha256(data).hexdigest()
-        stat.sha256 = sha
-        sums[source_file] = sha
-        if sha != want_sha:
-            reject("F02", f"sha256 of {name} is {sha[:12]}…, manifest.json says {want_sha[:12]}…")
-            continue
-        lap("read, sha256, manifest")
-        try:
-            required = REQUIRED_COLUMNS[ds]
-            if is_csv:
-                parsed = parse_csv(decode_csv_text(data, manifest.encoding), required)
-            else:
-                parsed = parse_parquet(data, required)
-        except FileRejected as e:
-            reject("F03", f"{name} {e.reason}")
-            continue
-        finally:
-            del data
-            lap("decode + parse")
-        if parsed.rows_read != want_rows:
-            reject("F02", f"{name} has {parsed.rows_read} data rows, manifest.json says {want_rows}")
-            continue
-        loaded, quarantine, found = validate_rows(ds, parsed, env, source_file)
-        lap("validate (F04, F05)")
-        frames[ds] = loaded
-        quarantines.append(quarantine)
-        finds.append(found)
-        stat.rows_read = parsed.rows_read
-        stat.rows_loaded = loaded.height
-        stat.rows_quarantined = quarantine.height
-    return result()
+
+def _shown_encoding(encoding: object) -> str:
+    """The encoding a CSV file's file_loads row shows: its canonical name, or what the
+    manifest declares (at most 30 characters) when that is not one we read."""
+    return ENCODINGS.get(str(encoding).strip().lower(), str(encoding)[:30])
+
+
+def _manifest_entry(load: _ProvinceLoad, manifest: Manifest, stat: FileStat, name: str,
+                    listed: list[str]) -> tuple[int, str] | None:
+    """(rows, sha256) the manifest declares for the dataset's file; None when F02
+    rejects it: not listed, listed as both .csv and .parquet, or no readable entry."""
+    ds = stat.dataset
+    if not listed:
+        load.reject(stat, name, "F02", f"manifest.json does not list a {ds} file")
+        return None
+    if len(listed) > 1:
+        load.reject(stat, name, "F02", f"manifest.json lists both {ds}.csv and {ds}.parquet")
+        return None
+    entry = _entry(manifest.files[name])
+    if entry is None:
+        load.reject(stat, name, "F02", f"manifest.json has no readable rows and sha256 for {name}")
+    return entry
+
+
+def _checked_bytes(load: _ProvinceLoad, stat: FileStat, name: str, want_sha: str) -> bytes | None:
+    """The file's bytes, their sha256 recorded; None when the file is absent, refused,
+    over the size limit (F03) or differs from the manifest's sha256 (F02)."""
+    got = load.delivery.read(name)
+    if got.status == "absent":
+        load.reject(stat, name, "F02", f"{name} is listed in manifest.json but absent")
+        return None
+    if got.status == "oversize":
+        load.reject(stat, name, "F03", f"{got.detail}; it was not read")
+        return None
+    if got.status != "ok":
+        load.reject(stat, name, "F02", f"{name} was not opened: {got.detail}")
+        return None
+    data = got.data
+    sha = hashlib.sha256(data).hexdigest()
+    stat.sha256 = sha
+    load.sums[stat.source_file] = sha
+    if sha != want_sha:
+        load.reject(stat, name, "F02", f"sha256 of {name} is {sha[:12]}…, manifest.json says {want_sha[:12]}…")
+        return None
+    return data
+
+
+def _parse_file(data: bytes, ds: str, is_csv: bool, encoding: object) -> ParsedFile:
+    """The file's required columns as canonical text: a CSV decoded with the manifest's
+    encoding, or a Parquet file; FileRejected (F03) when it cannot be read."""
+    required = REQUIRED_COLUMNS[ds]
+    if is_csv:
+        return parse_csv(decode_csv_text(data, encoding), required)
+    return parse_parquet(data, required)
 
 
 # ------------------------------------------------------------------ into the warehouse
