@@ -298,6 +298,18 @@ class Result:
     findings: list = field(default_factory=list)      # (rk, rule, detail)
 
 
+@dataclass
+class _Wallet:
+    """One beneficiary's wallet while D's events replay: its lots in FIFO order, the
+    open ones by lot_id, the sharer of every lot a dissolution closed on D, and D's
+    NORMAL settlements that a refund may reverse."""
+    psn_no: str
+    lots: list[Lot]
+    open_ids: dict[str, Lot]
+    closed_sharer: dict[str, str] = field(default_factory=dict)
+    today: dict[str, Original] = field(default_factory=dict)
+
+
 def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
     """Apply each wallet's events in (time, rank, id) order; amounts in integer fen.
 
@@ -311,100 +323,138 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
     for w in sorted(wallets):
         opening, events = wallets[w]
         lots: list[Lot] = list(opening)
-        open_ids = {lot.lot_id: lot for lot in lots}
-        closed_sharer: dict[str, str] = {}
-        today: dict[str, Original] = {}
+        wallet = _Wallet(w, lots, {lot.lot_id: lot for lot in lots})
         for t, rank, ident, payload in sorted(events, key=lambda e: (e[0], e[1], e[2])):
             if rank == 1:
-                lots.append(payload)
-                open_ids[payload.lot_id] = payload
+                wallet.lots.append(payload)
+                wallet.open_ids[payload.lot_id] = payload
             elif rank == 2:
-                rk, pay, held_pre = payload
-                if held_pre:
-                    out.outcomes.append((rk, "HELD"))
-                    today.setdefault(ident, Original(w, False, pay, []))
-                    continue
-                total = sum(lot.remaining for lot in lots)
-                if pay > total:
-                    out.outcomes.append((rk, "HELD"))
-                    out.findings.append((rk, "S18", (
-                        f"wallet_pay {_fmt(pay)} exceeds the remaining quota {_fmt(total)} "
-                        f"of the wallet of {w} at {t.isoformat(sep=' ')}")))
-                    today.setdefault(ident, Original(w, False, pay, []))
-                    continue
-                need, seq, used = pay, 0, []
-                for lot in lots:
-                    if need == 0:
-                        break
-                    take = min(need, lot.remaining)
-                    if take > 0:
-                        seq += 1
-                        lot.remaining -= take
-                        need -= take
-                        out.consumptions.append((ident, lot.lot_id, seq, take, lot.payer_province))
-                        used.append((lot.lot_id, take, lot.payer_province))
-                out.outcomes.append((rk, "SETTLED"))
-                today[ident] = Original(w, True, pay, used)
+                _settle(wallet, t, ident, payload, out)
             elif rank == 3:
-                rk, pay, orig_id = payload
-                orig = today.get(orig_id) if orig_id is not None else None
-                if orig is None and orig_id is not None:
-                    orig = priors.get(orig_id)
-                reason = None
-                if orig_id is None:
-                    reason = "names no orig_setl_id"
-                elif orig is None:
-                    reason = f"orig_setl_id {orig_id} is not a settlement settled before it"
-                elif orig.psn_no != w:
-                    reason = f"orig_setl_id {orig_id} belongs to {orig.psn_no}, not to {w}"
-                elif not orig.settled:
-                    reason = f"orig_setl_id {orig_id} was held, not settled"
-                elif orig.refunded >= orig.wallet_pay:
-                    reason = (f"orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)}) "
-                              f"is already fully refunded")
-                elif pay > orig.wallet_pay - orig.refunded:
-                    reason = (f"wallet_pay {_fmt(pay)} exceeds the {_fmt(orig.wallet_pay - orig.refunded)} "
-                              f"still unrefunded of orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)})")
-                if reason is not None:
-                    out.outcomes.append((rk, "HELD"))
-                    out.findings.append((rk, "S20", f"refund of {_fmt(pay)}: {reason}"))
-                    continue
-                # Give back from the tail of the original's consumption, skipping
-                # what earlier refunds already gave back.
-                skip, give = orig.refunded, pay
-                for lot_id, amount, payer in reversed(orig.consumed):
-                    if give == 0:
-                        break
-                    avail = amount - min(skip, amount)
-                    skip -= amount - avail
-                    take = min(avail, give)
-                    if take <= 0:
-                        continue
-                    give -= take
-                    lot = open_ids.get(lot_id)
-                    if lot is not None:
-                        lot.remaining += take
-                        lot.dormant = False
-                        out.refund_returns.append((ident, orig_id, lot_id, take, payer, False))
-                    else:
-                        sharer = closed_sharer.get(lot_id) or sharer_of.get(lot_id) or _genesis_sharer(lot_id)
-                        out.refund_returns.append((ident, orig_id, lot_id, take, payer, True))
-                        out.returns.append((ident, lot_id, w, sharer, take))
-                orig.refunded += pay
-                out.outcomes.append((rk, "REFUNDED"))
+                _refund(wallet, ident, payload, priors, sharer_of, out)
             else:
-                sharer = payload
-                keep = []
-                for lot in lots:
-                    if lot.sharer_psn_no == sharer:
-                        out.returns.append((ident, lot.lot_id, w, sharer, lot.remaining))
-                        closed_sharer[lot.lot_id] = sharer
-                        open_ids.pop(lot.lot_id, None)
-                    else:
-                        keep.append(lot)
-                lots = keep
-        out.lots.extend((w, lot) for lot in lots if not lot.dormant)
+                _dissolve(wallet, ident, payload, out)
+        out.lots.extend((w, lot) for lot in wallet.lots if not lot.dormant)
     return out
+
+
+def _settle(wallet: _Wallet, t, ident: str, payload: tuple, out: Result) -> None:
+    """A NORMAL settlement: held when pre-held or beyond the wallet's remaining quota
+    (S18), else settled from the lots in FIFO order."""
+    rk, pay, held_pre = payload
+    w = wallet.psn_no
+    if held_pre:
+        out.outcomes.append((rk, "HELD"))
+        wallet.today.setdefault(ident, Original(w, False, pay, []))
+        return
+    total = sum(lot.remaining for lot in wallet.lots)
+    if pay > total:
+        out.outcomes.append((rk, "HELD"))
+        out.findings.append((rk, "S18", (
+            f"wallet_pay {_fmt(pay)} exceeds the remaining quota {_fmt(total)} "
+            f"of the wallet of {w} at {t.isoformat(sep=' ')}")))
+        wallet.today.setdefault(ident, Original(w, False, pay, []))
+        return
+    used = _consume_fifo(wallet.lots, ident, pay, out)
+    out.outcomes.append((rk, "SETTLED"))
+    wallet.today[ident] = Original(w, True, pay, used)
+
+
+def _consume_fifo(lots: list[Lot], ident: str, pay: int, out: Result) -> list:
+    """The consumptions of a settlement of `pay` fen, lot by lot in FIFO order;
+    returns them as [(lot_id, fen, payer_province)] for a later refund."""
+    need, seq, used = pay, 0, []
+    for lot in lots:
+        if need == 0:
+            break
+        take = min(need, lot.remaining)
+        if take > 0:
+            seq += 1
+            lot.remaining -= take
+            need -= take
+            out.consumptions.append((ident, lot.lot_id, seq, take, lot.payer_province))
+            used.append((lot.lot_id, take, lot.payer_province))
+    return used
+
+
+def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of: dict,
+            out: Result) -> None:
+    """A REFUND: held with S20 when its original cannot take it back, else its quota
+    goes back to the lots the original consumed from."""
+    rk, pay, orig_id = payload
+    orig = wallet.today.get(orig_id) if orig_id is not None else None
+    if orig is None and orig_id is not None:
+        orig = priors.get(orig_id)
+    reason = _s20_reason(wallet.psn_no, pay, orig_id, orig)
+    if reason is not None:
+        out.outcomes.append((rk, "HELD"))
+        out.findings.append((rk, "S20", f"refund of {_fmt(pay)}: {reason}"))
+        return
+    _give_back(wallet, ident, orig_id, orig, pay, sharer_of, out)
+    orig.refunded += pay
+    out.outcomes.append((rk, "REFUNDED"))
+
+
+def _s20_reason(w: str, pay: int, orig_id: str | None, orig: Original | None) -> str | None:
+    """Why a refund of `pay` fen by wallet w cannot be matched to its original (S20);
+    None when it can."""
+    if orig_id is None:
+        return "names no orig_setl_id"
+    if orig is None:
+        return f"orig_setl_id {orig_id} is not a settlement settled before it"
+    if orig.psn_no != w:
+        return f"orig_setl_id {orig_id} belongs to {orig.psn_no}, not to {w}"
+    if not orig.settled:
+        return f"orig_setl_id {orig_id} was held, not settled"
+    if orig.refunded >= orig.wallet_pay:
+        return (f"orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)}) "
+                f"is already fully refunded")
+    if pay > orig.wallet_pay - orig.refunded:
+        return (f"wallet_pay {_fmt(pay)} exceeds the {_fmt(orig.wallet_pay - orig.refunded)} "
+                f"still unrefunded of orig_setl_id {orig_id} ({_fmt(orig.wallet_pay)})")
+    return None
+
+
+def _give_back(wallet: _Wallet, ident: str, orig_id: str, orig: Original, pay: int,
+               sharer_of: dict, out: Result) -> None:
+    """A refund's quota back to the lots its original consumed from: an open lot is
+    refilled, a closed lot's share goes to its sharer (spec-readings item 12)."""
+    # Give back from the tail of the original's consumption, skipping
+    # what earlier refunds already gave back.
+    w = wallet.psn_no
+    skip, give = orig.refunded, pay
+    for lot_id, amount, payer in reversed(orig.consumed):
+        if give == 0:
+            break
+        avail = amount - min(skip, amount)
+        skip -= amount - avail
+        take = min(avail, give)
+        if take <= 0:
+            continue
+        give -= take
+        lot = wallet.open_ids.get(lot_id)
+        if lot is not None:
+            lot.remaining += take
+            lot.dormant = False
+            out.refund_returns.append((ident, orig_id, lot_id, take, payer, False))
+        else:
+            sharer = wallet.closed_sharer.get(lot_id) or sharer_of.get(lot_id) or _genesis_sharer(lot_id)
+            out.refund_returns.append((ident, orig_id, lot_id, take, payer, True))
+            out.returns.append((ident, lot_id, w, sharer, take))
+
+
+def _dissolve(wallet: _Wallet, ident: str, sharer: str, out: Result) -> None:
+    """A dissolution: every lot of the dissolving sharer closes, its remaining quota
+    returned to the sharer (a row of 0.00 included)."""
+    keep = []
+    for lot in wallet.lots:
+        if lot.sharer_psn_no == sharer:
+            out.returns.append((ident, lot.lot_id, wallet.psn_no, sharer, lot.remaining))
+            wallet.closed_sharer[lot.lot_id] = sharer
+            wallet.open_ids.pop(lot.lot_id, None)
+        else:
+            keep.append(lot)
+    wallet.lots = keep
 
 
 def _genesis_sharer(lot_id: str) -> str:
