@@ -278,8 +278,7 @@ class ColumnRule:
 
 
 def _column_rules(dataset: str, col: Col) -> list[ColumnRule]:
-    """The rules of one column, in order: its length limit, required, then the
-    rules of its kind (_KIND_RULES)."""
+    """The rules of one column: its length limit, required, then the rules of its kind (_KIND_RULES)."""
     n = col.name
     c = pl.col(n)
     R = lambda desc, ok, reason: ColumnRule(dataset, n, desc, ok, reason)  # noqa: E731
@@ -312,8 +311,7 @@ def _psn_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
 
 
 def _certno_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
-    """An identity card number: its form, GB 11643 check character and a real birth
-    date not after D (always masked in a reason)."""
+    """An identity card number: 17 digits and a GB 11643 check character, a birth date not after D."""
     n = col.name
     c = pl.col(n)
     return [
@@ -334,8 +332,7 @@ def _certno_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
 
 
 def _code_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
-    """A coded value (insutype, event_type, side, status, account, ...): one of its code
-    list, case-sensitive."""
+    """A coded value (insutype, event_type, side, status, ...): one of its code list, case-sensitive."""
     n = col.name
     c = pl.col(n)
     allowed = list(col.codes)
@@ -390,8 +387,7 @@ def _bool_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
 
 
 def _money_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
-    """An amount of money: a decimal with at most 2 decimals that fits DECIMAL(18,2),
-    and the column's sign."""
+    """An amount of money: at most 2 decimals, fits DECIMAL(18,2), and the column's sign."""
     n = col.name
     c = pl.col(n)
     dec = lambda: shape(n, "dec")          # noqa: E731

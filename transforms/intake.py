@@ -223,9 +223,7 @@ def parse_csv(utf8: bytes, required: tuple[str, ...]) -> ParsedFile:
 
 
 def _csv_within_limits(utf8: bytes) -> tuple[bytes, int]:
-    """The CSV text ready for the parser (a lone header line gets its line end) and
-    the bound of its header's width; FileRejected when it is empty or its header is
-    beyond the record or field limits."""
+    """The CSV ready for the parser and its header's width bound; FileRejected (F03) past the limits."""
     if not utf8.lstrip(b"\r\n\t "):   # lstrip copies nothing when the file starts with text
         raise FileRejected("is empty (no header row)")
     first_line = utf8[: MAX_RECORD_BYTES + 1]
@@ -243,8 +241,7 @@ def _csv_within_limits(utf8: bytes) -> tuple[bytes, int]:
 
 
 def _read_csv_table(utf8: bytes, width: int) -> tuple[paw.Table, list[tuple[int | None, int, int, str]]]:
-    """The whole file as a text table (header row included) and the rows the parser
-    skipped (record number, fields expected, fields found, text)."""
+    """The whole file as a text table, header row included, and the rows the parser skipped."""
     quoted = b'"' in utf8
     skipped: list[tuple[int | None, int, int, str]] = []
 
@@ -295,8 +292,7 @@ def _csv_header(table: paw.Table, required: tuple[str, ...]) -> list[str]:
 
 def _csv_rows(table: paw.Table, names: list[str], required: tuple[str, ...],
               skipped: list[tuple[int, int, int, str]]) -> ParsedFile:
-    """The data rows of the required columns, each with its data-row number, and the
-    skipped rows as bad rows with the reason quarantine will give."""
+    """The data rows of the required columns with their data-row numbers, the skipped rows as bad rows."""
     data = table.slice(1).select([f"f{names.index(c)}" for c in required]).rename_columns(list(required))
     frame = _nulls_for_empty(pl.from_arrow(data), required)
     total = frame.height + len(skipped)
@@ -491,12 +487,11 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
 
 
 def _f04_rows(invalid: pl.DataFrame, dataset: str, env: Env) -> pl.DataFrame:
-    """The rows breaking a column rule (F04), with their record_id and every reason.
-    Only the rules some row broke build a reason."""
+    """The rows breaking a column rule (F04), with their record_id and every reason."""
     if invalid.height:
         invalid = invalid.with_columns(rule_flags(dataset, env))
         held = invalid.select(pl.col(f"#ok{i}").all() for i in range(len(rule_flags(dataset, env)))).row(0)
-        broken = tuple(i for i, ok in enumerate(held) if not ok)
+        broken = tuple(i for i, ok in enumerate(held) if not ok)   # only these build a reason
         invalid = invalid.with_columns(reasons_from_flags(dataset, env, broken), record_id_expr(dataset))
     return invalid
 
@@ -518,8 +513,7 @@ def _quarantine_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
 
 def _finding_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
                   source_file: str) -> pl.LazyFrame:
-    """Held-back rows (F04 or F05) as findings, with the sharer, beneficiary and amount
-    the row names."""
+    """Held-back rows (F04 or F05) as findings naming the row's sharer, beneficiary and amount."""
     amount_col = AMOUNT_COLUMN.get(dataset)
     amount = pl.col(f"{amount_col}#v") if amount_col else pl.lit(None, MONEY)
     return frame.select(
@@ -530,8 +524,7 @@ def _finding_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
 
 def _ragged_rows(bad_rows: list[tuple[int, str, str]], dataset: str, env: Env,
                  source_file: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """The CSV rows with the wrong number of fields (F04) as (quarantine, findings):
-    record_id row:<n>, the line as raw, no people or amount."""
+    """The CSV rows with the wrong number of fields (F04) as (quarantine, findings) parts."""
     ragged = pl.LazyFrame({
         "source_row": [b[0] for b in bad_rows],
         "line": [b[1] for b in bad_rows],
@@ -553,11 +546,10 @@ def _ragged_rows(bad_rows: list[tuple[int, str, str]], dataset: str, env: Env,
 def _held_back(dataset: str, env: Env, source_file: str, invalid: pl.DataFrame,
                dup: pl.DataFrame | None, bad_rows: list[tuple[int, str, str]]
                ) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame]]:
-    """The quarantine and finding parts of a file's held-back rows: F04, F05, ragged.
-
-    Only the parts that have rows, each built lazily and collected once: most
-    files have none or a handful, and an eager select per part and rule costs
-    more than those rows."""
+    """The quarantine and finding parts of a file's held-back rows: F04, F05, ragged."""
+    # Only the parts that have rows, each built lazily and collected once: most
+    # files have none or a handful, and an eager select per part and rule costs
+    # more than those rows.
     q_parts: list[pl.LazyFrame] = []
     f_parts: list[pl.LazyFrame] = []
     for frame, rule in ((invalid, "F04"), (dup, "F05")):
@@ -572,8 +564,7 @@ def _held_back(dataset: str, env: Env, source_file: str, invalid: pl.DataFrame,
 
 
 def _loaded_rows(valid: pl.DataFrame, dataset: str, env: Env, source_file: str) -> pl.DataFrame:
-    """The rows that pass, typed as the warehouse takes them (loaded_columns), with
-    their lineage."""
+    """The rows that pass, typed as the warehouse takes them (loaded_columns), with their lineage."""
     typed = {c.name: (pl.col(f"{c.name}#v") if c.dtype != pl.String() else pl.col(c.name)).alias(c.name)
              for c in DATASET_COLUMNS[dataset]}
     return valid.select(
@@ -647,8 +638,7 @@ def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIn
 
 
 class _ProvinceLoad:
-    """One province's load of D as it goes: the loaded frames, quarantine, findings,
-    file stats and checksums gathered so far, and the seconds of each part."""
+    """One province's load of D as it goes: what it gathered so far, and the seconds of each part."""
 
     def __init__(self, delivery: ProvinceDelivery, business_date: date):
         self.delivery = delivery
@@ -685,8 +675,7 @@ class _ProvinceLoad:
 
     def keep(self, stat: FileStat, rows_read: int, loaded: pl.DataFrame, quarantine: pl.DataFrame,
              found: pl.DataFrame) -> None:
-        """A file that was read: its loaded rows, quarantine and findings (F04, F05),
-        and the counts of its file_loads row."""
+        """A file that was read: its loaded rows, quarantine and findings (F04, F05), and their counts."""
         self.frames[stat.dataset] = loaded
         self.quarantines.append(quarantine)
         self.finds.append(found)
@@ -710,8 +699,7 @@ class _ProvinceLoad:
 
 
 def _notes_frame(notes: list[dict]) -> pl.DataFrame:
-    """The findings about the delivery and whole files as rows of FINDINGS_SCHEMA
-    (no sharer, beneficiary, amount or row)."""
+    """The findings about the delivery and whole files (F02, F03) as rows of FINDINGS_SCHEMA."""
     extra = pl.DataFrame(notes, schema={k: FINDINGS_SCHEMA[k] for k in
                                         ("rule_code", "province", "dataset", "record_id",
                                          "detail", "source_file")})
@@ -722,8 +710,7 @@ def _notes_frame(notes: list[dict]) -> pl.DataFrame:
 
 
 def _manifest_or_nothing(load: _ProvinceLoad) -> Manifest | None:
-    """The province's manifest; None when it is invalid: F03 on manifest.json, and
-    every expected file gets a rejected file_loads row (the province delivers nothing)."""
+    """The province's manifest; None when invalid (F03: the province delivers nothing)."""
     pp, d = load.pp, load.d
     try:
         if load.delivery.manifest_problem:
@@ -739,8 +726,7 @@ def _manifest_or_nothing(load: _ProvinceLoad) -> Manifest | None:
 
 
 def _note_foreign_names(load: _ProvinceLoad, manifest: Manifest) -> None:
-    """F03 on every name in the manifest's files that is not a data file of the inbox
-    contract; such a name is never opened."""
+    """F03 on each name in the manifest that is not a data file of the inbox contract (never opened)."""
     for name in manifest.files:
         if name not in DATA_FILE_NAMES:
             shown = str(name)[:100]
@@ -749,8 +735,7 @@ def _note_foreign_names(load: _ProvinceLoad, manifest: Manifest) -> None:
 
 
 def _load_file(load: _ProvinceLoad, manifest: Manifest, ds: str) -> None:
-    """One dataset's file of the province: its file_loads row, and when it passes F02
-    and F03, its loaded rows, quarantine and findings (F04, F05)."""
+    """One dataset's file of the province: its file_loads row and, past F02 and F03, its rows."""
     listed = [n for n in (f"{ds}.csv", f"{ds}.parquet") if n in manifest.files]
     name = listed[0] if listed else f"{ds}.csv"
     is_csv = name.endswith(".csv")
@@ -782,15 +767,13 @@ def _load_file(load: _ProvinceLoad, manifest: Manifest, ds: str) -> None:
 
 
 def _shown_encoding(encoding: object) -> str:
-    """The encoding a CSV file's file_loads row shows: its canonical name, or what the
-    manifest declares (at most 30 characters) when that is not one we read."""
+    """The encoding a CSV's file_loads row shows: the canonical name, else the declared text."""
     return ENCODINGS.get(str(encoding).strip().lower(), str(encoding)[:30])
 
 
 def _manifest_entry(load: _ProvinceLoad, manifest: Manifest, stat: FileStat, name: str,
                     listed: list[str]) -> tuple[int, str] | None:
-    """(rows, sha256) the manifest declares for the dataset's file; None when F02
-    rejects it: not listed, listed as both .csv and .parquet, or no readable entry."""
+    """(rows, sha256) the manifest declares for the dataset's file; None when F02 rejects it."""
     ds = stat.dataset
     if not listed:
         load.reject(stat, name, "F02", f"manifest.json does not list a {ds} file")
@@ -805,8 +788,7 @@ def _manifest_entry(load: _ProvinceLoad, manifest: Manifest, stat: FileStat, nam
 
 
 def _checked_bytes(load: _ProvinceLoad, stat: FileStat, name: str, want_sha: str) -> bytes | None:
-    """The file's bytes, their sha256 recorded; None when the file is absent, refused,
-    over the size limit (F03) or differs from the manifest's sha256 (F02)."""
+    """The file's bytes, sha256 recorded; None when absent, refused, oversize or not as declared."""
     got = load.delivery.read(name)
     if got.status == "absent":
         load.reject(stat, name, "F02", f"{name} is listed in manifest.json but absent")
@@ -828,8 +810,7 @@ def _checked_bytes(load: _ProvinceLoad, stat: FileStat, name: str, want_sha: str
 
 
 def _parse_file(data: bytes, ds: str, is_csv: bool, encoding: object) -> ParsedFile:
-    """The file's required columns as canonical text: a CSV decoded with the manifest's
-    encoding, or a Parquet file; FileRejected (F03) when it cannot be read."""
+    """The file's required columns as canonical text (a CSV in the declared encoding, or Parquet)."""
     required = REQUIRED_COLUMNS[ds]
     if is_csv:
         return parse_csv(decode_csv_text(data, encoding), required)

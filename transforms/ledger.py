@@ -300,9 +300,7 @@ class Result:
 
 @dataclass
 class _Wallet:
-    """One beneficiary's wallet while D's events replay: its lots in FIFO order, the
-    open ones by lot_id, the sharer of every lot a dissolution closed on D, and D's
-    NORMAL settlements that a refund may reverse."""
+    """One beneficiary's wallet while D's events replay: its lots in FIFO order and what refunds need."""
     psn_no: str
     lots: list[Lot]
     open_ids: dict[str, Lot]
@@ -339,8 +337,7 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
 
 
 def _settle(wallet: _Wallet, t, ident: str, payload: tuple, out: Result) -> None:
-    """A NORMAL settlement: held when pre-held or beyond the wallet's remaining quota
-    (S18), else settled from the lots in FIFO order."""
+    """A NORMAL settlement: held if pre-held or beyond the remaining quota (S18), else consumed FIFO."""
     rk, pay, held_pre = payload
     w = wallet.psn_no
     if held_pre:
@@ -361,8 +358,7 @@ def _settle(wallet: _Wallet, t, ident: str, payload: tuple, out: Result) -> None
 
 
 def _consume_fifo(lots: list[Lot], ident: str, pay: int, out: Result) -> list:
-    """The consumptions of a settlement of `pay` fen, lot by lot in FIFO order;
-    returns them as [(lot_id, fen, payer_province)] for a later refund."""
+    """A settlement's consumption of the lots in FIFO order, as [(lot_id, fen, payer_province)]."""
     need, seq, used = pay, 0, []
     for lot in lots:
         if need == 0:
@@ -379,8 +375,7 @@ def _consume_fifo(lots: list[Lot], ident: str, pay: int, out: Result) -> list:
 
 def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of: dict,
             out: Result) -> None:
-    """A REFUND: held with S20 when its original cannot take it back, else its quota
-    goes back to the lots the original consumed from."""
+    """A REFUND: held with S20 when its original cannot take it back, else given back to its lots."""
     rk, pay, orig_id = payload
     orig = wallet.today.get(orig_id) if orig_id is not None else None
     if orig is None and orig_id is not None:
@@ -396,8 +391,7 @@ def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of
 
 
 def _s20_reason(w: str, pay: int, orig_id: str | None, orig: Original | None) -> str | None:
-    """Why a refund of `pay` fen by wallet w cannot be matched to its original (S20);
-    None when it can."""
+    """Why a refund cannot be matched to its original (S20); None when it can."""
     if orig_id is None:
         return "names no orig_setl_id"
     if orig is None:
@@ -417,8 +411,7 @@ def _s20_reason(w: str, pay: int, orig_id: str | None, orig: Original | None) ->
 
 def _give_back(wallet: _Wallet, ident: str, orig_id: str, orig: Original, pay: int,
                sharer_of: dict, out: Result) -> None:
-    """A refund's quota back to the lots its original consumed from: an open lot is
-    refilled, a closed lot's share goes to its sharer (spec-readings item 12)."""
+    """A refund's quota back to its original's lots: refills an open lot, else goes to its sharer (reading 12)."""
     # Give back from the tail of the original's consumption, skipping
     # what earlier refunds already gave back.
     w = wallet.psn_no
@@ -444,8 +437,7 @@ def _give_back(wallet: _Wallet, ident: str, orig_id: str, orig: Original, pay: i
 
 
 def _dissolve(wallet: _Wallet, ident: str, sharer: str, out: Result) -> None:
-    """A dissolution: every lot of the dissolving sharer closes, its remaining quota
-    returned to the sharer (a row of 0.00 included)."""
+    """A dissolution: every lot of the sharer closes, its remaining quota returned to the sharer."""
     keep = []
     for lot in wallet.lots:
         if lot.sharer_psn_no == sharer:
