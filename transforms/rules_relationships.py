@@ -58,29 +58,47 @@ def _yyyymmdd(col: str) -> str:
     return f"(year({col}) * 10000 + month({col}) * 100 + day({col}))"
 
 
-def _establishes_with_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """TEMP table d_establishes: D's ESTABLISH events, each with the fields of its sharer
-    (s_*) and beneficiary (t_*) known on D (NULL, with s_known / t_known false, when not).
+# D's events with `k`, the row's rowid in relationships: the key by which the narrow
+# person lookups below are joined back to the few events a finding names.
+_D_EVENTS = """(SELECT rowid AS k, * FROM relationships
+               WHERE business_date = CAST($d AS DATE) AND event_type = 'ESTABLISH')"""
 
-    S02, S04 and the validity of an ESTABLISH all need both persons: one lookup of
-    known_persons per side serves the three (each of them joining known_persons again,
-    and validity by correlated EXISTS, made six hash joins over every person of D,
-    which spill at ten national days' volume).
+
+def _establish_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """TEMP table d_establish_persons: one narrow row per ESTABLISH of D (k), with what
+    S02, S04 and validity need of its sharer (s) and beneficiary (t) known on D:
+    known, birth date as YYYYMMDD, sex, and a hash of the certno (NULL when not known).
+
+    Why narrow, one side at a time, then side by side: at ten national days' volume D
+    has millions of ESTABLISHes and tens of millions of persons. A lookup that carried
+    every column of the event (or both persons at once) builds a hash table of several
+    GB that spills (83 s); the events' keys alone fit in memory. Each side's rows are
+    sorted by k, so the two sides are put side by side by position, without a third
+    join (a mismatch of keys, which cannot happen, is an error, not a wrong verdict).
+    The few events a finding names are joined back to their columns by k.
     """
+    for side, psn, extra in (("s", "sharer_psn_no",
+                              f", r.relation_code, {_yyyymmdd('r.event_time')} AS d_int"),
+                             ("t", "beneficiary_psn_no", "")):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE est_{side} AS
+            SELECT r.k, p.psn_no IS NOT NULL AS known, {_yyyymmdd('p.birth_date')} AS b,
+                   p.sex, hash(p.certno) AS certno_hash{extra}
+            FROM {_D_EVENTS} r
+            LEFT JOIN known_persons p ON p.psn_no = r.{psn}
+            ORDER BY r.k
+        """, {"d": ctx.business_date})
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE d_establishes AS
-        SELECT r.business_date, r.file_province, r.event_id, r.relation_id, r.event_type,
-               r.sharer_psn_no, r.beneficiary_psn_no, r.relation_code, r.event_time,
-               r.source_file, r.source_row,
-               s.psn_no IS NOT NULL AS s_known, s.birth_date AS s_birth_date, s.sex AS s_sex,
-               s.certno AS s_certno,
-               t.psn_no IS NOT NULL AS t_known, t.birth_date AS t_birth_date, t.sex AS t_sex,
-               t.certno AS t_certno
-        FROM d_relationships r
-        LEFT JOIN known_persons s ON s.psn_no = r.sharer_psn_no
-        LEFT JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
-        WHERE r.event_type = 'ESTABLISH'
+        CREATE OR REPLACE TEMP TABLE d_establish_persons AS
+        SELECT CASE WHEN s.k = t.k THEN s.k
+                    ELSE error('d_establish_persons: the sharer and beneficiary lookups are out of step') END AS k,
+               s.relation_code, s.d_int,
+               s.known AS s_known, s.b AS bs, s.sex AS sex_s, s.certno_hash AS s_certno_hash,
+               t.known AS t_known, t.b AS bt, t.sex AS sex_t, t.certno_hash AS t_certno_hash
+        FROM est_s s POSITIONAL JOIN est_t t
     """)
+    con.execute("DROP TABLE temp.est_s")
+    con.execute("DROP TABLE temp.est_t")
 
 
 def s01_not_near_relative(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -109,13 +127,11 @@ def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> 
     marriageable age on d: male `b + 220000 <= d`, female `b + 200000 <= d`;
     SIBLING has no age test. Codes that are not near relatives get S01 only."
     Judged only for codes that are near relatives under the policy on D, and only
-    when both persons are known on D. Needs d_establishes (built by `run`).
+    when both persons are known on D. Needs d_establish_persons (built by `run`).
     """
     record(con, "S02", f"""
         WITH ev AS (
-            SELECT r.*, {_yyyymmdd('r.s_birth_date')} AS bs, {_yyyymmdd('r.t_birth_date')} AS bt,
-                   r.s_sex AS sex_s, r.t_sex AS sex_t, {_yyyymmdd('r.event_time')} AS d_int
-            FROM d_establishes r
+            SELECT r.* FROM d_establish_persons r
             WHERE r.s_known AND r.t_known
               AND r.relation_code IN (SELECT relation_code FROM policy_near_relatives)
         ),
@@ -124,6 +140,16 @@ def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> 
                    bs + CASE sex_s WHEN 'M' THEN $male_marriage ELSE $female_marriage END AS s_of_age,
                    bt + CASE sex_t WHEN 'M' THEN $male_marriage ELSE $female_marriage END AS t_of_age
             FROM ev
+        ),
+        implausible AS (   -- few: joined back to their events' columns
+            SELECT * FROM judged r
+            WHERE (r.relation_code = 'PARENT' AND NOT r.bt + $parent_gap <= r.bs)
+               OR (r.relation_code = 'CHILD' AND NOT r.bs + $parent_gap <= r.bt)
+               OR (r.relation_code IN ('GRANDPARENT_PATERNAL', 'GRANDPARENT_MATERNAL')
+                   AND NOT r.bt + $grandparent_gap <= r.bs)
+               OR (r.relation_code IN ('GRANDCHILD_SON', 'GRANDCHILD_DAUGHTER')
+                   AND NOT r.bs + $grandparent_gap <= r.bt)
+               OR (r.relation_code = 'SPOUSE' AND (r.s_of_age > r.d_int OR r.t_of_age > r.d_int))
         )
         SELECT {_COMMON},
                CASE
@@ -150,15 +176,9 @@ def s02_kinship_implausible(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> 
                    || '.'
                END AS detail,
                {_LINEAGE}
-        FROM judged r
-        WHERE (r.relation_code = 'PARENT' AND NOT r.bt + $parent_gap <= r.bs)
-           OR (r.relation_code = 'CHILD' AND NOT r.bs + $parent_gap <= r.bt)
-           OR (r.relation_code IN ('GRANDPARENT_PATERNAL', 'GRANDPARENT_MATERNAL')
-               AND NOT r.bt + $grandparent_gap <= r.bs)
-           OR (r.relation_code IN ('GRANDCHILD_SON', 'GRANDCHILD_DAUGHTER')
-               AND NOT r.bs + $grandparent_gap <= r.bt)
-           OR (r.relation_code = 'SPOUSE' AND (r.s_of_age > r.d_int OR r.t_of_age > r.d_int))
-    """, kinship_gaps(ctx))
+        FROM (SELECT e.*, v.bs, v.bt, v.sex_s, v.sex_t, v.d_int, v.s_of_age, v.t_of_age
+              FROM implausible v JOIN {_D_EVENTS} e ON e.k = v.k) r
+    """, {"d": ctx.business_date, **kinship_gaps(ctx)})
 
 
 def s03_no_commitment(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -179,20 +199,29 @@ def s03_no_commitment(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
 def s04_self_sharing(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """S04 SELF_SHARING: "sharer and beneficiary are the same psn_no or the same certno".
 
-    The certno test is made when both persons are known on D. Needs d_establishes
-    (built by `run`).
+    The certno test is made when both persons are known on D. Needs
+    d_establish_persons (built by `run`).
     """
     record(con, "S04", f"""
+        WITH same_certno AS (   -- few: equal hashes, compared exactly below
+            SELECT k FROM d_establish_persons WHERE s_certno_hash = t_certno_hash
+        ),
+        candidates AS (
+            SELECT * FROM {_D_EVENTS} e
+            WHERE e.sharer_psn_no = e.beneficiary_psn_no OR e.k IN (SELECT k FROM same_certno)
+        )
         SELECT {_COMMON},
                CASE WHEN r.sharer_psn_no = r.beneficiary_psn_no
                     THEN 'Sharer and beneficiary are the same psn_no ' || r.sharer_psn_no || '.'
                     ELSE 'Sharer ' || r.sharer_psn_no || ' and beneficiary ' || r.beneficiary_psn_no
-                         || ' have the same certno ' || {mask_certno_sql('r.s_certno')} || '.'
+                         || ' have the same certno ' || {mask_certno_sql('s.certno')} || '.'
                END AS detail,
                {_LINEAGE}
-        FROM d_establishes r
-        WHERE r.sharer_psn_no = r.beneficiary_psn_no OR r.s_certno = r.t_certno
-    """)
+        FROM candidates r
+        LEFT JOIN known_persons s ON s.psn_no = r.sharer_psn_no
+        LEFT JOIN known_persons t ON t.psn_no = r.beneficiary_psn_no
+        WHERE r.sharer_psn_no = r.beneficiary_psn_no OR s.certno = t.certno
+    """, {"d": ctx.business_date})
 
 
 def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
@@ -213,10 +242,14 @@ def _judge_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
             SELECT DISTINCT source_file, source_row FROM d_findings
             WHERE dataset = 'relationships' AND rule_code IN ({invalidating})
         ),
+        naming_unknown AS (   -- ESTABLISHes naming a person not known on D (few)
+            SELECT k FROM d_establish_persons WHERE NOT (s_known AND t_known)
+        ),
         est AS (
-            SELECT r.*, i.source_file IS NULL AND r.s_known AND r.t_known AS valid
-            FROM d_establishes r
+            SELECT r.*, i.source_file IS NULL AND u.k IS NULL AS valid
+            FROM {_D_EVENTS} r
             LEFT JOIN invalidated i ON i.source_file = r.source_file AND i.source_row = r.source_row
+            LEFT JOIN naming_unknown u ON u.k = r.k
         ),
         dissolved_ids AS (SELECT DISTINCT relation_id FROM d_relationships WHERE event_type = 'DISSOLVE'),
         chain AS (   -- every event of the relation_ids dissolved on D, earlier dates included
@@ -322,7 +355,7 @@ def write_relation_events(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> No
 
 
 def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    _establishes_with_persons(con, ctx)
+    _establish_persons(con, ctx)
     s01_not_near_relative(con, ctx)
     s02_kinship_implausible(con, ctx)
     s03_no_commitment(con, ctx)
@@ -330,4 +363,4 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     _judge_events(con, ctx)
     s21_dissolve_inactive(con, ctx)
     write_relation_events(con, ctx)
-    con.execute("DROP TABLE temp.d_establishes")
+    con.execute("DROP TABLE temp.d_establish_persons")
