@@ -119,42 +119,47 @@ _LATEST = "business_date DESC, file_province, source_row"
 
 
 def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
-    """Replace the known_persons and unknown_persons views by TEMP tables, once D's rows
-    are staged.
+    """Replace the known_persons and unknown_persons views, once D's rows are staged:
+    known_persons by a view over D's persons plus small TEMP tables, unknown_persons by
+    a TEMP table.
 
-    Same rows as the view for every person a record of D names: D's own
+    Same rows as the view of bind_date for every person a record of D names: D's own
     persons.csv (inbox.md: it lists every person referenced on D) plus, for
     persons named on D but not delivered on D, their latest earlier record. The
     person registry (person_latest: the date of every person's latest record) says
     which date holds it, so only those dates of persons are read and the cost of a
     day does not grow with the persons history. Only a re-run of an earlier date,
     whose registry entry may lie after D, looks the history up, for those persons.
+
+    D's persons are not copied: known_persons reads them where they stand in the
+    warehouse (compressed), beside the few rows that differ from them (a psn_no
+    delivered twice, a person known from an earlier date). A TEMP copy of every
+    person of D cost more than the rules that read it at ten national days' volume.
     """
     d = ctx.d
     _drop_temp(con, "known_persons")
     # a psn_no delivered by two provinces is rare: rank only those rows (a window over
-    # the whole nation's persons costs more than the rest of this lookup). D's persons
-    # are read from the warehouse each time, not copied into a materialised CTE first
-    # (a second copy of every person of D, which spills at ten national days' volume).
+    # the whole nation's persons costs more than the rest of this lookup)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_repeated AS
         SELECT psn_no FROM persons WHERE business_date = DATE '{d}'
         GROUP BY psn_no HAVING count(*) > 1""")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE known_persons AS
+        CREATE OR REPLACE TEMP TABLE kp_repeated_first AS
+        SELECT p.* FROM persons p SEMI JOIN kp_repeated USING (psn_no)
+        WHERE p.business_date = DATE '{d}'
+        QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY p.file_province, p.source_row) = 1""")
+    _drop_temp(con, "kp_today")
+    con.execute(f"""
+        CREATE TEMP VIEW kp_today AS   -- the record of D of every person delivered on D
         SELECT p.* FROM persons p ANTI JOIN kp_repeated USING (psn_no)
         WHERE p.business_date = DATE '{d}'
-        UNION ALL
-        (SELECT p.* FROM persons p SEMI JOIN kp_repeated USING (psn_no)
-         WHERE p.business_date = DATE '{d}'
-         QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY p.file_province, p.source_row) = 1)
-    """)
-    maintain_person_registry(con, ctx, today="known_persons")
+        UNION ALL SELECT * FROM kp_repeated_first""")
+    maintain_person_registry(con, ctx, today="kp_today")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kp_missing AS   -- named on D, not delivered on D
         -- the anti join first, DISTINCT after: only the few persons not delivered are
         -- deduplicated (an EXCEPT groups every person named on D, which spills at 10x)
-        -- against D's persons in the warehouse (compressed) rather than the TEMP copy
         SELECT DISTINCT n.psn AS psn_no FROM ({NAMED_PERSONS}) n
         ANTI JOIN (SELECT psn_no FROM persons WHERE business_date = DATE '{d}') k ON k.psn_no = n.psn
         WHERE n.psn IS NOT NULL""")
@@ -177,14 +182,14 @@ def materialize_known_persons(con: duckdb.DuckDBPyConnection, ctx: RunContext) -
             SEMI JOIN (SELECT psn_no FROM kp_latest WHERE business_date > DATE '{d}') a USING (psn_no)
             WHERE p.business_date < DATE '{d}'
             QUALIFY row_number() OVER (PARTITION BY p.psn_no ORDER BY {_LATEST}) = 1""")
-    con.execute("INSERT INTO known_persons SELECT * FROM kp_earlier")
+    con.execute("CREATE TEMP VIEW known_persons AS SELECT * FROM kp_today UNION ALL SELECT * FROM kp_earlier")
     # Named on D, neither delivered on D nor earlier: F06's persons, kept so that F06
     # reads this small table instead of repeating the anti join over every person of D.
     _drop_temp(con, "unknown_persons")
     con.execute("""
         CREATE TEMP TABLE unknown_persons AS
         SELECT psn_no FROM kp_missing ANTI JOIN kp_earlier USING (psn_no)""")
-    for t in ("kp_earlier", "kp_latest", "kp_missing", "kp_repeated"):
+    for t in ("kp_latest", "kp_missing"):
         con.execute(f"DROP TABLE temp.{t}")
 
 
