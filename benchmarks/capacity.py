@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,13 +280,13 @@ def prefect_server(home: Path):
             os.killpg(server.pid, signal.SIGKILL)
 
 
-def backfill(persons: int, days: int, workers: int | None) -> None:
+def backfill(persons: int, days: int, workers: int | None, runs: tuple[str, ...]) -> None:
     inbox = ensure_inbox(persons, days)
     tmp = Path(tempfile.mkdtemp(prefix="capacity-backfill-", dir=OUT))
     try:
         (tmp / "prefect").mkdir()
         with prefect_server(tmp / "prefect") as api:
-            compare(inbox, tmp, persons, days, workers, api)
+            compare(inbox, tmp, persons, days, workers, api, runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -299,9 +299,11 @@ RUNS = (  # name, recon options, whether it talks to the Prefect server
 
 
 def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None,
-            api: dict) -> None:
+            api: dict, runs: tuple[str, ...] = tuple(r[0] for r in RUNS)) -> None:
     """The same backfill plain, under Prefect with threads (what Prefect alone costs) and
-    pipelined on Dask; the reports and warehouse rows of each compared with plain's."""
+    pipelined on Dask; the reports and warehouse rows of each compared with plain's.
+    `runs`: the ways to time, each NAME or NAME@VAR=VALUE@... (a variant of a way with
+    more environment, e.g. dask@RECON_DASK_WORKERS=2), in the order given."""
     end = START + timedelta(days=days - 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -309,25 +311,46 @@ def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None
         env["RECON_DASK_WORKERS"] = str(workers)
     recon = str(Path(sys.executable).parent / "recon")
     common = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(), "--inbox", str(inbox)]
+    ways = {name: (extra, needs_api) for name, extra, needs_api in RUNS}
     figures = {}
-    for name, extra, needs_api in RUNS:
+    for i, spec in enumerate(runs):
+        way, *assignments = spec.split("@")
+        extra, needs_api = ways[way]
+        more = dict(x.split("=", 1) for x in assignments)
+        name = spec if spec not in figures else f"{spec}#{i}"
+        folder = f"run{i}"
         before = load()
-        wall, cpu, proc = timed([recon, *common, "--out", str(tmp / name), "--warehouse",
-                                 str(tmp / f"{name}.duckdb"), *extra], {**env, **(api if needs_api else {})})
+        wall, cpu, proc = timed([recon, *common, "--out", str(tmp / folder), "--warehouse",
+                                 str(tmp / f"{folder}.duckdb"), *extra],
+                                {**env, **(api if needs_api else {}), **more})
         if proc.returncode != 0:
             sys.exit(f"{name} backfill failed: {proc.stderr.strip()[-1500:]}")
-        figures[name] = {"wall_s": wall, "cpu_s": cpu, "load_before": before, "load_after": load()}
+        figures[name] = {"wall_s": wall, "cpu_s": cpu, "load_before": before,
+                         "load_after": load(), "folder": folder}
         print(f"  {name:<8} {wall:7.1f} s wall  {cpu:7.1f} s CPU  (load before {before}, after "
               f"{figures[name]['load_after']})", flush=True)
+        if way == "dask":
+            figures[name]["timeline"] = timeline(api["PREFECT_API_URL"], START, end)
+            print_timeline(figures[name]["timeline"])
     dates = [(START + timedelta(days=i)).isoformat() for i in range(days)]
-    for name in ("prefect", "dask"):
-        figures[name]["same_reports"] = all(
-            (tmp / "plain" / d / n).read_bytes() == (tmp / name / d / n).read_bytes()
-            for d in dates for n in RESULTS)
-        figures[name]["same_rows"] = rows_digest(tmp / "plain.duckdb") == rows_digest(tmp / f"{name}.duckdb")
-    plain_s, dask_s = figures["plain"]["wall_s"], figures["dask"]["wall_s"]
+    if "plain" in figures:
+        reference = figures["plain"]["folder"]
+        for name in [n for n in figures if n != "plain"]:
+            folder = figures[name]["folder"]
+            figures[name]["same_reports"] = all(
+                (tmp / reference / d / n).read_bytes() == (tmp / folder / d / n).read_bytes()
+                for d in dates for n in RESULTS)
+            figures[name]["same_rows"] = (rows_digest(tmp / f"{reference}.duckdb")
+                                          == rows_digest(tmp / f"{folder}.duckdb"))
+            print(f"  {name}: the same reports and warehouse rows as plain: "
+                  f"{figures[name]['same_reports'] and figures[name]['same_rows']}")
     cores = len(os.sched_getaffinity(0))
     n_workers = workers or max(1, cores - 1)
+    if not {name for name, _, _ in RUNS} <= set(figures):   # --runs: the figures only
+        print("RESULT " + json.dumps({"persons": persons, "days": days, "cores": cores,
+                                      "workers": n_workers, "runs": figures}))
+        return
+    plain_s, dask_s = figures["plain"]["wall_s"], figures["dask"]["wall_s"]
     print(f"\n{days}-day backfill of {persons:,} persons on {cores} cores ({n_workers} dask worker(s)): "
           f"plain {plain_s:.1f} s, prefect+threads {figures['prefect']['wall_s']:.1f} s, dask "
           f"{dask_s:.1f} s ({dask_s / plain_s:.2f}x plain); dask's reports and warehouse rows the "
@@ -335,6 +358,50 @@ def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None
     print("why: " + why(figures, cores, n_workers))
     print("RESULT " + json.dumps({"persons": persons, "days": days, "cores": cores,
                                   "workers": n_workers, "runs": figures}))
+
+
+def timeline(api: str, start: date, end: date) -> list[dict]:
+    """Per date of the last dask backfill, seconds from the flow run's start: where and
+    when its provinces loaded (recon-<D>-intake), when the driver began and ended staging
+    them, and when the date was published (its task runs)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                FlowRunFilter, FlowRunFilterId, FlowRunFilterName)
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as c:
+        [run] = c.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[f"backfill-{start}-{end}"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+        flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        tasks = c.read_task_runs(flow_run_filter=flow_filter)
+        artifacts = c.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    t0 = run.start_time.timestamp()
+    by_name: dict[str, list] = {}
+    for t in sorted(tasks, key=lambda t: t.start_time or t.expected_start_time):
+        by_name.setdefault(t.name, []).append(t)
+    out = []
+    for i in range((end - start).days + 1):
+        d = (start + timedelta(days=i)).isoformat()
+        table = next((a.data for a in artifacts if a.key == f"recon-{d}-intake"), "[]")
+        loads = json.loads(table) if isinstance(table, str) else table
+        when = [(datetime.fromisoformat(x["started"]).timestamp(),
+                 datetime.fromisoformat(x["finished"]).timestamp()) for x in loads]
+        stage, publish = by_name.get("stage", [])[i:i + 1], by_name.get("publish", [])[i:i + 1]
+        out.append({"date": d, "where": sorted({str(x["worker"]) for x in loads})[:3],
+                    "loads_from": min(w[0] for w in when) - t0, "loads_to": max(w[1] for w in when) - t0,
+                    "stage_from": stage[0].start_time.timestamp() - t0 if stage else None,
+                    "stage_to": stage[0].end_time.timestamp() - t0 if stage else None,
+                    "published": publish[0].end_time.timestamp() - t0 if publish else None})
+    return out
+
+
+def print_timeline(rows: list[dict]) -> None:
+    print("\ndask timeline (s from the backfill flow run's start): provinces loaded, staged, published")
+    for r in rows:
+        print(f"  {r['date']}  loads {r['loads_from']:6.1f}-{r['loads_to']:6.1f} on {','.join(r['where'])}"
+              f"  stage {r['stage_from']:6.1f}-{r['stage_to']:6.1f}  published {r['published']:6.1f}")
 
 
 def rows_digest(warehouse: Path) -> dict[str, tuple]:
@@ -392,12 +459,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="LocalCluster workers of the dask backfill (default: recon's, one per "
                          "CPU but one)")
+    ap.add_argument("--runs", default=",".join(r[0] for r in RUNS),
+                    help="backfill: the ways to time, in order, of plain, prefect, dask, each "
+                         "optionally with more environment: dask@RECON_DASK_WORKERS=2 (default "
+                         "plain,prefect,dask; the verdict needs those three)")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if a.what == "stages":
         print_stages(measure_day(a.persons // 10), measure_day(a.persons))
     else:
-        backfill(a.persons, a.days, a.workers)
+        backfill(a.persons, a.days, a.workers, tuple(a.runs.split(",")))
 
 
 if __name__ == "__main__":

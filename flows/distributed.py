@@ -31,10 +31,14 @@ folder at the end, and at start the run folders of dead runs (their lock is free
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import io
+import itertools
 import logging
 import os
 import re
@@ -46,6 +50,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -72,6 +77,12 @@ CONNECT_TIMEOUT_S = 5.0
 # pyarrow's thread pool).
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
               "DASK_LOGGING__DISTRIBUTED": "warning", "POLARS_MAX_THREADS": "1"}
+# The LocalCluster's workers run `nice` steps below the driver (RECON_DASK_WORKER_NICE, 0
+# for none): the driver's rules are the backfill's critical path, the workers' intake runs
+# ahead in the cycles the driver leaves, and what they have not begun when its date comes
+# the driver takes (DaskExecutor). 5, not 10: a worker at 10 starved behind other work on
+# a busy machine (docs/capacity.md). Operators' own `dask worker`s are left as they are.
+LOCAL_WORKER_NICE = int(os.environ.get("RECON_DASK_WORKER_NICE", "5"))
 # The LocalCluster's processes share the driver's cores: no statistical profiler in the
 # workers (a stack sample every 10 ms of every task, for a dashboard recon does not start)
 # and event-loop health checks every second, not every 20 ms (docs/capacity.md).
@@ -446,67 +457,205 @@ def drop_staged(run: Path, staged: list) -> None:
 
 class DaskExecutor(PrefectExecutor):
     """PrefectExecutor whose province loads run on the Dask workers as load_on_worker
-    and can be submitted ahead (prefetch) for the dates a backfill reaches later."""
+    and can be submitted ahead (prefetch) for the dates a backfill reaches later.
+
+    Everything that talks to the cluster (starting a LocalCluster or connecting to the
+    scheduler, submitting loads) runs on one thread of its own, so the driver need not
+    wait for a cluster to start. The workers of a LocalCluster run on the driver's own
+    cores: there, when D's turn comes, the driver takes every province of D that no
+    worker has begun (all of them while the cluster is still starting) and loads it on
+    its threads, as `--task-runner threads` does, instead of waiting for it."""
 
     def __init__(self, paths: Paths, run: Path):
         super().__init__()
         self.paths, self.run = paths, run
-        self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, {province: future})
+        self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, Future of {province: Dask future})
+        self._taken: set[date] = set()         # dates the driver began: submit none of them
+        self._staged: list[StagedIntake] = []  # the workers' Parquet of the date being staged
         self._client = None
+        self._dask = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="recon-dask")
+        self.shares_cores = not os.environ.get(ADDRESS_ENV)   # a LocalCluster
+
+    def _on_dask_thread(self, fn, *args) -> concurrent.futures.Future:
+        """fn(*args) on the Dask thread, in the flow run's context (its task runner)."""
+        return self._dask.submit(contextvars.copy_context().run, fn, *args)
+
+    def _dask_client(self):
+        """The task runner's client: the first call starts the LocalCluster (seconds on
+        this machine; its workers then yield to the driver) or connects to
+        RECON_DASK_ADDRESS's scheduler."""
+        if self._client is None:
+            from prefect.context import FlowRunContext
+            client = FlowRunContext.get().task_runner.client
+            if self.shares_cores and LOCAL_WORKER_NICE > 0:
+                client.run(yield_to_driver, LOCAL_WORKER_NICE)
+            self._client = client
+        return self._client
 
     def _submit_loads(self, deliveries: list, d: date) -> dict:
         """One Dask task per province, earlier dates first (Dask runs higher priorities
         first); keys name the date, the province and this run (a shared scheduler)."""
-        if self._client is None:
-            from prefect.context import FlowRunContext
-            self._client = FlowRunContext.get().task_runner.client
-        return {x.province: self._client.submit(
+        client = self._dask_client()
+        if d in self._taken:   # the driver began D while the cluster started
+            return {}
+        return {x.province: client.submit(
                     load_on_worker, x, d, str(self.run), pure=False, priority=-d.toordinal(),
                     key=f"load-province-{d.isoformat()}-{x.province}-{self.run.name}")
                 for x in deliveries}
 
+    def _not_begun(self, submitted: dict) -> list[str]:
+        """The provinces of `submitted` that no worker has begun (queued on the
+        scheduler), cancelled there: the driver loads them."""
+        keys = {f.key: province for province, f in submitted.items()}
+        states = self._dask_client().run_on_scheduler(task_states, list(keys))
+        taken = [p for k, p in keys.items() if states.get(k) in NOT_BEGUN]
+        self._dask_client().cancel([submitted[p] for p in taken])
+        return taken
+
     def prefetch(self, d: date) -> None:
         """Read D's inbox and submit its provinces now; a fault is left for D's own turn."""
-        if d in self._ahead:
+        if d in self._ahead or d in self._taken:
             return
         try:
             inbox_date = super().call(READ_INBOX, self.paths.inbox, d)
         except Exception:  # noqa: BLE001 - D's run reads again and reports it in order
             return
-        self._ahead[d] = (inbox_date, self._submit_loads(list(inbox_date.deliveries), d))
+        self._ahead[d] = (inbox_date, self._on_dask_thread(
+            self._submit_loads, list(inbox_date.deliveries), d))
 
     def call(self, step: Step, *args):
         if step is READ_INBOX and args[1] in self._ahead:
             return self._ahead[args[1]][0]
         result = super().call(step, *args)
-        if step is STAGE:   # the rows are in the warehouse: drop their Parquet at once
-            drop_staged(self.run, args[3])
+        if step is STAGE:   # the workers' Parquet of D is in the warehouse: drop it at once
+            drop_staged(self.run, self._staged)
+            self._staged = []
         return result
+
+    def stream(self, step: Step, items: list, *args):
+        if step is not LOAD_PROVINCE:
+            return self.map(step, items, *args)
+        return self._loads(items, args[0])
 
     def map(self, step: Step, items: list, *args) -> list:
         if step is not LOAD_PROVINCE:
             return super().map(step, items, *args)
-        d = args[0]
-        ahead = self._ahead.pop(d, (None, {}))[1]
-        missing = [x for x in items if x.province not in ahead]
-        submitted = {**ahead, **self._submit_loads(missing, d)}
-        futures = [submitted[x.province] for x in items]   # in the order the caller asked
+        return list(self._loads(items, args[0]))
+
+    def _workers_keep(self, items: list, d: date) -> dict:
+        """{province: Dask future} of the provinces of D the workers load; the driver
+        loads the others."""
+        self._taken.add(d)
+        ahead = self._ahead.pop(d, (None, None))[1]
+        if ahead is not None and self.shares_cores and not ahead.done():
+            ahead.add_done_callback(_cancel_submitted)  # the cluster is still starting
+            return {}
+        submitted = dict(ahead.result()) if ahead is not None else {}
+        missing = [x for x in items if x.province not in submitted]
+        if missing:   # not submitted ahead (one date): now, and wait for the cluster
+            self._taken.discard(d)
+            submitted.update(self._on_dask_thread(self._submit_loads, missing, d).result())
+            self._taken.add(d)
+        if self.shares_cores:
+            for province in self._on_dask_thread(self._not_begun, submitted).result():
+                del submitted[province]
+        return submitted
+
+    def _loads(self, items: list, d: date) -> Iterator:
+        """D's provinces in the order asked: the workers' staged Parquet, and the loads
+        the driver took, on its threads (begun at once, PROVINCES_IN_FLIGHT ahead).
+        recon-<D>-intake lists where each was loaded."""
+        futures: dict = {}
+        local = None
+        listed: list[dict] = []
         try:
-            staged = [f.result() for f in futures]
-        except Exception as e:
-            _cancel(futures)
-            _tag(e, step)
+            futures = self._workers_keep(items, d)
+            local = _DriverLoads([x for x in items if x.province not in futures], d,
+                                 self.backoff)
+            for x in items:
+                if x.province in local.provinces:
+                    intake, seen = local.next()
+                    listed.append(seen)
+                else:
+                    intake = futures[x.province].result()
+                    intake.run_folder = self.run
+                    self._staged.append(intake)
+                    listed.append({"province": intake.province, "worker": intake.worker,
+                                   "started": intake.started, "finished": intake.finished,
+                                   "rows": sum(intake.rows.values())})
+                yield intake
+                del intake   # staged: hold no reference while the next one comes
+        except BaseException as e:   # a fault, or the caller stopped (its stage failed)
+            _cancel(list(futures.values()))
+            if isinstance(e, Exception):
+                _tag(e, LOAD_PROVINCE)
             raise
-        for s in staged:
-            s.run_folder = self.run
-        intake_artifact(d, staged)
-        return staged
+        finally:
+            if local is not None:
+                local.close()
+        where = ("Dask workers" if local is None or not local.provinces else
+                 "threads of the driver" if not futures else
+                 "Dask workers and threads of the driver")
+        intake_artifact(d, listed, where)
 
     def cancel_ahead(self) -> None:
         """Cancel the loads submitted for dates that will not run (a date failed)."""
-        for _inbox, futures in self._ahead.values():
-            _cancel(list(futures.values()))
+        for _inbox, submitted in self._ahead.values():
+            with contextlib.suppress(Exception):   # a cluster that failed to start: nothing to cancel
+                _cancel(list(submitted.result().values()))
         self._ahead.clear()
+
+    def close(self) -> None:
+        """Cancel what runs ahead and let the Dask thread finish (before the task runner
+        stops the cluster)."""
+        try:
+            self.cancel_ahead()
+        finally:
+            self._dask.shutdown(wait=True)
+
+
+# Scheduler states of a task no worker has begun (queued: the workers are saturated).
+NOT_BEGUN = frozenset({"queued", "no-worker", "waiting", "released"})
+
+
+def task_states(keys: list, dask_scheduler=None) -> dict:
+    """On the scheduler (Client.run_on_scheduler): the state of each of `keys` it knows."""
+    return {k: ts.state for k in keys if (ts := dask_scheduler.tasks.get(k)) is not None}
+
+
+def _cancel_submitted(submitted: concurrent.futures.Future) -> None:
+    with contextlib.suppress(Exception):
+        _cancel(list(submitted.result().values()))
+
+
+class _DriverLoads:
+    """The provinces the driver took, loaded on its threads as the Prefect executor
+    loads them (transient I/O retried), begun at once, at most PROVINCES_IN_FLIGHT
+    ahead of the one the caller takes, in order; each with where and when it ran."""
+
+    def __init__(self, items: list, d: date, backoff: float):
+        from contracts.resources import PROVINCES_IN_FLIGHT
+        from flows.nightly import _runner_threads, _seen
+        plain = PlainExecutor(max_workers=_runner_threads(), backoff=backoff)
+        step = Step(LOAD_PROVINCE.name, _seen(LOAD_PROVINCE.fn), LOAD_PROVINCE.io_retries)
+        self.provinces = {x.province for x in items}
+        self._todo = iter(items)
+        self._load = lambda x: plain.call(step, x, d)
+        ahead = max(1, min(PROVINCES_IN_FLIGHT, plain.max_workers))
+        self._pool = concurrent.futures.ThreadPoolExecutor(ahead) if items else None
+        self._pending = collections.deque(self._pool.submit(self._load, x)
+                                          for x in itertools.islice(self._todo, ahead))
+
+    def next(self):
+        result = self._pending.popleft().result()
+        self._pending.extend(self._pool.submit(self._load, x) for x in itertools.islice(self._todo, 1))
+        return result
+
+    def close(self) -> None:
+        for f in self._pending:
+            f.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _cancel(futures: list) -> None:
@@ -515,12 +664,21 @@ def _cancel(futures: list) -> None:
             f.cancel()
 
 
-def intake_artifact(d: date, staged: list[StagedIntake]) -> None:
-    """Prefect's view of a date's loads on the workers: recon-<D>-intake."""
+def intake_artifact(d: date, loads: list[dict], where: str) -> None:
+    """Prefect's view of a date's loads, on the workers or the driver: recon-<D>-intake."""
     from flows.nightly import intake_artifact as artifact
-    artifact(d, [{"province": s.province, "worker": s.worker, "started": s.started,
-                  "finished": s.finished, "rows": sum(s.rows.values())} for s in staged],
-             "Dask workers")
+    artifact(d, loads, where)
+
+
+def yield_to_driver(nice: int) -> None:
+    """On a local worker: every thread of its process (on Linux a thread has a priority
+    of its own) runs `nice` steps below the driver it was started by, so the driver
+    sharing its cores gets them first; threads started later inherit it."""
+    tasks = "/proc/self/task"
+    for tid in os.listdir(tasks) if os.path.isdir(tasks) else ["0"]:
+        with contextlib.suppress(OSError):   # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, int(tid),
+                           min(19, os.getpriority(os.PRIO_PROCESS, int(tid)) + nice))
 
 
 class StagingExecutor(PlainExecutor):
@@ -554,7 +712,7 @@ def dask_executor(paths: Paths):
         try:
             yield ex
         finally:
-            ex.cancel_ahead()
+            ex.close()
 
 
 def flow_executor(paths: Paths):
@@ -568,7 +726,10 @@ def flow_executor(paths: Paths):
 def pipelined_backfill(paths: Paths, days: list[date]) -> list[dict]:
     """D1..Dn in date order on the driver, while the workers already load the provinces
     of the next PIPELINE_DEPTH dates (the ledger chain still goes D-1 -> D: only intake,
-    which reads nothing of the warehouse, runs ahead)."""
+    which reads nothing of the warehouse, runs ahead). On a LocalCluster the driver
+    takes what the workers have not begun when a date's turn comes: D1 while the
+    cluster starts (3.2 s here, docs/capacity.md), later dates when the workers are
+    behind (DaskExecutor)."""
     summaries = []
     with dask_executor(paths) as ex:
         for i, d in enumerate(days):

@@ -10,6 +10,7 @@ the reports and warehouse rows of the plain backfill of the same inbox.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -130,6 +131,50 @@ def test_staging_through_parquet_gives_the_plain_results(plain, tmp_path):
     assert warehouse_rows(tmp_path / "wh.duckdb") == warehouse_rows(plain / "wh.duckdb")
 
 
+class _HalfOnWorkers(distributed.DaskExecutor):
+    """DaskExecutor without a cluster: the provinces of odd rank come as a worker's
+    staged Parquet (load_on_worker, run here), the driver takes the others."""
+
+    def _workers_keep(self, items, d):
+        done = {}
+        for x in items[1::2]:
+            f = concurrent.futures.Future()
+            f.set_result(distributed.load_on_worker(x, d, str(self.run)))
+            done[x.province] = f
+        return done
+
+
+def test_provinces_staged_partly_by_workers_partly_by_the_driver_give_the_plain_results(
+        plain, tmp_path, monkeypatch):
+    """When the driver takes the provinces the workers have not begun, a date is staged
+    from both, in province order: the reports and warehouse rows are still the plain
+    run's, byte for byte, and the workers' Parquet is gone once the date is staged."""
+    from flows.nightly import PlainExecutor, PrefectExecutor, run_date
+    monkeypatch.setattr(PrefectExecutor, "call",   # the steps as plain calls: no Prefect here
+                        lambda self, step, *args: PlainExecutor().call(step, *args))
+    monkeypatch.setattr(PrefectExecutor, "artifacts", PlainExecutor.artifacts)
+    listed = {}
+    monkeypatch.setattr(distributed, "intake_artifact",
+                        lambda d, loads, where: listed.setdefault(d, (loads, where)))
+    paths = Paths.of(plain / "inbox", tmp_path / "reports", tmp_path / "wh.duckdb")
+    left = []
+    with distributed.run_folder(paths) as run:
+        for d in DATES:
+            ex = _HalfOnWorkers(paths, run)
+            try:
+                run_date(paths, d, ex)
+            finally:
+                ex.close()
+            left.append(sorted(p.name for p in run.iterdir() if p.name != distributed.LOCK))
+    assert left == [[]] * len(DATES)
+    assert results(tmp_path / "reports") == results(plain / "reports")
+    assert warehouse_rows(tmp_path / "wh.duckdb") == warehouse_rows(plain / "wh.duckdb")
+    for d in DATES:
+        loads, where = listed[d]
+        assert where == "Dask workers and threads of the driver"
+        assert [x["province"] for x in loads] == sorted(x["province"] for x in loads)
+
+
 def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backfill(
         prefect_server, plain, tmp_path):
     r = recon_dask(prefect_server, plain, tmp_path, "--dask-workers", "2")
@@ -138,10 +183,13 @@ def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backf
     staged = sorted(t.start_time for t in runs if t.name == "stage")
     published = sorted(t.end_time for t in runs if t.name == "publish")
     assert len(staged) == len(published) == len(DATES)
-    assert all(len(loads[d]) >= 25 for d in DATES)   # one Dask task per province
-    assert {x["worker"] for d in DATES for x in loads[d]} == {"0", "1"}   # on both workers
-    # pipelined: the provinces of D2 were loading on the workers before D1 was published
-    assert min(x["started"] for x in loads[DATES[1]]) < published[0]
+    for d in DATES:   # every province loaded once, by a worker or by the driver
+        provinces = [x["province"] for x in loads[d]]
+        assert len(provinces) >= 25 and len(set(provinces)) == len(provinces)
+    # D1 loaded by the driver's own threads while the LocalCluster started (its reports
+    # and rows are plain's, above); later dates by the workers unless the driver found
+    # them not begun (test_provinces_staged_partly_by_workers_partly_by_the_driver_...)
+    assert not {x["worker"] for x in loads[DATES[0]]} & {"0", "1"}
     # in date order on the driver: D is staged only after D-1 is published (the ledger chain)
     assert all(published[i] <= staged[i + 1] for i in range(len(DATES) - 1))
 
@@ -189,6 +237,16 @@ def test_dask_backfill_on_a_separately_started_scheduler_and_workers_matches_the
         ran_on = workers_that_ran(address)
     assert_same_as_plain(plain, tmp_path, r)
     assert ran_on == {"host-a", "host-b"}  # both "hosts" loaded provinces
+    runs, loads = the_last_backfill(prefect_server["PREFECT_API_URL"])
+    # workers of their own (other hosts): they load every date, the first one included
+    assert all(len(loads[d]) >= 25 for d in DATES)   # one Dask task per province
+    assert {x["worker"] for d in DATES for x in loads[d]} == {"host-a", "host-b"}
+    staged = sorted(t.start_time for t in runs if t.name == "stage")
+    published = sorted(t.end_time for t in runs if t.name == "publish")
+    # pipelined: the provinces of D2 were loading on the workers before D1 was published
+    assert min(x["started"] for x in loads[DATES[1]]) < published[0]
+    # in date order on the driver: D is staged only after D-1 is published (the ledger chain)
+    assert all(published[i] <= staged[i + 1] for i in range(len(DATES) - 1))
 
 
 def workers_of(address: str) -> int:
@@ -239,6 +297,24 @@ def test_a_scheduler_that_does_not_answer_is_refused_before_anything_is_touched(
     err = capsys.readouterr().err
     assert rc == 2 and "cannot be reached" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "w.duckdb").exists()
+
+
+def test_local_workers_yield_every_thread_of_their_process_to_the_driver(tmp_path):
+    """yield_to_driver, which the LocalCluster's workers run once they are up, lowers the
+    priority of every thread of the process by `nice` steps, those started before it
+    included (in a fresh process, which inherits this one's priority)."""
+    code = ("import os, threading, time\n"
+            "from flows.distributed import yield_to_driver\n"
+            "ids = []\n"
+            "t = threading.Thread(target=lambda: (ids.append(threading.get_native_id()), "
+            "time.sleep(2)))\n"
+            "t.start(); time.sleep(0.2)\n"
+            "yield_to_driver(7)\n"
+            "print(os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, ids[0]))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7))] * 2
 
 
 def test_local_workers_leave_the_driver_a_cpu_and_follow_the_environment(monkeypatch):
