@@ -82,7 +82,8 @@ WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 # ahead in the cycles the driver leaves, and what they have not begun when its date comes
 # the driver takes (DaskExecutor). 5, not 10: a worker at 10 starved behind other work on
 # a busy machine (docs/capacity.md). Operators' own `dask worker`s are left as they are.
-LOCAL_WORKER_NICE = int(os.environ.get("RECON_DASK_WORKER_NICE", "5"))
+NICE_ENV = "RECON_DASK_WORKER_NICE"
+LOCAL_WORKER_NICE = 5
 # The LocalCluster's processes share the driver's cores: no statistical profiler in the
 # workers (a stack sample every 10 ms of every task, for a dashboard recon does not start)
 # and event-loop health checks every second, not every 20 ms (docs/capacity.md).
@@ -112,6 +113,17 @@ def local_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     return max(1, cpus - 1)
+
+
+def local_worker_nice() -> int:
+    """How many steps below the driver the LocalCluster's workers run: RECON_DASK_WORKER_NICE
+    (0-19), else LOCAL_WORKER_NICE."""
+    text = os.environ.get(NICE_ENV)
+    if not text:
+        return LOCAL_WORKER_NICE
+    if not text.isdigit() or int(text) > 19:
+        raise InputError(f"{NICE_ENV}={text[:20]!r} is not a whole number from 0 to 19.")
+    return int(text)
 
 
 def check_address(address: str) -> str:
@@ -475,6 +487,7 @@ class DaskExecutor(PrefectExecutor):
         self._client = None
         self._dask = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="recon-dask")
         self.shares_cores = not os.environ.get(ADDRESS_ENV)   # a LocalCluster
+        self.nice = local_worker_nice() if self.shares_cores else 0
 
     def _on_dask_thread(self, fn, *args) -> concurrent.futures.Future:
         """fn(*args) on the Dask thread, in the flow run's context (its task runner)."""
@@ -487,8 +500,8 @@ class DaskExecutor(PrefectExecutor):
         if self._client is None:
             from prefect.context import FlowRunContext
             client = FlowRunContext.get().task_runner.client
-            if self.shares_cores and LOCAL_WORKER_NICE > 0:
-                client.run(yield_to_driver, LOCAL_WORKER_NICE)
+            if self.nice > 0:
+                client.run(yield_to_driver, self.nice)
             self._client = client
         return self._client
 

@@ -317,6 +317,18 @@ def test_local_workers_yield_every_thread_of_their_process_to_the_driver(tmp_pat
     assert r.stdout.split() == [str(min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7))] * 2
 
 
+def test_local_workers_run_below_the_driver_by_the_environment_or_the_default(monkeypatch):
+    from contracts.errors import InputError
+    monkeypatch.delenv(distributed.NICE_ENV, raising=False)
+    assert distributed.local_worker_nice() == distributed.LOCAL_WORKER_NICE
+    monkeypatch.setenv(distributed.NICE_ENV, "0")
+    assert distributed.local_worker_nice() == 0
+    for bad in ("-3", "20", "five"):
+        monkeypatch.setenv(distributed.NICE_ENV, bad)
+        with pytest.raises(InputError, match="whole number from 0 to 19"):
+            distributed.local_worker_nice()
+
+
 def test_local_workers_leave_the_driver_a_cpu_and_follow_the_environment(monkeypatch):
     monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
     assert distributed.local_workers() == max(1, len(os.sched_getaffinity(0)) - 1)
