@@ -3,6 +3,9 @@
 S06/S07 (and their effect on validity) are tested in test_rules_persons.py."""
 from datetime import date, timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from contracts.certno import make_certno
 from transforms import rules_files, rules_persons, rules_relationships
 from tests.builders import (BENEFICIARY, D, SHARER, add, context, dissolve, establish, findings,
@@ -402,3 +405,45 @@ def test_rerun_of_an_earlier_date_ignores_later_relation_events():
     judge(con, PREV)
     assert relation_events(con, PREV) == {"E1": True, "X0": True}   # X1 of D is not looked at
     assert findings(con) == []
+
+
+# --- many events at once: each judged with its own two persons ---------------------
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["PARENT", "CHILD", "SPOUSE"]),
+                          st.integers(-2, 2), st.booleans(), st.booleans(), st.booleans()),
+                min_size=1, max_size=40))
+def test_every_establish_of_a_day_is_judged_on_its_own_sharer_and_beneficiary(events):
+    """S02 and validity of many ESTABLISHes delivered in one file, in no particular
+    order of their persons: each event's verdict follows the spec's formula on its own
+    two persons (the lookups of sharers and beneficiaries are put side by side)."""
+    con = warehouse()
+    d_int = D.year * 10000 + D.month * 100 + D.day
+    rows, persons, expected_s02, expected_valid = [], [], set(), {}
+    for i, (code, days_off, s_male, t_male, t_known) in enumerate(events):
+        sharer, beneficiary = f"44{i:018d}", f"41{i:018d}"
+        # ages at the PARENT / CHILD / SPOUSE boundary, shifted by days_off
+        s_birth, t_birth = {
+            "PARENT": (date(1980, 1, 1) + timedelta(days=days_off), date(1965, 1, 1)),
+            "CHILD": (date(1965, 1, 1), date(1980, 1, 1) + timedelta(days=days_off)),
+            "SPOUSE": (date(2004, 11, 20) + timedelta(days=days_off), date(2006, 11, 20)),
+        }[code]
+        b = lambda x: x.year * 10000 + x.month * 100 + x.day
+        bs, bt = b(s_birth), b(t_birth)
+        persons.append(person(sharer, birth=s_birth.strftime("%Y%m%d"), male=s_male))
+        if t_known:
+            persons.append(person(beneficiary, birth=t_birth.strftime("%Y%m%d"), male=t_male,
+                                  insutype="390"))
+        rows.append(establish(f"E{i:03d}", f"R{i:03d}", sharer=sharer, beneficiary=beneficiary,
+                              relation_code=code))
+        of_age = lambda birth, male: birth + (220000 if male else 200000) <= d_int
+        implausible = {"PARENT": not bt + 150000 <= bs, "CHILD": not bs + 150000 <= bt,
+                       "SPOUSE": not (of_age(bs, s_male) and of_age(bt, t_male))}[code]
+        if t_known and implausible:
+            expected_s02.add(f"E{i:03d}")
+        expected_valid[f"E{i:03d}"] = t_known and not implausible
+    add(con, "persons", persons[::-1])          # persons in another order than the events
+    add(con, "relationships", rows)
+    judge(con)
+    assert set(record_ids(con, "S02")) == expected_s02
+    assert relation_events(con) == expected_valid
