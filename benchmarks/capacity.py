@@ -319,19 +319,24 @@ def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None
         more = dict(x.split("=", 1) for x in assignments)
         name = spec if spec not in figures else f"{spec}#{i}"
         folder = f"run{i}"
-        before = load()
+        before, code = load(), code_digest()
         wall, cpu, proc = timed([recon, *common, "--out", str(tmp / folder), "--warehouse",
                                  str(tmp / f"{folder}.duckdb"), *extra],
                                 {**env, **(api if needs_api else {}), **more})
         if proc.returncode != 0:
             sys.exit(f"{name} backfill failed: {proc.stderr.strip()[-1500:]}")
         figures[name] = {"wall_s": wall, "cpu_s": cpu, "load_before": before,
-                         "load_after": load(), "folder": folder}
+                         "load_after": load(), "folder": folder,
+                         "code": code, "code_after": code_digest()}
         print(f"  {name:<8} {wall:7.1f} s wall  {cpu:7.1f} s CPU  (load before {before}, after "
               f"{figures[name]['load_after']})", flush=True)
         if way == "dask":
             figures[name]["timeline"] = timeline(api["PREFECT_API_URL"], START, end)
             print_timeline(figures[name]["timeline"])
+    codes = {f[k] for f in figures.values() for k in ("code", "code_after")}
+    if len(codes) > 1:   # a shared working tree: someone edited the code meanwhile
+        print("WARNING: the source files (flows, transforms, contracts) changed during the "
+              "benchmark, so the ways ran different code: compare neither times nor results")
     dates = [(START + timedelta(days=i)).isoformat() for i in range(days)]
     if "plain" in figures:
         reference = figures["plain"]["folder"]
@@ -390,6 +395,8 @@ def timeline(api: str, start: date, end: date) -> list[dict]:
                  datetime.fromisoformat(x["finished"]).timestamp()) for x in loads]
         stage, publish = by_name.get("stage", [])[i:i + 1], by_name.get("publish", [])[i:i + 1]
         out.append({"date": d, "where": sorted({str(x["worker"]) for x in loads})[:3],
+                    "provinces": len(loads),   # and how many the driver's threads loaded
+                    "by_driver": sum(str(x["worker"]).startswith("ThreadPool") for x in loads),
                     "loads_from": min(w[0] for w in when) - t0, "loads_to": max(w[1] for w in when) - t0,
                     "stage_from": stage[0].start_time.timestamp() - t0 if stage else None,
                     "stage_to": stage[0].end_time.timestamp() - t0 if stage else None,
@@ -400,8 +407,20 @@ def timeline(api: str, start: date, end: date) -> list[dict]:
 def print_timeline(rows: list[dict]) -> None:
     print("\ndask timeline (s from the backfill flow run's start): provinces loaded, staged, published")
     for r in rows:
-        print(f"  {r['date']}  loads {r['loads_from']:6.1f}-{r['loads_to']:6.1f} on {','.join(r['where'])}"
-              f"  stage {r['stage_from']:6.1f}-{r['stage_to']:6.1f}  published {r['published']:6.1f}")
+        print(f"  {r['date']}  loads {r['loads_from']:6.1f}-{r['loads_to']:6.1f}, "
+              f"{r['by_driver']:2d} of {r['provinces']} by the driver  stage {r['stage_from']:6.1f}-"
+              f"{r['stage_to']:6.1f}  published {r['published']:6.1f}")
+
+
+def code_digest() -> str:
+    """sha256 over the program's source files (what a run imports), to tell whether all
+    ways ran the same code."""
+    import hashlib
+    h = hashlib.sha256()
+    for path in sorted(p for d in ("flows", "transforms", "contracts") for p in (ROOT / d).rglob("*")
+                       if p.suffix in (".py", ".toml") and p.is_file()):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def rows_digest(warehouse: Path) -> dict[str, tuple]:
@@ -434,10 +453,15 @@ def why(f: dict, cores: int, workers: int) -> str:
             ("its cluster, the staged rows written as Parquet and loaded back, Dask's own event "
              "loops" if extra > 0 else "the intake on the worker, the Parquet round trip and the "
              "cluster together cost less CPU than the intake on the driver's threads") + "). ")
+    rows = f["dask"].get("timeline") or []
+    took = sum(r["by_driver"] for r in rows[1:])
+    share = (f" The driver loaded D1 itself while the cluster started, and {took} of the "
+             f"{sum(r['provinces'] for r in rows[1:])} provinces of the later dates that the "
+             "worker had not begun when their date came." if rows else "")
     if dask < plain:
         return said + (f"The {workers} worker(s) load later dates while the driver reconciles "
                        "earlier ones, so a day's intake hides behind the driver's work of the day "
-                       "before, and that more than pays for Prefect and Dask here.")
+                       "before, and that more than pays for Prefect and Dask here." + share)
     if busy >= cores:
         return said + (f"The load average was {busy:.1f} on {cores} cores (other work), so no "
                        "core stood idle for the pipeline to use: each backfill got about "
@@ -445,10 +469,10 @@ def why(f: dict, cores: int, workers: int) -> str:
                        "cores, and wall time followed CPU time, where dask does more work than "
                        "plain. Pipelining only hides the intake (on one core, behind the driver) "
                        "when a core is free; on a busy 2-core machine it cannot pay for Prefect "
-                       "and Dask.")
+                       "and Dask." + share)
     return said + (f"Pipelining hides at most the intake behind the driver's work, and on {cores} "
                    "cores the plain path already loads the provinces on every core; that gain is "
-                   "smaller than what Prefect and Dask cost on the driver's cores.")
+                   "smaller than what Prefect and Dask cost on the driver's cores." + share)
 
 
 def main() -> None:
