@@ -486,12 +486,16 @@ class DaskExecutor(PrefectExecutor):
         self._staged: list[StagedIntake] = []  # the workers' Parquet of the date being staged
         self._client = None
         self._dask = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="recon-dask")
+        self._context = contextvars.copy_context()
         self.shares_cores = not os.environ.get(ADDRESS_ENV)   # a LocalCluster
         self.nice = local_worker_nice() if self.shares_cores else 0
 
     def _on_dask_thread(self, fn, *args) -> concurrent.futures.Future:
-        """fn(*args) on the Dask thread, in the flow run's context (its task runner)."""
-        return self._dask.submit(contextvars.copy_context().run, fn, *args)
+        """fn(*args) on the Dask thread, in the flow run's context as it was when this
+        executor was made (its task runner), not a task run's: the cluster's event loop
+        keeps the context it starts in, which must not hold a task's arguments (the
+        warehouse connection) until the process ends."""
+        return self._dask.submit(self._context.copy().run, fn, *args)
 
     def _dask_client(self):
         """The task runner's client: the first call starts the LocalCluster (seconds on
