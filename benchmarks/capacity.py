@@ -456,8 +456,8 @@ def why(f: dict, cores: int, workers: int) -> str:
     rows = f["dask"].get("timeline") or []
     took = sum(r["by_driver"] for r in rows[1:])
     share = (f" The driver loaded D1 itself while the cluster started, and {took} of the "
-             f"{sum(r['provinces'] for r in rows[1:])} provinces of the later dates that the "
-             "worker had not begun when their date came." if rows else "")
+             f"{sum(r['provinces'] for r in rows[1:])} provinces of the later dates (those the "
+             "worker had not begun when their date came)." if rows else "")
     if dask < plain:
         return said + (f"The {workers} worker(s) load later dates while the driver reconciles "
                        "earlier ones, so a day's intake hides behind the driver's work of the day "
