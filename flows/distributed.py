@@ -16,6 +16,10 @@ province of a 250,000-person day (docs/capacity.md), and the workers then never 
 the Prefect API. Prefect shows each date's loads as the table artifact recon-<D>-intake (province,
 worker, start, end, rows).
 
+On a LocalCluster the workers share the driver's cores, so the driver never waits for a
+load no worker has begun: it loads those provinces itself, on its threads (all of D1 while
+the cluster starts), and the workers run a few nice steps below it (DaskExecutor).
+
 The warehouse stays single-writer: only the driver opens DuckDB; workers never need the
 driver's memory. Workers read the inbox themselves (ProvinceDelivery carries its folder
 and the bounded reader of flows/inbox.py), so on several hosts the inbox and the staging
