@@ -481,6 +481,7 @@ def run_date(paths: Paths, d: date, ex) -> dict:
 
 def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     from transforms.context import RunContext, bind_date
+    from transforms.intake import declared_rows
 
     started = now()
     folders = ex.call(READ_FOLDERS, paths.inbox)
@@ -489,6 +490,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     genesis = wh.check_order(con, d, folders)
     ctx = RunContext.for_date(d, genesis)
     inbox_date = ex.call(READ_INBOX, paths.inbox, d)
+    wh.size_for_day(con, declared_rows(inbox_date.deliveries, d))   # a large day gets more memory
     previous_run_id, previous_ids = wh.previous_findings(con, d)
     run_id = new_run_id(d)
     staged = False

@@ -216,6 +216,16 @@ def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     con.execute(f"SET max_vacuum_tasks = {int(resources.MAX_VACUUM_TASKS)}")  # a date's own row groups
 
 
+def size_for_day(con: duckdb.DuckDBPyConnection, declared_rows: int) -> None:
+    """Raise the connection's memory limit for a large day (contracts/resources.py:
+    day_memory_limit), before its intake; the limit cached blocks are released to follows."""
+    from contracts import resources
+    limit = resources.day_memory_limit(declared_rows)
+    if limit is not None:
+        con.execute(f"SET memory_limit = '{limit}'")
+        con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = '{limit}'")
+
+
 def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
     """The identity of the warehouse (made when it was created; copies keep it)."""
     return con.execute("SELECT min(warehouse_id) FROM warehouse_identity").fetchone()[0]

@@ -133,3 +133,61 @@ def test_a_connection_not_opened_as_a_warehouse_keeps_its_cache_and_its_limit(tm
         assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [("1.8 GiB",)]
     finally:
         con.close()
+
+
+# --- a day larger than the national day gets more memory ---------------------------
+
+def test_a_day_past_the_large_day_rows_gets_the_large_day_limit_one_row_less_does_not():
+    assert resources.day_memory_limit(resources.LARGE_DAY_ROWS, {}) is None
+    assert resources.day_memory_limit(resources.LARGE_DAY_ROWS + 1, {}) == resources.LARGE_DAY_MEMORY_LIMIT
+
+
+def test_an_operators_memory_limit_stands_for_a_large_day_too():
+    env = {resources.MEMORY_LIMIT_ENV: "800MB"}
+    assert resources.day_memory_limit(10 * resources.LARGE_DAY_ROWS, env) is None
+
+
+def test_the_rows_a_day_declares_are_the_manifests_rows_an_unreadable_manifest_counts_none():
+    import json
+    from datetime import date
+    from contracts.inbox import ProvinceDelivery
+    from transforms.intake import declared_rows
+    d = date(2026, 11, 20)
+    sha = "0" * 64
+
+    def manifest(pp, files):
+        return json.dumps({"province": pp, "business_date": d.isoformat(), "encoding": "utf-8",
+                           "files": files}).encode()
+    deliveries = [
+        ProvinceDelivery("11", d, manifest_bytes=manifest("11", {
+            "persons.csv": {"rows": 7, "sha256": sha}, "transfers.csv": {"rows": 5, "sha256": sha}})),
+        ProvinceDelivery("12", d, manifest_bytes=manifest("12", {
+            "persons.csv": {"rows": 3, "sha256": sha},
+            "balances.csv": {"rows": -4, "sha256": sha},          # unreadable entry: 0
+            "settlements.csv": {"rows": True, "sha256": sha}})),  # not a count: 0
+        ProvinceDelivery("13", d, manifest_bytes=manifest("31", {   # another province's: 0
+            "persons.csv": {"rows": 1000, "sha256": sha}})),
+        ProvinceDelivery("14", d, manifest_bytes=b"{not json"),
+        ProvinceDelivery("15", d),                                  # no manifest (F01)
+    ]
+    assert declared_rows(deliveries, d) == 15
+
+
+def test_a_large_day_raises_the_warehouse_connections_limit_and_the_one_evictions_restore(tmp_path, monkeypatch):
+    from flows.warehouse import size_for_day
+    monkeypatch.delenv(resources.MEMORY_LIMIT_ENV, raising=False)
+    con = open_warehouse(tmp_path / "wh.duckdb")
+    try:
+        limit = lambda: con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # noqa: E731
+        national = limit()
+        size_for_day(con, resources.LARGE_DAY_ROWS)
+        assert limit() == national
+        size_for_day(con, resources.LARGE_DAY_ROWS + 1)
+        with duckdb.connect() as ref:
+            ref.execute(f"SET memory_limit = '{resources.LARGE_DAY_MEMORY_LIMIT}'")
+            expected = ref.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert limit() == expected != national
+        assert con.execute(f"SELECT getvariable('{resources.MEMORY_LIMIT_VARIABLE}')").fetchone()[0] \
+            == resources.LARGE_DAY_MEMORY_LIMIT
+    finally:
+        con.close()

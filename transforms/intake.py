@@ -620,6 +620,22 @@ def _entry(entry) -> tuple[int, str] | None:
     return rows, sha.lower()
 
 
+def declared_rows(deliveries: list[ProvinceDelivery], business_date: date) -> int:
+    """The data rows the provinces' manifests declare for D (what sizes the run's memory
+    before anything is read); a manifest or entry that cannot be read counts 0 (its
+    finding comes with the intake)."""
+    total = 0
+    for delivery in deliveries:
+        if delivery.manifest_bytes is None:
+            continue
+        try:
+            files = parse_manifest(delivery.manifest_bytes, delivery.province, business_date).files
+        except ManifestInvalid:
+            continue
+        total += sum(e[0] for e in map(_entry, files.values()) if e is not None)
+    return total
+
+
 # ------------------------------------------------------------------ one province
 
 def load_province(delivery: ProvinceDelivery, business_date: date) -> ProvinceIntake:
