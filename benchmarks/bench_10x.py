@@ -44,11 +44,13 @@ DAY = date(2026, 11, 20)
 PEAK_TARGET_MIB = 6 * 1024
 TIME_TARGET = 11.0
 NATIONAL_SECONDS = 36.1
-# The 10x reconcile runs with the product's DuckDB memory_limit (RECON_DUCKDB_MEMORY_LIMIT,
-# default 1GB, contracts/resources.py), as an operator's run would: since S05 takes the
-# deciding event by an ASOF join (39db193) nothing needs more. Before, S05's window over
-# transfers x relation_events failed to pin a block after 557 s and this benchmark ran at
-# 3GB (docs/performance.md "Ten national days"); --duckdb-memory-limit still sets one.
+# The 10x reconcile runs with the product's DuckDB memory_limit, as an operator's run
+# would: 1GB, and LARGE_DAY_MEMORY_LIMIT (2GB) for a day whose manifests declare more
+# than LARGE_DAY_ROWS rows, as this one does (contracts/resources.py); an operator's
+# RECON_DUCKDB_MEMORY_LIMIT stands for every day, and --duckdb-memory-limit sets it here.
+# Before S05 took the deciding event by an ASOF join (39db193), S05's window over
+# transfers x relation_events failed to pin a block after 557 s at 1GB
+# (docs/performance.md "Ten national days").
 NATIONAL_SOURCE = ("make bench median on a quiet machine, docs/performance.md "
                    "(commit 53f2f1d, 2,500,000 persons, 5,447,416 rows)")
 
@@ -148,7 +150,8 @@ def main() -> None:
                          "way, and take the ratio against that run instead of --national-seconds")
     ap.add_argument("--duckdb-memory-limit", default=os.environ.get("RECON_DUCKDB_MEMORY_LIMIT") or None,
                     help="RECON_DUCKDB_MEMORY_LIMIT of the 10x reconcile, a DuckDB size such as 3GB "
-                         "(default: the product's, 1GB; the national day keeps the environment's)")
+                         "(default: the product's, 2GB for a day this large; the national day keeps "
+                         "the environment's)")
     ap.add_argument("--generate-only", action="store_true", help="make (or find) the inbox and stop")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the 10x inboxes of other parameters (by default they are removed)")
