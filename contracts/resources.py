@@ -5,7 +5,8 @@ limit is 80 % of the machine's RAM, far above the 1.5 GiB a national day may
 take. Each value can be overridden by its environment variable; a bad value is
 refused in one sentence naming the variable.
 
-    RECON_DUCKDB_MEMORY_LIMIT     a DuckDB size such as 1GB, 800MB, 2.5GiB
+    RECON_DUCKDB_MEMORY_LIMIT     a DuckDB size such as 1GB, 800MB, 2.5GiB; default
+                                  MEMORY_LIMIT, LARGE_DAY_MEMORY_LIMIT for a large day
     RECON_DUCKDB_TEMP_DIRECTORY   where DuckDB spills; default '<warehouse>.tmp'
                                   beside the warehouse (DuckDB's default)
 """
