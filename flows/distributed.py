@@ -617,6 +617,7 @@ class DaskExecutor(PrefectExecutor):
         where = ("Dask workers" if local is None or not local.provinces else
                  "threads of the driver" if not futures else
                  "Dask workers and threads of the driver")
+        from flows.nightly import intake_artifact   # recon-<D>-intake, as the threads' loads
         intake_artifact(d, listed, where)
 
     def cancel_ahead(self) -> None:
@@ -683,12 +684,6 @@ def _cancel(futures: list) -> None:
     for f in futures:
         with contextlib.suppress(Exception):
             f.cancel()
-
-
-def intake_artifact(d: date, loads: list[dict], where: str) -> None:
-    """Prefect's view of a date's loads, on the workers or the driver: recon-<D>-intake."""
-    from flows.nightly import intake_artifact as artifact
-    artifact(d, loads, where)
 
 
 def yield_to_driver(nice: int) -> None:

@@ -209,9 +209,7 @@ def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     growing; no row-group merging at checkpoints: a late date commits as fast as an early one."""
     from contracts import resources
     quoted = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731 - SET takes no parameters
-    con.execute(f"SET memory_limit = {quoted(resources.memory_limit())}")
-    # transforms/buffer_pool.py restores this limit after each eviction of cached blocks
-    con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = {quoted(resources.memory_limit())}")
+    _set_memory_limit(con, resources.memory_limit())
     con.execute(f"SET temp_directory = {quoted(resources.temp_directory(warehouse))}")
     con.execute(f"SET max_vacuum_tasks = {int(resources.MAX_VACUUM_TASKS)}")  # a date's own row groups
 
@@ -222,8 +220,16 @@ def size_for_day(con: duckdb.DuckDBPyConnection, declared_rows: int) -> None:
     from contracts import resources
     limit = resources.day_memory_limit(declared_rows)
     if limit is not None:
-        con.execute(f"SET memory_limit = '{limit}'")
-        con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = '{limit}'")
+        _set_memory_limit(con, limit)
+
+
+def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """The connection's memory limit, recorded where release_cached_blocks
+    (contracts/resources.py) restores it from after each eviction of cached blocks."""
+    from contracts import resources
+    quoted = "'" + limit.replace("'", "''") + "'"  # SET takes no parameters
+    con.execute(f"SET memory_limit = {quoted}")
+    con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = {quoted}")
 
 
 def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:

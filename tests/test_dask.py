@@ -149,12 +149,13 @@ def test_provinces_staged_partly_by_workers_partly_by_the_driver_give_the_plain_
     """When the driver takes the provinces the workers have not begun, a date is staged
     from both, in province order: the reports and warehouse rows are still the plain
     run's, byte for byte, and the workers' Parquet is gone once the date is staged."""
+    from flows import nightly
     from flows.nightly import PlainExecutor, PrefectExecutor, run_date
     monkeypatch.setattr(PrefectExecutor, "call",   # the steps as plain calls: no Prefect here
                         lambda self, step, *args: PlainExecutor().call(step, *args))
     monkeypatch.setattr(PrefectExecutor, "artifacts", PlainExecutor.artifacts)
     listed = {}
-    monkeypatch.setattr(distributed, "intake_artifact",
+    monkeypatch.setattr(nightly, "intake_artifact",
                         lambda d, loads, where: listed.setdefault(d, (loads, where)))
     paths = Paths.of(plain / "inbox", tmp_path / "reports", tmp_path / "wh.duckdb")
     left = []
