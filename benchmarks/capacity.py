@@ -270,7 +270,7 @@ def prefect_server(home: Path):
             time.sleep(0.5)
         else:
             sys.exit("prefect server start did not answer within 150 s")
-        yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(home)}
+        yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(home), SERVER_PID: str(server.pid)}
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -278,6 +278,17 @@ def prefect_server(home: Path):
             server.wait(20)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
+
+
+SERVER_PID = "_server_pid"   # in the dict prefect_server yields; never passed to a run
+
+
+def server_cpu(api: dict) -> float | None:
+    """CPU seconds (user + system) the Prefect server started here has used so far: it
+    shares the two cores with the run (None for a server of PREFECT_API_URL's)."""
+    from prefect_overhead import server_cpu as cpu_of   # benchmarks/ is sys.path[0]
+    pid = api.get(SERVER_PID)
+    return cpu_of(int(pid)) if pid else None
 
 
 def backfill(persons: int, days: int, workers: int | None, runs: tuple[str, ...]) -> None:
@@ -319,17 +330,19 @@ def compare(inbox: Path, tmp: Path, persons: int, days: int, workers: int | None
         more = dict(x.split("=", 1) for x in assignments)
         name = spec if spec not in figures else f"{spec}#{i}"
         folder = f"run{i}"
-        before, code = load(), code_digest()
+        before, code, server0 = load(), code_digest(), server_cpu(api)
+        api_env = {k: v for k, v in api.items() if k != SERVER_PID} if needs_api else {}
         wall, cpu, proc = timed([recon, *common, "--out", str(tmp / folder), "--warehouse",
-                                 str(tmp / f"{folder}.duckdb"), *extra],
-                                {**env, **(api if needs_api else {}), **more})
+                                 str(tmp / f"{folder}.duckdb"), *extra], {**env, **api_env, **more})
+        server = server_cpu(api) - server0 if server0 is not None else None
         if proc.returncode != 0:
             sys.exit(f"{name} backfill failed: {proc.stderr.strip()[-1500:]}")
         figures[name] = {"wall_s": wall, "cpu_s": cpu, "load_before": before,
                          "load_after": load(), "folder": folder,
-                         "code": code, "code_after": code_digest()}
-        print(f"  {name:<8} {wall:7.1f} s wall  {cpu:7.1f} s CPU  (load before {before}, after "
-              f"{figures[name]['load_after']})", flush=True)
+                         "code": code, "code_after": code_digest(), "server_cpu_s": server}
+        on_server = f" + server {server:4.1f} s CPU" if server is not None else ""
+        print(f"  {name:<8} {wall:7.1f} s wall  {cpu:7.1f} s CPU{on_server}  (load before {before}, "
+              f"after {figures[name]['load_after']})", flush=True)
         if way == "dask":
             figures[name]["timeline"] = timeline(api["PREFECT_API_URL"], START, end)
             print_timeline(figures[name]["timeline"])

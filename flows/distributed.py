@@ -309,7 +309,8 @@ class StagedFile:
 @dataclass
 class StagedIntake:
     """What a worker returns for one province of D: where its rows are, never the rows.
-    `stage` inserts it with insert_staged (transforms.intake.stage_province)."""
+    `stage` inserts it with the provinces next to it (insert_staged,
+    transforms.intake.stage_staged)."""
     province: str
     business_date: date
     folder: str                        # the name of the province folder in the run folder
@@ -322,20 +323,28 @@ class StagedIntake:
     started: float = 0.0
     finished: float = 0.0
 
-    def insert_staged(self, con, table: str, name: str, columns: list[str]) -> None:
-        """INSERT INTO table (columns) the rows of the staged file `name`, read by DuckDB
-        straight from the Parquet, once the file is proven to be the one the worker
-        wrote (verified_source). The worker checked the rows against the contract
+    @classmethod
+    def insert_staged(cls, con, intakes: list["StagedIntake"], table: str, name: str,
+                      columns: list[str]) -> None:
+        """INSERT INTO table (columns) the rows of the staged file `name` of every one of
+        `intakes`, in their order, by one statement: DuckDB reads the files straight from
+        the Parquet once each is proven to be the one its worker wrote (verified_source).
+        One statement a table for a date's provinces, not one per province: a statement
+        has a fixed cost, and 31 provinces x 7 files cost about 0.5 s a date
+        (docs/capacity.md). The workers checked the rows against the contract
         (load_province's pandera check), so they are not checked again here."""
-        if self._written(name).rows == 0:
+        chosen = [s for s in intakes if s._written(name).rows]
+        if not chosen:
             return   # nothing to load, as transforms.intake._insert skips an empty frame
         cols = ", ".join(columns)
-        with self.verified_source(name) as source:
-            if isinstance(source, str):
+        with contextlib.ExitStack() as checked:
+            sources = [checked.enter_context(s.verified_source(name)) for s in chosen]
+            if all(isinstance(x, str) for x in sources):
+                # a list of files keeps their order, and each file's (preserve_insertion_order)
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM read_parquet(?)",
-                            [source])
+                            [sources])
             else:
-                _recon_staged_rows = source  # noqa: F841 - DuckDB finds it by name
+                _recon_staged_rows = paw.concat_tables(sources)  # noqa: F841 - DuckDB finds it by name
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _recon_staged_rows")
 
     def _written(self, name: str) -> StagedFile:

@@ -880,7 +880,9 @@ def stage(con: duckdb.DuckDBPyConnection, ctx: RunContext, inbox: InboxDate,
 
     `intakes` may be a list or a stream: each province is inserted as it comes
     and dropped before the next is taken, so a run holds the provinces in
-    flight, not the nation (issue 12). A stream must come in province order;
+    flight, not the nation (issue 12). Provinces staged elsewhere (a Dask worker's
+    Parquet) are files, not rows in memory: consecutive ones are inserted together,
+    one statement per table (stage_staged). A stream must come in province order;
     a list is sorted here. Rows reach every table in the same order either way
     (F01 first, then province by province).
 
@@ -895,9 +897,16 @@ def stage(con: duckdb.DuckDBPyConnection, ctx: RunContext, inbox: InboxDate,
     _insert(con, "d_findings", f01_findings(inbox), ["rule_code", *FINDING_COLUMNS])
     if isinstance(intakes, (list, tuple)):
         intakes = sorted(intakes, key=lambda i: i.province)
+    staged: list = []   # provinces staged elsewhere, one after the other: inserted together
     for intake in intakes:
+        if _is_staged(intake):
+            staged.append(intake)   # files, not rows in memory: holding them costs nothing
+            continue
+        stage_staged(con, d, staged)
+        staged = []
         stage_province(con, d, intake)
         del intake   # its rows are in the warehouse: free them before the next one arrives
+    stage_staged(con, d, staged)
 
 
 def check_loaded(intake) -> None:
@@ -914,17 +923,22 @@ def check_loaded(intake) -> None:
                 raise
 
 
+def _is_staged(intake) -> bool:
+    """An intake staged elsewhere (a Dask worker's Parquet, flows/distributed.py): it
+    inserts its own files (`insert_staged`), which it proves are the ones its worker
+    wrote, after the worker checked them against the contract."""
+    return hasattr(intake, "insert_staged")
+
+
 def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
     """One province's loaded rows, quarantine, file stats and F02-F05 into the
     warehouse: one INSERT per table. A ProvinceIntake of load_province had its rows
-    checked on its own thread and hands over its frames' Arrow buffers. An intake
-    staged elsewhere (a Dask worker's Parquet, flows/distributed.py) inserts its own
-    files (`insert_staged`), which it proves are the ones its worker wrote, after
-    the worker checked them; any other intake is checked here."""
-    if hasattr(intake, "insert_staged"):
-        _stage_files(con, intake)
-    else:
-        _stage_frames(con, intake)
+    checked on its own thread and hands over its frames' Arrow buffers; any other
+    intake of frames is checked here."""
+    if _is_staged(intake):
+        stage_staged(con, d, [intake])
+        return
+    _stage_frames(con, intake)
     _insert(con, "file_loads", file_loads_frame([intake]).with_columns(pl.lit(d).alias("business_date")),
             ["business_date", *FILE_LOADS_SCHEMA])
 
@@ -940,13 +954,20 @@ def _stage_frames(con: duckdb.DuckDBPyConnection, intake) -> None:
     _insert(con, "d_findings", intake.findings, ["rule_code", *FINDING_COLUMNS])
 
 
-def _stage_files(con: duckdb.DuckDBPyConnection, intake) -> None:
-    """The loaded rows, quarantine and F02-F05 of a staged intake, in the columns of the
-    contract (each table gets its rows in the same order as from frames)."""
+def stage_staged(con: duckdb.DuckDBPyConnection, d: date, intakes: list) -> None:
+    """The loaded rows, quarantine, file stats and F02-F05 of provinces staged elsewhere
+    (consecutive in province order), in the columns of the contract: one INSERT per table
+    for all of them. Each table gets its rows in the same order as province by province
+    from frames."""
+    if not intakes:
+        return
+    insert = type(intakes[0]).insert_staged
     for ds in codes.DATASETS:
-        intake.insert_staged(con, ds, f"{ds}.parquet", list(loaded_columns(ds)))
-    intake.insert_staged(con, "quarantine", "quarantine.parquet", list(QUARANTINE_SCHEMA))
-    intake.insert_staged(con, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
+        insert(con, intakes, ds, f"{ds}.parquet", list(loaded_columns(ds)))
+    insert(con, intakes, "quarantine", "quarantine.parquet", list(QUARANTINE_SCHEMA))
+    insert(con, intakes, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
+    _insert(con, "file_loads", file_loads_frame(intakes).with_columns(pl.lit(d).alias("business_date")),
+            ["business_date", *FILE_LOADS_SCHEMA])
 
 
 def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
@@ -958,4 +979,4 @@ def file_loads_frame(intakes: list[ProvinceIntake]) -> pl.DataFrame:
 
 __all__ = ["FileRejected", "FileStat", "ParsedFile", "ProvinceIntake", "decode_csv_text",
            "parse_csv", "parse_parquet", "validate_rows", "parse_manifest", "load_province",
-           "stage", "stage_province", "check_loaded", "f01_findings", "file_loads_frame"]
+           "stage", "stage_province", "stage_staged", "check_loaded", "f01_findings", "file_loads_frame"]
