@@ -491,9 +491,10 @@ class DaskExecutor(PrefectExecutor):
     worker has begun (all of them while the cluster is still starting) and loads it on
     its threads, as `--task-runner threads` does, instead of waiting for it."""
 
-    def __init__(self, paths: Paths, run: Path):
+    def __init__(self, paths: Paths, run: Path, reconcile_in_one_task: bool = False):
         super().__init__()
         self.paths, self.run = paths, run
+        self.reconcile_in_one_task = reconcile_in_one_task   # flows.nightly.RECONCILE
         self._ahead: dict[date, tuple] = {}   # D -> (InboxDate, Future of {province: Dask future})
         self._taken: set[date] = set()         # dates the driver began: submit none of them
         self._staged: list[StagedIntake] = []  # the workers' Parquet of the date being staged
@@ -731,9 +732,9 @@ class StagingExecutor(PlainExecutor):
 
 
 @contextlib.contextmanager
-def dask_executor(paths: Paths):
+def dask_executor(paths: Paths, reconcile_in_one_task: bool = False):
     with run_folder(paths) as run:
-        ex = DaskExecutor(paths, run)
+        ex = DaskExecutor(paths, run, reconcile_in_one_task)
         try:
             yield ex
         finally:
@@ -754,9 +755,11 @@ def pipelined_backfill(paths: Paths, days: list[date]) -> list[dict]:
     which reads nothing of the warehouse, runs ahead). On a LocalCluster the driver
     takes what the workers have not begun when a date's turn comes: D1 while the
     cluster starts (3.2 s here, docs/capacity.md), later dates when the workers are
-    behind (DaskExecutor)."""
+    behind (DaskExecutor). A date's rule, ledger and clearing steps are one task run,
+    `reconcile` (flows.nightly.RECONCILE): the driver is the backfill's bottleneck, and
+    it shares its cores with the workers (and here with the Prefect server)."""
     summaries = []
-    with dask_executor(paths) as ex:
+    with dask_executor(paths, reconcile_in_one_task=True) as ex:
         for i, d in enumerate(days):
             for ahead in days[i:i + 1 + PIPELINE_DEPTH]:  # D first: Dask runs in submit order
                 ex.prefetch(ahead)

@@ -171,6 +171,39 @@ def reconcile_steps() -> list[Step]:
     return [Step(name, fn) for name, fn in STEPS]
 
 
+def _reconcile_in_one(con, ctx) -> None:
+    """The steps of reconcile_steps() one after the other as plain calls (an error still
+    names its step), their seconds in one INFO line of the task run's log."""
+    plain = PlainExecutor()
+    for step in reconcile_steps():
+        plain.call(step, con, ctx)
+        wh.release_cached_blocks(con)  # the file's blocks a step read (issue 12 target 3)
+    try:
+        from prefect.logging import get_run_logger
+        logger = get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a task run: the module's logger
+        logger = log
+    logger.info("steps of %s: %s", ctx.business_date.isoformat(),
+                ", ".join(f"{name} {s:.2f} s" for name, s in plain.timings.items()))
+
+
+# The rule, ledger and clearing steps of a date as one task run: a pipelined backfill on
+# Dask (flows/distributed.py) runs them so, because every task run costs the Prefect
+# server about 26 ms of CPU on the driver's cores (docs/capacity.md); the nightly and
+# single dates keep a task run per step.
+RECONCILE = Step("reconcile", _reconcile_in_one)
+
+
+def run_reconcile_steps(con, ctx, ex) -> None:
+    """D's rules, ledger, balances and clearing, in the order of transforms.reconcile."""
+    if getattr(ex, "reconcile_in_one_task", False):
+        ex.call(RECONCILE, con, ctx)
+        return
+    for step in reconcile_steps():
+        ex.call(step, con, ctx)
+        wh.release_cached_blocks(con)  # the file's blocks a step read (issue 12 target 3)
+
+
 # --------------------------------------------------------------------------- executors
 
 class PlainExecutor:
@@ -507,9 +540,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
                 sha[f"{d.isoformat()}/{delivery.province}/manifest.json"] = \
                     hashlib.sha256(delivery.manifest_bytes).hexdigest()
         kill_point("after_stage")
-        for step in reconcile_steps():
-            ex.call(step, con, ctx)
-            wh.release_cached_blocks(con)  # the file's blocks a step read (issue 12 target 3)
+        run_reconcile_steps(con, ctx, ex)
         ex.call(FINALIZE, con, ctx)
         kill_point("after_rules")
 

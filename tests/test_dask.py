@@ -224,6 +224,12 @@ def test_dask_backfill_on_a_local_cluster_of_two_workers_matches_the_plain_backf
     staged = sorted(t.start_time for t in runs if t.name == "stage")
     published = sorted(t.end_time for t in runs if t.name == "publish")
     assert len(staged) == len(published) == len(DATES)
+    # a date's rule, ledger and clearing steps are one task run (each costs the server CPU
+    # on the driver's cores): five task runs a date, not fourteen
+    names = [t.name for t in runs]
+    assert names.count("reconcile") == len(DATES)
+    assert not {"known-persons", "rules-transfers", "ledger", "clearing"} & set(names)
+    assert len(names) == 5 * len(DATES)
     for d in DATES:   # every province loaded once, by a worker or by the driver
         provinces = [x["province"] for x in loads[d]]
         assert len(provinces) >= 25 and len(set(provinces)) == len(provinces)
@@ -504,3 +510,21 @@ def test_a_staged_file_changed_after_its_worker_wrote_it_is_refused(
             assert con.execute("SELECT count(*) FROM transfers").fetchone() == (0,)
         finally:
             con.close()
+
+
+def test_a_step_that_fails_inside_the_one_reconcile_task_is_named_in_the_error(monkeypatch):
+    """A pipelined backfill runs a date's steps as one task run (flows.nightly.RECONCILE);
+    the one-sentence error still names the step that failed, not `reconcile`."""
+    from types import SimpleNamespace
+
+    from flows import nightly
+
+    def broken(con, ctx):
+        raise ValueError("no such column")
+    monkeypatch.setattr(nightly, "reconcile_steps",
+                        lambda: [nightly.Step("rules_transfers", broken)])
+    ex = SimpleNamespace(reconcile_in_one_task=True,
+                         call=lambda step, *args: nightly.PlainExecutor().call(step, *args))
+    with pytest.raises(ValueError) as e:
+        nightly.run_reconcile_steps(None, None, ex)
+    assert e.value.recon_step == "rules_transfers"
