@@ -466,6 +466,11 @@ def why(f: dict, cores: int, workers: int) -> str:
             ("its cluster, the staged rows written as Parquet and loaded back, Dask's own event "
              "loops" if extra > 0 else "the intake on the worker, the Parquet round trip and the "
              "cluster together cost less CPU than the intake on the driver's threads") + "). ")
+    server = {k: f[k].get("server_cpu_s") for k in ("prefect", "dask")}
+    if None not in server.values():
+        said += (f"The Prefect server, on the same cores here, used {server['prefect']:.1f} CPU s "
+                 f"for prefect+threads (14 task runs a date) and {server['dask']:.1f} for dask (5 "
+                 "a date: the rule, ledger and clearing steps are one task run, `reconcile`). ")
     rows = f["dask"].get("timeline") or []
     took = sum(r["by_driver"] for r in rows[1:])
     share = (f" The driver loaded D1 itself while the cluster started, and {took} of the "
