@@ -175,9 +175,7 @@ def _reconcile_in_one(con, ctx) -> None:
     """The steps of reconcile_steps() one after the other as plain calls (an error still
     names its step), their seconds in one INFO line of the task run's log."""
     plain = PlainExecutor()
-    for step in reconcile_steps():
-        plain.call(step, con, ctx)
-        wh.release_cached_blocks(con)  # the file's blocks a step read (issue 12 target 3)
+    run_reconcile_steps(con, ctx, plain)
     try:
         from prefect.logging import get_run_logger
         logger = get_run_logger()

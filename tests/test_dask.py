@@ -528,3 +528,24 @@ def test_a_step_that_fails_inside_the_one_reconcile_task_is_named_in_the_error(m
     with pytest.raises(ValueError) as e:
         nightly.run_reconcile_steps(None, None, ex)
     assert e.value.recon_step == "rules_transfers"
+
+
+def test_the_one_reconcile_task_runs_the_steps_in_order_and_logs_each_steps_seconds(
+        monkeypatch, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from flows import nightly
+    ran = []
+    steps = [nightly.Step(name, lambda con, ctx, name=name: ran.append(name))
+             for name in ("known_persons", "rules_files", "ledger", "clearing")]
+    monkeypatch.setattr(nightly, "reconcile_steps", lambda: steps)
+    monkeypatch.setattr(nightly.wh, "release_cached_blocks", lambda con: None)
+    ex = SimpleNamespace(reconcile_in_one_task=True,
+                         call=lambda step, *args: (ran.append(step.name), step.fn(*args)))
+    with caplog.at_level(logging.INFO, logger="recon"):
+        nightly.run_reconcile_steps(None, SimpleNamespace(business_date=START), ex)
+    assert ran == ["reconcile", "known_persons", "rules_files", "ledger", "clearing"]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("steps of")]
+    assert line.startswith(f"steps of {START.isoformat()}: known_persons ")
+    assert [part.split()[0] for part in line.split(": ", 1)[1].split(", ")] == ran[1:]
