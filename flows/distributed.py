@@ -344,6 +344,7 @@ class StagedIntake:
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM read_parquet(?)",
                             [sources])
             else:
+                # off Linux: the rows of every chosen file in memory, one table at a time
                 _recon_staged_rows = paw.concat_tables(sources)  # noqa: F841 - DuckDB finds it by name
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _recon_staged_rows")
 
