@@ -165,6 +165,12 @@ CREATE TABLE IF NOT EXISTS clearing_flows (
     expense_type VARCHAR NOT NULL, amount DECIMAL(18,2) NOT NULL
 );
 
+-- `recon archive --before B` (flows/archive.py): one row per archive; the dates before the
+-- latest B no longer re-run (transforms/archive.py).
+CREATE TABLE IF NOT EXISTS archives (
+    archived_before DATE NOT NULL, archived_at TIMESTAMP NOT NULL, rows_moved BIGINT NOT NULL
+);
+
 -- Run bookkeeping (flows/): one row per processed date, replaced by each run.
 CREATE TABLE IF NOT EXISTS runs (
     business_date DATE PRIMARY KEY, run_id VARCHAR NOT NULL, status VARCHAR NOT NULL,

@@ -7,6 +7,7 @@
     recon demo                          generate a small inbox, reconcile it, show the reports
     recon serve                         the nightly schedule (02:30 Asia/Shanghai, yesterday)
     recon catch-up                      re-run dates whose inputs changed, then the STALE ones
+    recon archive --before D            move rows no rule reads any more to per-date Parquet
 
 Shared options (also from the environment): --inbox (RECON_INBOX, data/inbox),
 --out (RECON_OUT, data/reports), --warehouse (RECON_WAREHOUSE, data/warehouse.duckdb),
@@ -177,6 +178,17 @@ def _reconcile_commands(sub) -> None:
                    help="the last business date of the range, inclusive (required)")
     _paths_options(b)
     _runner_options(b)
+
+    x = sub.add_parser("archive", help="move the warehouse rows that no rule reads any more (of "
+                       "the dates before --before) to per-date Parquet beside the warehouse, "
+                       "where DuckDB still queries them")
+    x.add_argument("--before", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="archive the rows of the dates before this one; it must lie at least the "
+                        "nightly look-back before the latest processed date (required)")
+    x.add_argument("--lookback-days", type=_positive, metavar="N",
+                   help="the nightly look-back to keep clear of the archive (env "
+                        "RECON_LOOKBACK_DAYS; default that of `recon serve`)")
+    _paths_options(x)
 
     s = sub.add_parser("status", help="processed dates, their status, stale dates")
     _paths_options(s)  # the inbox: dates whose inputs changed since their run (read only)
@@ -542,6 +554,20 @@ def cmd_catch_up(a) -> int:
     return 0
 
 
+def cmd_archive(a) -> int:
+    from flows.archive import archive_before, archive_root
+    from flows.operations import OpsConfig
+    paths = _paths(a)
+    lookback = OpsConfig.from_env(lookback_days=a.lookback_days).lookback_days
+    moved = archive_before(paths, a.before, lookback)
+    root = archive_root(paths.warehouse)
+    print(f"Archived {sum(moved.values()):,} rows of the dates before {a.before.isoformat()} "
+          f"into {root}: " + ", ".join(f"{t} {n:,}" for t, n in moved.items()) + ".")
+    print(f"Query them with DuckDB: SELECT * FROM read_parquet('{root}/lots/*.parquet'); "
+          f"{a.before.isoformat()} and later dates run as before, earlier ones no longer re-run.")
+    return 0
+
+
 def cmd_audit(a) -> int:
     from workbench.cli import run
     return run(a)
@@ -549,7 +575,7 @@ def cmd_audit(a) -> int:
 
 COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
             "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve, "audit": cmd_audit,
-            "catch-up": cmd_catch_up}
+            "catch-up": cmd_catch_up, "archive": cmd_archive}
 
 
 def _one_sentence(text: str) -> str:

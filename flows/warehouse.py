@@ -312,6 +312,10 @@ def run_of(con: duckdb.DuckDBPyConnection, d: date) -> dict | None:
 def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) -> bool:
     """outputs.md "Order": may D run now? Returns genesis (True when the ledger opens
     from balances.csv). Raises InputError naming the date that must come first."""
+    from transforms.archive import refuses_rerun
+    archived = refuses_rerun(con, d)
+    if archived:
+        raise InputError(archived)
     done = {r["business_date"]: r["status"] for r in runs(con)}
     earlier = [x for x in done if x < d]
     prev = d - timedelta(days=1)

@@ -1,0 +1,130 @@
+"""`recon archive --before B` (outputs.md, command table): the rows no rule reads any more
+move to per-date Parquet that DuckDB still queries, nothing is lost, the dates from B on
+reconcile exactly as without the archive, and a date before B is no longer re-run."""
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from contracts.errors import InputError
+from flows import warehouse as wh
+from flows.archive import ARCHIVE_SUFFIX, archive_before
+from flows.cli import main
+from flows.nightly import Paths, backfill_plain, run_date_plain
+from synth.generate import generate
+from transforms.archive import ARCHIVED_TABLES
+
+START = date(2026, 11, 20)
+DATES = [START + timedelta(days=i) for i in range(5)]
+REPORTS = ("exceptions.csv", "settlement.csv", "positions.csv")
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive-inbox")
+    generate(root / "inbox", START, len(DATES), 300, 11, violation_rate=0.02)
+    return root / "inbox"
+
+
+@pytest.fixture(scope="module")
+def reference(inbox, tmp_path_factory) -> Path:
+    """The five dates reconciled one after the other, never archived."""
+    root = tmp_path_factory.mktemp("archive-reference")
+    backfill_plain(inbox, root / "reports", root / "wh.duckdb", DATES[0], DATES[-1])
+    return root
+
+
+def rows(con, table: str, where: str = "") -> list[tuple]:
+    return con.execute(f"SELECT * FROM {table} {where} ORDER BY ALL").fetchall()
+
+
+def test_archived_rows_stay_queryable_and_the_dates_after_reconcile_as_without_the_archive(
+        inbox, reference, tmp_path):
+    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
+    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
+    moved = archive_before(paths, DATES[2], lookback_days=1)   # the latest date is DATES[3]
+
+    ref = duckdb.connect(str(reference / "wh.duckdb"), read_only=True)
+    con = wh.open_warehouse(paths.warehouse, read_only=True)
+    root = Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}")
+    try:
+        for table, keep in ARCHIVED_TABLES.items():
+            gone = DATES[:2 - keep]   # the dates before B, but the last `keep`
+            before = f"WHERE business_date IN ({', '.join(repr(d.isoformat()) for d in gone)})"
+            want = rows(ref, table, before)
+            assert moved[table] == len(want)
+            assert rows(con, table, before) == []   # left the warehouse ...
+            files = sorted(p.name for p in (root / table).iterdir())
+            assert files == [f"{d.isoformat()}.parquet" for d in gone]
+            archived = con.execute(f"SELECT * FROM read_parquet('{root / table}/*.parquet') "
+                                   "ORDER BY ALL").fetchall()
+            assert archived == want                 # ... and every row is in the archive
+            kept = (f"WHERE business_date BETWEEN '{gone[-1] + timedelta(days=1)}' "
+                    f"AND '{DATES[3]}'")   # the reference has DATES[4] too
+            assert rows(con, table, kept) == rows(ref, table, kept)
+        assert sum(moved[t] for t in ("lots", "balances")) > 0
+    finally:
+        con.close()
+        ref.close()
+
+    # D+1 of the archived warehouse reports exactly what the never-archived one reported
+    run_date_plain(inbox, paths.out, paths.warehouse, DATES[4])
+    for name in REPORTS:
+        got = (paths.out / DATES[4].isoformat() / name).read_bytes()
+        assert got == (reference / "reports" / DATES[4].isoformat() / name).read_bytes(), name
+    # the boundary date re-runs (it reads the lots of the date before, which stayed) ...
+    run_date_plain(inbox, paths.out, paths.warehouse, DATES[2])
+    # ... a date before it does not: its closing state is gone
+    with pytest.raises(InputError, match="cannot be re-run"):
+        run_date_plain(inbox, paths.out, paths.warehouse, DATES[1])
+    with pytest.raises(InputError, match="cannot be re-run"):
+        backfill_plain(inbox, paths.out, paths.warehouse, DATES[1], DATES[2])
+
+
+def test_a_boundary_inside_the_nightly_look_back_is_refused_and_nothing_moves(
+        inbox, tmp_path, capsys):
+    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
+    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[2])
+    rc = main(["archive", "--before", DATES[2].isoformat(), "--lookback-days", "1",
+               "--inbox", str(inbox), "--out", str(paths.out), "--warehouse", str(paths.warehouse)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "within the nightly look-back" in err and err.count("\n") == 1
+    assert not Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}").exists()
+
+
+def test_the_command_says_what_moved_and_where_to_query_it(inbox, tmp_path, capsys):
+    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
+    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
+    rc = main(["archive", "--before", DATES[2].isoformat(), "--lookback-days", "1",
+               "--inbox", str(inbox), "--out", str(paths.out), "--warehouse", str(paths.warehouse)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "read_parquet(" in out and f"{paths.warehouse}{ARCHIVE_SUFFIX}" in out
+    con = wh.open_warehouse(paths.warehouse, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM lots WHERE business_date < ?",
+                           [DATES[1]]).fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_a_link_planted_as_the_archive_folder_is_refused_and_its_target_untouched(
+        inbox, tmp_path):
+    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
+    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, f"{paths.warehouse}{ARCHIVE_SUFFIX}")
+    with pytest.raises(InputError, match="not a folder of recon's own"):
+        archive_before(paths, DATES[2], lookback_days=1)
+    assert list(elsewhere.iterdir()) == []
+    con = wh.open_warehouse(paths.warehouse, read_only=True)
+    try:   # nothing moved
+        assert con.execute("SELECT count(DISTINCT business_date) FROM lots").fetchone() == (4,)
+    finally:
+        con.close()
