@@ -38,14 +38,27 @@ def reference(inbox, tmp_path_factory) -> Path:
     return root
 
 
+def processed(inbox: Path, tmp_path: Path, last: date) -> Paths:
+    """A warehouse of DATES[0]..last, reconciled one date after the other."""
+    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
+    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], last)
+    return paths
+
+
+def recon_archive(paths: Paths, before: date) -> int:
+    """`recon archive --before` as an operator runs it, with a look-back of one day."""
+    return main(["archive", "--before", before.isoformat(), "--lookback-days", "1",
+                 "--inbox", str(paths.inbox), "--out", str(paths.out),
+                 "--warehouse", str(paths.warehouse)])
+
+
 def rows(con, table: str, where: str = "") -> list[tuple]:
     return con.execute(f"SELECT * FROM {table} {where} ORDER BY ALL").fetchall()
 
 
 def test_archived_rows_stay_queryable_and_the_dates_after_reconcile_as_without_the_archive(
         inbox, reference, tmp_path):
-    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
-    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
+    paths = processed(inbox, tmp_path, DATES[3])
     moved = archive_before(paths, DATES[2], lookback_days=1)   # the latest date is DATES[3]
 
     ref = duckdb.connect(str(reference / "wh.duckdb"), read_only=True)
@@ -87,10 +100,8 @@ def test_archived_rows_stay_queryable_and_the_dates_after_reconcile_as_without_t
 
 def test_a_boundary_inside_the_nightly_look_back_is_refused_and_nothing_moves(
         inbox, tmp_path, capsys):
-    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
-    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[2])
-    rc = main(["archive", "--before", DATES[2].isoformat(), "--lookback-days", "1",
-               "--inbox", str(inbox), "--out", str(paths.out), "--warehouse", str(paths.warehouse)])
+    paths = processed(inbox, tmp_path, DATES[2])
+    rc = recon_archive(paths, DATES[2])
     err = capsys.readouterr().err
     assert rc == 2
     assert "within the nightly look-back" in err and err.count("\n") == 1
@@ -98,10 +109,8 @@ def test_a_boundary_inside_the_nightly_look_back_is_refused_and_nothing_moves(
 
 
 def test_the_command_says_what_moved_and_where_to_query_it(inbox, tmp_path, capsys):
-    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
-    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
-    rc = main(["archive", "--before", DATES[2].isoformat(), "--lookback-days", "1",
-               "--inbox", str(inbox), "--out", str(paths.out), "--warehouse", str(paths.warehouse)])
+    paths = processed(inbox, tmp_path, DATES[3])
+    rc = recon_archive(paths, DATES[2])
     out = capsys.readouterr().out
     assert rc == 0
     assert "read_parquet(" in out and f"{paths.warehouse}{ARCHIVE_SUFFIX}" in out
@@ -115,8 +124,7 @@ def test_the_command_says_what_moved_and_where_to_query_it(inbox, tmp_path, caps
 
 def test_a_link_planted_as_the_archive_folder_is_refused_and_its_target_untouched(
         inbox, tmp_path):
-    paths = Paths.of(inbox, tmp_path / "reports", tmp_path / "wh.duckdb")
-    backfill_plain(inbox, paths.out, paths.warehouse, DATES[0], DATES[3])
+    paths = processed(inbox, tmp_path, DATES[3])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.symlink(elsewhere, f"{paths.warehouse}{ARCHIVE_SUFFIX}")
