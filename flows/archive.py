@@ -13,8 +13,9 @@ leaves every row in the warehouse (a second `recon archive` writes the files aga
 The archive folder is not trusted (docs/run-folders.md): recon creates it and its table
 folders itself, refuses a link or a non-folder of those names, and writes only files of
 its own names. B must lie at least the nightly look-back before the latest processed
-date (`--lookback-days`, RECON_LOOKBACK_DAYS, default 30), so the nightly catch-up never
-reaches an archived date.
+date (`--lookback-days`, RECON_LOOKBACK_DAYS, default 30), so the nightly catch-up does not
+reach an archived date (and skips one if its look-back is widened later: flows/operations.py),
+and no date before B may be STALE (it could never be brought up to date).
 """
 from __future__ import annotations
 
@@ -79,6 +80,12 @@ def _check_boundary(con, before: date, lookback_days: int) -> None:
     if latest is None:
         raise InputError(f"The warehouse has no processed date, so nothing before "
                          f"{before.isoformat()} can be archived.")
+    stale = con.execute("SELECT min(business_date) FROM runs WHERE status = ? AND business_date < ?",
+                        [wh.STALE, before]).fetchone()[0]
+    if stale is not None:   # it could never be brought up to date once archived
+        raise InputError(f"{stale.isoformat()} is STALE and lies before {before.isoformat()}; bring "
+                         f"it up to date first (`recon backfill --start {stale.isoformat()} --end "
+                         f"{latest.isoformat()}`), then archive.")
     last_allowed = latest - timedelta(days=lookback_days)
     if before > last_allowed:
         raise InputError(f"--before {before.isoformat()} is within the nightly look-back of "

@@ -41,6 +41,7 @@ from contracts.errors import InputError
 from flows import warehouse as wh
 from flows.alerts import Alerter
 from flows.nightly import SHANGHAI, Paths, dates_between
+from transforms.archive import archive_boundary
 
 log = logging.getLogger("recon")
 
@@ -378,9 +379,10 @@ def recorded_runs(paths: Paths, lookback_days: int | None = None,
             since = _summaries_from(rows, lookback_days, until)
             texts = dict(con.execute("SELECT business_date, summary_json FROM runs "
                                      "WHERE business_date >= ?", [since]).fetchall())
+            archived = archive_boundary(con) or date.min   # dates before it no longer re-run
         finally:
             con.close()
-    return [{"business_date": d, "status": st,
+    return [{"business_date": d, "status": st, "archived": d < archived,
              "summary": _stored(d, texts[d]) if d in texts else None} for d, st in rows]
 
 
@@ -419,8 +421,9 @@ def changed_dates(paths: Paths, lookback_days: int, until: date | None = None,
     out = []
     for r in runs:
         d = r["business_date"]
-        if first <= d <= until and (Path(paths.inbox) / d.isoformat()).is_dir():
-            # a date folder cleared from the inbox cannot be re-run: not a change
+        if first <= d <= until and not r["archived"] and (Path(paths.inbox) / d.isoformat()).is_dir():
+            # a date folder cleared from the inbox, or an archived date, cannot be re-run:
+            # not a change
             reasons = input_changes(d, r["summary"].input_sha256,
                                     current_inputs(paths.inbox, d, cache))
             if reasons:

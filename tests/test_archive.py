@@ -136,3 +136,27 @@ def test_a_link_planted_as_the_archive_folder_is_refused_and_its_target_untouche
         assert con.execute("SELECT count(DISTINCT business_date) FROM lots").fetchone() == (4,)
     finally:
         con.close()
+
+
+def test_a_stale_date_before_the_boundary_is_refused_it_could_never_be_brought_up_to_date(
+        inbox, tmp_path):
+    paths = processed(inbox, tmp_path, DATES[4])
+    run_date_plain(inbox, paths.out, paths.warehouse, DATES[1])   # DATES[2..4] are STALE now
+    with pytest.raises(InputError, match=f"{DATES[2].isoformat()} is STALE"):
+        archive_before(paths, DATES[3], lookback_days=1)
+    assert not Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}").exists()
+
+
+def test_the_catch_up_leaves_archived_dates_alone_and_still_sees_the_others(inbox, tmp_path):
+    import shutil
+
+    from flows import operations
+    own = tmp_path / "inbox"
+    shutil.copytree(inbox, own)
+    paths = processed(own, tmp_path, DATES[3])
+    archive_before(paths, DATES[2], lookback_days=1)
+    for d in (DATES[0], DATES[3]):   # a corrected delivery of an archived and of a later date
+        balances = own / d.isoformat() / "11" / "balances.csv"
+        balances.write_bytes(balances.read_bytes() + b"\n")
+    changed = operations.changed_dates(paths, lookback_days=10)
+    assert [c.business_date for c in changed] == [DATES[3]]
