@@ -98,8 +98,8 @@ def _write_date(con, folder: Path, table: str, d: date) -> None:
     """The rows of D of `table` as <folder>/<D>.parquet: written aside, counted, renamed."""
     final = folder / f"{d.isoformat()}.parquet"
     aside = folder / f".{d.isoformat()}.{uuid.uuid4().hex}.parquet"
-    quoted = "'" + str(aside).replace("'", "''") + "'"   # COPY takes no parameter for its file
-    con.execute(f"COPY ({archive.rows_of(table, d)}) TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY ({archive.rows_of(table, d)}) TO {wh.sql_string(aside)} "
+                "(FORMAT parquet, COMPRESSION zstd)")
     try:
         wrote = con.execute("SELECT count(*) FROM read_parquet(?)", [str(aside)]).fetchone()[0]
         want = con.execute(f"SELECT count(*) FROM {table} WHERE business_date = ?", [d]).fetchone()[0]

@@ -208,9 +208,8 @@ def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     """Memory limit and spill folder (contracts/resources.py): a large day spills instead of
     growing; no row-group merging at checkpoints: a late date commits as fast as an early one."""
     from contracts import resources
-    quoted = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731 - SET takes no parameters
     _set_memory_limit(con, resources.memory_limit())
-    con.execute(f"SET temp_directory = {quoted(resources.temp_directory(warehouse))}")
+    con.execute(f"SET temp_directory = {sql_string(resources.temp_directory(warehouse))}")
     con.execute(f"SET max_vacuum_tasks = {int(resources.MAX_VACUUM_TASKS)}")  # a date's own row groups
 
 
@@ -227,9 +226,14 @@ def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     """The connection's memory limit, recorded where release_cached_blocks
     (contracts/resources.py) restores it from after each eviction of cached blocks."""
     from contracts import resources
-    quoted = "'" + limit.replace("'", "''") + "'"  # SET takes no parameters
-    con.execute(f"SET memory_limit = {quoted}")
-    con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = {quoted}")
+    con.execute(f"SET memory_limit = {sql_string(limit)}")
+    con.execute(f"SET VARIABLE {resources.MEMORY_LIMIT_VARIABLE} = {sql_string(limit)}")
+
+
+def sql_string(value: str) -> str:
+    """`value` as a SQL string literal, for the statements that take no parameters
+    (SET, COPY ... TO)."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:

@@ -939,8 +939,7 @@ def stage_province(con: duckdb.DuckDBPyConnection, d: date, intake) -> None:
         stage_staged(con, d, [intake])
         return
     _stage_frames(con, intake)
-    _insert(con, "file_loads", file_loads_frame([intake]).with_columns(pl.lit(d).alias("business_date")),
-            ["business_date", *FILE_LOADS_SCHEMA])
+    _insert_file_loads(con, d, [intake])
 
 
 def _stage_frames(con: duckdb.DuckDBPyConnection, intake) -> None:
@@ -966,6 +965,11 @@ def stage_staged(con: duckdb.DuckDBPyConnection, d: date, intakes: list) -> None
         insert(con, intakes, ds, f"{ds}.parquet", list(loaded_columns(ds)))
     insert(con, intakes, "quarantine", "quarantine.parquet", list(QUARANTINE_SCHEMA))
     insert(con, intakes, "d_findings", "findings.parquet", ["rule_code", *FINDING_COLUMNS])
+    _insert_file_loads(con, d, intakes)
+
+
+def _insert_file_loads(con: duckdb.DuckDBPyConnection, d: date, intakes: list) -> None:
+    """The file stats of `intakes` into file_loads, as rows of D."""
     _insert(con, "file_loads", file_loads_frame(intakes).with_columns(pl.lit(d).alias("business_date")),
             ["business_date", *FILE_LOADS_SCHEMA])
 
