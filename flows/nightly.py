@@ -511,7 +511,9 @@ def run_date(paths: Paths, d: date, ex) -> dict:
 
 
 def _run_locked(con, paths: Paths, d: date, ex) -> dict:
-    from transforms.context import RunContext, bind_date
+    """D's run once the locks are held: check its inbox folder and order, reconcile it in
+    one warehouse transaction with its reports staged aside, then publish them."""
+    from transforms.context import RunContext
     from transforms.intake import declared_rows
 
     started = now()
@@ -522,10 +524,25 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     ctx = RunContext.for_date(d, genesis)
     inbox_date = ex.call(READ_INBOX, paths.inbox, d)
     wh.size_for_day(con, declared_rows(inbox_date.deliveries, d))   # a large day gets more memory
-    previous_run_id, previous_ids = wh.previous_findings(con, d)
     run_id = new_run_id(d)
-    staged = False
+    summary, parts, newly_stale = _reconcile_and_commit(con, paths, ctx, ex, inbox_date, run_id, started)
+    _publish_committed(con, paths, d, ex, run_id)
+    if newly_stale:
+        log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
+    ex.artifacts(summary, parts["by_rule_province"])
+    return summary
 
+
+def _reconcile_and_commit(con, paths: Paths, ctx, ex, inbox_date, run_id: str, started: datetime
+                          ) -> tuple[dict, dict, list]:
+    """Intake, rules, ledger, clearing and the staged reports of D, in one transaction:
+    committed whole, or rolled back with the staged reports dropped. Returns
+    (summary.json, the summary parts, the dates this run made STALE)."""
+    from transforms.context import bind_date
+
+    d = ctx.business_date
+    previous_run_id, previous_ids = wh.previous_findings(con, d)
+    staged = False
     bind_date(con, ctx)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -544,7 +561,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
 
         frames = ex.call(REPORT_FRAMES, con, ctx)
         summary, parts = _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started,
-                                  genesis, previous_run_id, previous_ids)
+                                  ctx.genesis, previous_run_id, previous_ids)
         wh.release_cached_blocks(con)
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
@@ -564,16 +581,18 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
             wh.finish_run(paths.out, run_id)
         raise
     kill_point("after_commit")
+    return summary, parts, newly_stale
+
+
+def _publish_committed(con, paths: Paths, d: date, ex, run_id: str) -> None:
+    """Move D's committed reports into place, check them, and bring the STALE marks and
+    the status file up to date; the journal goes last, so recovery can redo any of it."""
     ex.call(PUBLISH, paths.out, run_id, d)
     kill_point("after_swap")
     _check_published(paths.out, run_id, d)
     wh.sync_stale_summaries(con, paths.out)
     wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
-    wh.finish_run(paths.out, run_id)  # journal last: until here recovery can redo the above
-    if newly_stale:
-        log.warning("marked STALE: %s", ", ".join(x.isoformat() for x in newly_stale))
-    ex.artifacts(summary, parts["by_rule_province"])
-    return summary
+    wh.finish_run(paths.out, run_id)
 
 
 def _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started, genesis,
