@@ -20,25 +20,25 @@ from auditview.text import AuditConfig, display_text, money
 # --------------------------------------------------------------------------- totals
 
 def warehouse_totals(con: duckdb.DuckDBPyConnection, d: date) -> dict:
-    """Transfers and settlements of D as loaded (one row per transfer, OUT side preferred)."""
+    """The transfer and settlement records of D as loaded, counted per side: the OUT
+    records as the sharers' provinces sent them, the IN records as the beneficiaries'
+    provinces did. The SUCCESS amounts of each side are summary.json's transfers_out and
+    transfers_in (transforms/clearing.amounts), so the page's counts and its amounts
+    speak of the same records."""
     try:
         t = con.execute("""
-            SELECT count(*) FILTER (WHERE status = 'SUCCESS'),
-                   coalesce(sum(amount) FILTER (WHERE status = 'SUCCESS'), 0),
-                   count(*) FILTER (WHERE status <> 'SUCCESS'),
-                   count(*) FILTER (WHERE status = 'SUCCESS' AND sharer_province <> beneficiary_province),
-                   coalesce(sum(amount) FILTER (WHERE status = 'SUCCESS'
-                                                AND sharer_province <> beneficiary_province), 0)
-            FROM (SELECT * FROM transfers WHERE business_date = ?
-                  QUALIFY row_number() OVER (PARTITION BY transfer_id ORDER BY side DESC) = 1)""",
-                        [d]).fetchone()
+            SELECT side, count(*) FILTER (WHERE status = 'SUCCESS'),
+                   count(*) FILTER (WHERE status = 'FAILED'),
+                   count(*) FILTER (WHERE status = 'SUCCESS' AND sharer_province <> beneficiary_province)
+            FROM transfers WHERE business_date = ? GROUP BY side""", [d]).fetchall()
         s = con.execute("""SELECT count(*) FILTER (WHERE status = 'NORMAL'),
                                   count(*) FILTER (WHERE status = 'REFUND')
                            FROM settlements WHERE business_date = ?""", [d]).fetchone()
     except duckdb.CatalogException:
         return {}
-    return {"transfers_success": t[0], "transfers_amount": money(t[1]), "transfers_failed": t[2],
-            "transfers_cross": t[3], "transfers_cross_amount": money(t[4]),
+    sides = {side: {"success": ok, "failed": failed, "cross": cross} for side, ok, failed, cross in t}
+    none = {"success": 0, "failed": 0, "cross": 0}
+    return {"out": sides.get("OUT", none), "in": sides.get("IN", none),
             "settlements_normal": s[0], "settlements_refund": s[1]}
 
 

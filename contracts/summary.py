@@ -28,14 +28,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, PlainSerializer, TypeAdapter, ValidationError,
-                      field_validator)
+from pydantic import (BaseModel, ConfigDict, PlainSerializer, StrictInt, TypeAdapter,
+                      ValidationError, ValidationInfo, field_validator)
 
 from contracts.errors import InputError
 
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
 Status = Literal["COMPLETE", "PARTIAL", "STALE"]
 REJECTING_RULES = ("F01", "F02", "F03")  # a province missing or a file rejected: PARTIAL
+COUNTED_INVARIANT = "files"   # its value counts files; the other invariants' values are amounts
 
 
 class SummaryError(InputError, ValueError):
@@ -46,7 +47,15 @@ class SummaryError(InputError, ValueError):
 def _two_places(v: Decimal) -> Decimal:
     if isinstance(v, float):
         raise ValueError("a float reached the run summary; money must be Decimal")
-    return Decimal(str(v)).quantize(Decimal("0.01"))
+    if isinstance(v, bool) or not isinstance(v, (Decimal, int, str)):
+        raise ValueError("an amount must be a decimal number")
+    try:   # a summary.json read back may hold anything: a bad amount is a ValueError
+        d = Decimal(str(v).strip()).quantize(Decimal("0.01"))
+    except ArithmeticError:   # not a number, or too large for two places
+        raise ValueError("an amount must be a decimal number") from None
+    if not d.is_finite():
+        raise ValueError("an amount must be a finite decimal number")
+    return d
 
 
 Money = Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json")]
@@ -113,11 +122,23 @@ class Amounts(_Strict):
 
 
 class Invariant(_Strict):
-    """One invariant of rules.md §8: its value (a count or an amount) and pass/fail."""
+    """One invariant of rules.md §8: its value and pass/fail. The value of `files` is a
+    count (the files that break it), an int; that of the money invariants (quota,
+    clearing, settlements) is an amount, written like every other amount ("0.00").
+    A strict int: a lax one would take Decimal("0.00") and write the amount as 0."""
     name: str
-    value: int | Money
+    value: StrictInt | Money
     passed: bool
     detail: str
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _money(cls, v, info: ValidationInfo):
+        if info.data.get("name") != COUNTED_INVARIANT:
+            return _two_places(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"the value of the {COUNTED_INVARIANT} invariant is a count of files")
+        return v
 
 
 class Changes(_Strict):

@@ -278,21 +278,29 @@ HEADLINE_AMOUNTS = ("settled", "held", "refunded", "refund_held")
 
 
 def _cards(s: RunSummary, data: dict) -> list[dict]:
+    """The totals cards. Each card's figure is summary.json's own (its key says which);
+    the line under it counts the loaded records the figure is made of."""
     wt = data["warehouse_totals"]
     cards = []
     if wt:
-        cards.append({"zh": "成功转账", "en": "Transfers (SUCCESS)", "value": fmt_money(wt["transfers_amount"]),
-                      "sub": f'{wt["transfers_success"]:,} 笔 transfers · {wt["transfers_cross"]:,} 跨省 cross-province · '
-                             f'{wt["transfers_failed"]:,} 失败 failed', "key": None})
+        for side, zh, en, key in (("out", "成功转出", "Transfers out (SUCCESS)", "transfers_out"),
+                                  ("in", "成功转入", "Transfers in (SUCCESS)", "transfers_in")):
+            n = wt[side]
+            cards.append({"zh": zh, "en": en, "value": fmt_money(getattr(s.amounts, key)),
+                          "key": f"amounts.{key}",
+                          "sub": f'{n["success"]:,} 笔 {side.upper()} records · {n["cross"]:,} 跨省 cross-province · '
+                                 f'{n["failed"]:,} 失败 FAILED'})
     amounts = dict(s.amounts)
     for k in HEADLINE_AMOUNTS:
         zh, en = AMOUNT_LABELS[k]
         cards.append({"zh": zh, "en": en, "value": fmt_money(amounts[k]), "key": f"amounts.{k}",
                       "sub": None})
     cl = data["clearing"]
-    cards.append({"zh": "跨省清算净额", "en": "Cleared across provinces", "key": None,
-                  "value": fmt_money(cl["cross_province_net"]),
-                  "sub": f'本省内 same province {fmt_money(cl["same_province_net"])}'})
+    cards.append({"zh": "跨省清算(结算)", "en": "Cleared across provinces (settled)",
+                  "key": "amounts.cleared_cross_province",
+                  "value": fmt_money(amounts["cleared_cross_province"]),
+                  "sub": f'退费后净额 net of refunds {fmt_money(cl["cross_province_net"])} · '
+                         f'本省内净额 same province net {fmt_money(cl["same_province_net"])}'})
     return cards
 
 

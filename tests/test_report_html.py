@@ -408,6 +408,33 @@ def test_every_number_labelled_on_the_page_is_summary_json_s_own(real_run):
                 assert text.replace(",", "").strip() == _shown(value), (d, key, text)
 
 
+def test_the_transfer_and_clearing_cards_count_the_records_their_amounts_are_made_of(real_run):
+    import duckdb
+    con = duckdb.connect(str(real_run.warehouse), read_only=True)
+    try:
+        for d in real_run.dates:
+            page = (real_run.folder(d) / "report.html").read_text(encoding="utf-8")
+            t = pl.DataFrame(con.execute(
+                "SELECT side, status, sharer_province <> beneficiary_province AS cross, amount "
+                "FROM transfers WHERE business_date = ?", [d]).fetchall(),
+                schema=["side", "status", "cross", "amount"], orient="row")
+            for side in ("OUT", "IN"):
+                mine = t.filter(pl.col("side") == side)
+                ok = mine.filter(pl.col("status") == "SUCCESS")
+                want = (f"{ok.height:,} 笔 {side} records · {ok['cross'].sum():,} 跨省 cross-province · "
+                        f"{mine.filter(pl.col('status') == 'FAILED').height:,} 失败 FAILED")
+                assert want in page, (d, side)
+                key = "transfers_out" if side == "OUT" else "transfers_in"   # the card's amount
+                assert Decimal(real_run.summary(d)["amounts"][key]) == sum(ok["amount"], Decimal(0))
+            settlement = pl.read_csv(real_run.folder(d) / "settlement.csv", infer_schema=False)
+            cross = sum((Decimal(r["net_amount"]) for r in settlement.iter_rows(named=True)
+                         if r["cross_province"] == "true"), Decimal(0))
+            net = re.search(r"退费后净额 net of refunds ([\d,.-]+)", page).group(1)
+            assert Decimal(net.replace(",", "")) == cross, d
+    finally:
+        con.close()
+
+
 def test_the_scorecard_panel_lists_summary_json_s_provinces_worst_first(real_run):
     summary = real_run.summary(real_run.partial)
     card = summary["delivery_scorecard"]

@@ -27,6 +27,49 @@ def test_money_is_text_with_two_decimals_never_a_float(real_run):
         parse(dict(written, amounts=dict(written["amounts"], settled=1.5)))
 
 
+def test_the_money_invariants_are_amounts_and_the_files_invariant_a_count(real_run):
+    # rules.md §8: quota, clearing and settlements hold when their difference is 0.00;
+    # the summary writes that difference like every amount, not as the integer 0.
+    for d in real_run.dates:
+        values = {i["name"]: i["value"] for i in real_run.summary(d)["invariants"]}
+        assert set(values) == {"files", "quota", "clearing", "settlements"}
+        assert values["files"] == 0 and type(values["files"]) is int
+        for name in ("quota", "clearing", "settlements"):
+            assert values[name] == "0.00", name
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", "Infinity", "1e400", True, [1]])
+def test_an_amount_that_is_not_a_decimal_number_is_refused_in_one_sentence(real_run, value):
+    written = real_run.summary(real_run.dates[0])
+    with pytest.raises(SummaryError, match="amounts.settled: Value error, an amount must be"):
+        parse(dict(written, amounts=dict(written["amounts"], settled=value)))
+    invariants = [dict(i) for i in written["invariants"]]
+    invariants[1]["value"] = value
+    with pytest.raises(SummaryError, match="invariants.1.value"):
+        parse(dict(written, invariants=invariants))
+
+
+def test_the_files_invariant_is_refused_unless_a_count(real_run):
+    written = real_run.summary(real_run.dates[0])
+    for value in ("0.00", 0.0, True):
+        invariants = [dict(i) for i in written["invariants"]]
+        invariants[0]["value"] = value
+        with pytest.raises(SummaryError, match="invariants.0.value"):
+            parse(dict(written, invariants=invariants))
+
+
+def test_status_says_a_published_summary_with_a_garbage_amount_was_not_checked(real_run, copied_run):
+    from flows.cli import status_lines
+    d = real_run.dates[0]
+    path = copied_run.out / d.isoformat() / "summary.json"
+    data = json.loads(path.read_text())
+    data["amounts"]["held"] = "12,3"
+    path.write_text(json.dumps(data))
+    [line] = [x for x in status_lines(copied_run) if x.strip().startswith(d.isoformat()) and "not checked" in x]
+    assert line.endswith(f"not checked: {path} does not match its contract at amounts.held: "
+                         "Value error, an amount must be a decimal number.")
+
+
 @pytest.mark.parametrize("field", ["provinces", "partial_because", "changes_since_previous_run",
                                    "findings"])
 def test_a_missing_field_is_refused_naming_it(real_run, field):
