@@ -313,7 +313,7 @@ def test_recovered_needs_an_amount_in_yuan(published, tmp_path):
     app, con = make_app(published, tmp_path, ALL)
     a, at = client(app, "aud")
     cid = case_of(a, "B01", published.province, published.pair)["case_id"]
-    for bad in ("", "abc", "-5", "1.234", "NaN"):
+    for bad in ("", "abc", "-5", "1.234", "NaN", "1e400", "sNaN"):
         r = a.post(f"/api/cases/{cid}/decide", json={"decision": "recovered", "amount_recovered": bad},
                    headers={"X-CSRF-Token": at})
         assert r.status_code == 400, bad

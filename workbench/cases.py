@@ -230,9 +230,10 @@ def sightings_of(con: sqlite3.Connection, cid: str) -> list[dict]:
 def _amount(text: str) -> Decimal:
     try:
         d = Decimal(str(text).strip().replace(",", ""))
+        exact = d.is_finite() and d == d.quantize(CENT)   # quantize refuses 1e400: not an amount
     except (InvalidOperation, ValueError):
         raise ActionError(400, "追回金额不是金额 The amount recovered is not an amount.") from None
-    if not d.is_finite() or d <= 0 or d != d.quantize(CENT):
+    if not exact or d <= 0:
         raise ActionError(400, "追回金额须大于零且最多两位小数 The amount recovered must be above zero "
                                "with at most two decimals.")
     return d.quantize(CENT)
