@@ -236,6 +236,14 @@ def test_a_hostile_reports_folder_gives_a_problem_not_a_crash(published, tmp_pat
     assert con.execute("SELECT count(*) FROM sightings WHERE business_date = '2026-11-24'").fetchone()[0] == 0
 
 
+def test_a_published_amount_that_is_not_a_finite_number_is_a_problem_of_its_date():
+    from workbench.ingest import _money
+    assert _money("12.5") == "12.50" and _money(None) is None
+    for bad in ("NaN", "sNaN", "Infinity", "1e400", "twelve"):
+        with pytest.raises(ValueError, match="is not a number"):
+            _money(bad)
+
+
 # --------------------------------------------------------------------------- events
 
 def test_events_are_append_only(published, tmp_path):
@@ -448,7 +456,8 @@ def test_settings_come_from_options_then_recon_audit_variables_then_defaults(tmp
                                                               Decimal("100.00"))
     assert S.load(port="9002", env=env).port == 9002
     for bad in ({"RECON_AUDIT_PORT": "http"}, {"RECON_AUDIT_PORT": "70000"},
-                {"RECON_AUDIT_SUPERVISOR_LIMIT": "lots"}, {"RECON_AUDIT_MAX_FAILED_LOGINS": "0"}):
+                {"RECON_AUDIT_SUPERVISOR_LIMIT": "lots"}, {"RECON_AUDIT_SUPERVISOR_LIMIT": "NaN"},
+                {"RECON_AUDIT_SUPERVISOR_LIMIT": "1e400"}, {"RECON_AUDIT_MAX_FAILED_LOGINS": "0"}):
         with pytest.raises(InputError):
             S.load(out=tmp_path, env=bad)
 

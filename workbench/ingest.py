@@ -99,9 +99,12 @@ def _money(v) -> str | None:
     if isinstance(v, float):
         raise ValueError("amount is a binary float, not a decimal")
     try:
-        return str(Decimal(str(v)).quantize(Decimal("0.01")))
+        d = Decimal(str(v)).quantize(Decimal("0.01"))
     except InvalidOperation:
-        raise ValueError(f"amount {str(v)[:40]!r} is not a number") from None
+        d = None
+    if d is None or not d.is_finite():
+        raise ValueError(f"amount {str(v)[:40]!r} is not a number")
+    return str(d)
 
 
 def read_findings(folder: Path, day: str) -> list[dict]:

@@ -60,6 +60,8 @@ def _int(name: str, value, low: int) -> int:
 def _money(name: str, value) -> Decimal:
     try:
         d = Decimal(str(value)).quantize(Decimal("0.01"))
+        if not d.is_finite():   # NaN would pass quantize and then fail every comparison
+            raise ValueError
     except (InvalidOperation, ValueError):
         raise InputError(f"{name} must be an amount in yuan such as 5000.00, not {value!r}") from None
     if d < 0:
