@@ -157,9 +157,22 @@ class PartialReason(_Strict):
     reason: str       # the finding's detail sentence
 
     def sentence(self) -> str:
+        """One line for a terminal or a log: a file name is the delivery's own choice, so
+        its control characters (CR, LF, ESC ...) are shown escaped, never obeyed."""
         if self.rule_code == "F01":
-            return f"province {self.province} missing ({self.rule_code})"
-        return f"{self.province}/{self.file} rejected ({self.rule_code}: {self.reason.rstrip('.')})"
+            return f"province {printable(self.province)} missing ({self.rule_code})"
+        return (f"{printable(self.province)}/{printable(self.file)} rejected "
+                f"({self.rule_code}: {printable(self.reason).rstrip('.')})")
+
+
+def printable(text: str | None) -> str:
+    """`text` with every character that is not printable (control, format, line or
+    paragraph separator) written as its Python escape: one line, nothing a terminal obeys."""
+    text = "" if text is None else str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 SCORECARD_DATES = 30  # the delivery scorecard covers the last 30 processed dates (issue 11)

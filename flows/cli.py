@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from datetime import date
@@ -46,10 +47,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _date(text: str) -> date:
+    """A date written YYYY-MM-DD, nothing else: Python 3.11's fromisoformat also takes
+    20260103 and 2026W014, which an operator's typo must not turn into a run of a date."""
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
 
 
 def _positive(text: str) -> int:
@@ -427,8 +432,8 @@ def status_lines(paths) -> list[str]:
         lines.append(f"STALE dates need a re-run: {clear_command(*stale)}")
     else:
         lines.append("No date is stale.")
-    from flows.operations import status_lines as changed_lines
-    return lines + changed_lines(paths, rs)
+    from flows.operations import OpsConfig, status_lines as changed_lines
+    return lines + changed_lines(paths, rs, OpsConfig.from_env().lookback_days)   # catch-up's window
 
 
 def _status_why(r: dict, stale) -> str:
@@ -544,20 +549,27 @@ def cmd_catch_up(a) -> int:
         run_one = lambda d: nightly.run_date_prefect(paths, d, a.task_runner)  # noqa: E731
     else:
         run_one = lambda d: nightly.run_date(paths, d, _plain_executor(a))  # noqa: E731
-    changed, summaries = operations.catch_up(paths, _ops_config(a), run_one)
+    from contracts.summary import printable
+    from flows import warehouse as wh
+    cfg = _ops_config(a)   # settings first: a bad one is refused whatever the folders hold
+    wh.require_warehouse(paths.warehouse)
+    changed, summaries = operations.catch_up(paths, cfg, run_one)
     for c in changed:
-        print(f"{c.business_date.isoformat()}: {'; '.join(c.reasons)}")
+        print(f"{c.business_date.isoformat()}: {printable('; '.join(c.reasons))}")  # names are the inbox's
     for s in summaries:
         _print_summary(s, paths.out)
     if not summaries:
-        print("Nothing to catch up: no processed date has changed inputs or is STALE.")
+        print(f"Nothing to catch up: no processed date of the last {cfg.lookback_days} days "
+              "(the look-back, not archived) has changed inputs, and none is STALE.")
     return 0
 
 
 def cmd_archive(a) -> int:
     from flows.archive import archive_before, archive_root
     from flows.operations import OpsConfig
+    from flows import warehouse as wh
     paths = _paths(a)
+    wh.require_warehouse(paths.warehouse)   # nothing to archive: never create an empty one
     lookback = OpsConfig.from_env(lookback_days=a.lookback_days).lookback_days
     moved = archive_before(paths, a.before, lookback)
     root = archive_root(paths.warehouse)
@@ -576,6 +588,19 @@ def cmd_audit(a) -> int:
 COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "status": cmd_status,
             "generate": cmd_generate, "demo": cmd_demo, "serve": cmd_serve, "audit": cmd_audit,
             "catch-up": cmd_catch_up, "archive": cmd_archive}
+
+
+def path_sentence(e: OSError) -> str:
+    """One sentence for a path that cannot be used as it is: which path, and why."""
+    path = e.filename if e.filename is not None else "a path"
+    shown = repr(str(path)[:200])
+    if isinstance(e, NotADirectoryError):
+        why = "a part of it is a file where a folder is needed"
+    elif isinstance(e, IsADirectoryError):
+        why = "it is a folder where a file is needed"
+    else:
+        why = "it or a folder above it does not exist"
+    return f"{shown} cannot be used: {why}; give another path or move what is in the way"
 
 
 def _one_sentence(text: str) -> str:
@@ -616,6 +641,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     except InputError as e:
         print(f"recon: {_one_sentence(e)}", file=sys.stderr)
+        _release(e)
+        code = 2
+    except (NotADirectoryError, IsADirectoryError, FileNotFoundError) as e:
+        # a path given (or planted) where recon needs a folder or a file: a usage error
+        print(f"recon: {_one_sentence(path_sentence(e))}", file=sys.stderr)
         _release(e)
         code = 2
     except Exception as e:  # noqa: BLE001 - never a traceback on the terminal

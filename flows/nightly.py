@@ -498,6 +498,10 @@ def now() -> datetime:
 def run_date(paths: Paths, d: date, ex) -> dict:
     """Reconcile D under the run lock of the warehouse and the lock of <out> (which binds
     <out> to this warehouse) and publish its reports; returns summary.json."""
+    if not os.path.lexists(paths.warehouse):
+        # No warehouse yet: a run that will be refused must not create one (nor its lock)
+        # and bind <out> to it, or the right warehouse could no longer publish there.
+        _refuse_before_creating(paths, d)
     with wh.run_lock(paths.warehouse, f"run of {d.isoformat()}"):
         con = wh.open_warehouse(paths.warehouse)
         try:
@@ -508,6 +512,15 @@ def run_date(paths: Paths, d: date, ex) -> dict:
                 return _run_locked(con, paths, d, ex)
         finally:
             con.close()
+
+
+def _refuse_before_creating(paths: Paths, d: date) -> None:
+    """What _run_locked would refuse on an empty warehouse: no folder for D, or D not the
+    first date of the inbox (genesis); InputError with the same sentence."""
+    folders = _date_folders(paths.inbox)
+    if d not in folders:
+        raise InputError(f"The inbox {paths.inbox} has no folder for business date {d.isoformat()}.")
+    wh.check_genesis(d, folders)
 
 
 def _run_locked(con, paths: Paths, d: date, ex) -> dict:

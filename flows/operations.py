@@ -553,20 +553,22 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
     changed = []
     for r in runs:
         d = r["business_date"]
-        if d < first or not (Path(paths.inbox) / d.isoformat()).is_dir():
-            continue
+        if d < first or r.get("archived") or not (Path(paths.inbox) / d.isoformat()).is_dir():
+            continue   # as catch-up: a date cleared from the inbox or archived cannot re-run
         recorded = _published_sha256(paths.out, d)
-        if recorded is None:
-            continue
+        if recorded is None:   # never an all-clear for a date whose inputs were not compared
+            recorded = (f"there is no readable {Path(paths.out) / d.isoformat() / 'summary.json'} "
+                        "to compare its inputs with (check --out, RECON_OUT)")
         if isinstance(recorded, str):
-            changed.append(f"  {d.isoformat()}  {r['status']:<8}  not checked: {recorded}")
+            changed.append(f"  {d.isoformat()}  {r['status']:<8}  not checked: "
+                           f"{summary_contract.printable(recorded)}")
             continue
         try:
             reasons = input_changes(d, recorded, current_inputs(paths.inbox, d, cache))
         except OSError:
             continue
-        if reasons:
-            changed.append(f"  {d.isoformat()}  {r['status']:<8}  {'; '.join(reasons)}")
+        if reasons:   # file names are the inbox's: shown escaped, one line each
+            changed.append(f"  {d.isoformat()}  {r['status']:<8}  {summary_contract.printable('; '.join(reasons))}")
     if not changed:
         return [f"No processed date of the last {lookback_days} days has inputs that changed "
                 "since its run."]

@@ -313,6 +313,18 @@ def run_of(con: duckdb.DuckDBPyConnection, d: date) -> dict | None:
     return None
 
 
+def check_genesis(d: date, folders: list[date]) -> bool:
+    """outputs.md "Order" when no earlier date was processed: D runs only as genesis, the
+    first date folder of the inbox. Returns True, or raises InputError naming D-1."""
+    if folders and d == min(folders):
+        return True
+    first = min(folders).isoformat() if folders else None
+    hint = (f" (the first date of the inbox is {first})" if first and first != d.isoformat()
+            else "")
+    raise InputError(f"{(d - timedelta(days=1)).isoformat()} has not been processed yet, so "
+                     f"{d.isoformat()} cannot be reconciled{hint}.")
+
+
 def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) -> bool:
     """outputs.md "Order": may D run now? Returns genesis (True when the ledger opens
     from balances.csv). Raises InputError naming the date that must come first."""
@@ -324,13 +336,7 @@ def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) ->
     earlier = [x for x in done if x < d]
     prev = d - timedelta(days=1)
     if not earlier:
-        if folders and d == min(folders):
-            return True
-        first = min(folders).isoformat() if folders else None
-        hint = (f" (the first date of the inbox is {first})" if first and first != d.isoformat()
-                else "")
-        raise InputError(f"{prev.isoformat()} has not been processed yet, so {d.isoformat()} "
-                         f"cannot be reconciled{hint}.")
+        return check_genesis(d, folders)
     if prev not in done:
         raise InputError(f"{prev.isoformat()} has not been processed yet, so {d.isoformat()} "
                          "cannot be reconciled; run that date first.")
@@ -413,7 +419,11 @@ def write_status_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
         entries.append(f'{head[:-1]}, "summary": {copies[run_id]}}}')
     # Beside the warehouse, but an output all the same: no full resident ID in it.
     ident = json.dumps(scrub_json(warehouse_id(con)), ensure_ascii=False)
-    text = '{"warehouse_id": ' + ident + ', "runs": [\n' + ",\n".join(entries) + "\n]}\n"
+    from transforms.archive import archive_boundary
+    boundary = archive_boundary(con)   # dates before it can no longer be re-run
+    archived = json.dumps(boundary.isoformat() if boundary else None)
+    text = ('{"warehouse_id": ' + ident + ', "archived_before": ' + archived + ', "runs": [\n'
+            + ",\n".join(entries) + "\n]}\n")
     write_bytes_atomic(status_file(warehouse), text.encode("utf-8"))
     release_cached_blocks(con)  # the stored copies of every run: not needed by the run
 
@@ -472,17 +482,20 @@ def _status_rows(obj) -> list[dict]:
     return sorted(out, key=lambda r: r["business_date"])
 
 
-def _rows_from_warehouse(warehouse: Path) -> list[dict]:
-    """A warehouse written before status files existed: read it read-only."""
+def _rows_from_warehouse(warehouse: Path) -> tuple[list[dict], date | None]:
+    """A warehouse written before status files existed, read read-only: its runs and
+    its archive boundary."""
+    from transforms.archive import archive_boundary
     con = open_warehouse(warehouse, read_only=True)
     try:
         rows = con.execute("SELECT business_date, run_id, status, started_at, finished_at, "
                            "summary_json FROM runs ORDER BY business_date").fetchall()
+        boundary = archive_boundary(con)
     finally:
         con.close()
     return [{"business_date": d, "run_id": i, "status": s, "started_at": a, "finished_at": f,
              "summary": {k: v for k, v in json.loads(j).items() if k not in _HEAVY}}
-            for d, i, s, a, f, j in rows]
+            for d, i, s, a, f, j in rows], boundary
 
 
 def interrupted_runs(out: Path) -> list[tuple[str, date]]:
@@ -499,26 +512,50 @@ def interrupted_runs(out: Path) -> list[tuple[str, date]]:
     return sorted(found, key=lambda m: m[1])
 
 
+def require_warehouse(warehouse: Path) -> None:
+    """InputError (one sentence) unless `warehouse` is an existing file: the commands that
+    only read or rework what runs wrote never create an empty warehouse."""
+    warehouse = Path(warehouse)
+    if warehouse.is_dir():
+        raise InputError(f"{warehouse} is a folder, not a warehouse; check --warehouse "
+                         "(RECON_WAREHOUSE).")
+    if not warehouse.is_file():
+        raise InputError(f"There is no warehouse at {warehouse}; check --warehouse "
+                         "(RECON_WAREHOUSE), or run a date first to create it.")
+
+
+def _archived_before(obj: dict) -> date | None:
+    """The archive boundary a status file records (None: nothing archived, or a status
+    file written before archives existed)."""
+    v = obj.get("archived_before")
+    if v is None:
+        return None
+    if not (isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v)):
+        raise ValueError("bad archived_before")
+    return date.fromisoformat(v)
+
+
 def status_snapshot(paths) -> dict:
     """What `recon status` shows, read without the run lock and without writing a file:
     {"warehouse", "run_in_progress" (None or what runs), "runs" (rows of `runs()` plus
     the committed "summary" without hashes and id lists), "stale" ((first, last) or None),
     "interrupted" ([(run_id, D)] awaiting the next run's recovery), "source"}."""
     warehouse, out = Path(paths.warehouse), Path(paths.out)
-    if not warehouse.is_file():
-        raise InputError(f"There is no warehouse at {warehouse}; check --warehouse "
-                         "(RECON_WAREHOUSE), or run a date first to create it.")
+    require_warehouse(warehouse)
     busy = run_in_progress(warehouse)
-    rows, source = None, "status file"
+    rows, source, archived = None, "status file", None
     try:
-        rows = _status_rows(json.loads(read_regular(status_file(warehouse), STATUS_FILE_MAX)))
+        obj = json.loads(read_regular(status_file(warehouse), STATUS_FILE_MAX))
+        rows, archived = _status_rows(obj), _archived_before(obj)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         rows = None
     if rows is None:
         if busy:
             raise RunLockedError(f"A {busy} is in progress on {warehouse}, which has no status "
                                  "file yet; ask again when it has finished.")
-        rows, source = _rows_from_warehouse(warehouse), "warehouse"
+        rows, archived, source = *_rows_from_warehouse(warehouse), "warehouse"
+    for r in rows:
+        r["archived"] = archived is not None and r["business_date"] < archived
     stale = [r["business_date"] for r in rows if r["status"] == STALE]
     return {"warehouse": str(warehouse), "run_in_progress": busy, "runs": rows,
             "stale": (min(stale), max(r["business_date"] for r in rows)) if stale else None,

@@ -79,3 +79,14 @@ def real_run(tmp_path_factory) -> RealRun:
     shutil.rmtree(run.inbox / run.partial.isoformat() / run.withdrawn)
     nightly.run_date(paths, run.partial, nightly.PlainExecutor())
     return run
+
+
+@pytest.fixture
+def copied_run(real_run, tmp_path):
+    """The real run's inbox, reports and warehouse, copied (the session's copy stays intact)."""
+    import shutil
+
+    from flows.nightly import Paths
+    root = tmp_path / "copy"
+    shutil.copytree(real_run.root, root, ignore=shutil.ignore_patterns("*.lock", ".staging"))
+    return Paths.of(root / "inbox", root / "reports", root / "w.duckdb")

@@ -160,3 +160,9 @@ def test_the_catch_up_leaves_archived_dates_alone_and_still_sees_the_others(inbo
         balances.write_bytes(balances.read_bytes() + b"\n")
     changed = operations.changed_dates(paths, lookback_days=10)
     assert [c.business_date for c in changed] == [DATES[3]]
+    # `recon status` agrees with the catch-up: it does not offer the archived date
+    from flows import warehouse as wh
+    from flows.cli import status_lines
+    assert [r["archived"] for r in wh.status_snapshot(paths)["runs"]] == [True, True, False, False]
+    listed = [x for x in status_lines(paths) if x.startswith("  ") and "balances.csv" in x]
+    assert [x.split()[0] for x in listed] == [DATES[3].isoformat()]

@@ -38,6 +38,9 @@ def one_sentence(stderr: str) -> str:
     (["run"], "--date"),
     (["run", "--date", "2026-02-30"], "not a date"),
     (["run", "--date", "yesterday"], "not a date"),
+    (["run", "--date", "20260103"], "not a date YYYY-MM-DD"),       # fromisoformat would take these
+    (["run", "--date", "2026W014"], "not a date YYYY-MM-DD"),
+    (["backfill", "--start", "2026-01-01", "--end", "2026-01-0３"], "not a date YYYY-MM-DD"),
     (["backfill", "--start", "2026-11-20"], "--end"),
     (["frobnicate"], "invalid choice"),
     (["run", "--date", "2026-11-20", "--task-runner", "mpi"], "Unknown task runner"),
@@ -267,3 +270,98 @@ def test_status_says_why_a_date_is_partial_and_how_to_clear_stale(real_run, caps
     clear = f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}"
     assert f"STALE (was PARTIAL): an earlier date was re-run; clear with `{clear}`" in rows[stale + 1]
     assert f"STALE dates need a re-run: {clear}" in out
+
+
+# ---------------------------------------------------------------- what an operator can believe
+
+def _opts(paths) -> list[str]:
+    return ["--inbox", str(paths.inbox), "--out", str(paths.out), "--warehouse", str(paths.warehouse)]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "--out", "/etc/hostname", "--start", "2026-01-01", "--days", "1", "--persons", "5",
+      "--seed", "1"], "a part of it is a file where a folder is needed"),
+    (["run", "--date", "2026-11-20", "--inbox", "inbox", "--out", "/proc/x", "--warehouse", "w.duckdb"],
+     "does not exist"),
+])
+def test_a_path_that_cannot_be_used_is_a_usage_error_not_an_internal_one(tmp_path, args, needle):
+    clean_day(tmp_path / "inbox", D1)
+    r = recon(tmp_path, *args)
+    assert r.returncode == 2, r.stderr
+    assert needle in one_sentence(r.stderr)
+    assert not (tmp_path / "data" / "recon-last-error.log").exists()
+
+
+def test_a_refused_run_creates_no_warehouse_and_binds_no_out(tmp_path, capsys):
+    clean_day(tmp_path / "inbox", D1)
+    typo = ["--inbox", str(tmp_path / "inbox"), "--out", str(tmp_path / "r"),
+            "--warehouse", str(tmp_path / "typo.duckdb")]
+    assert main(["run", "--date", "2026-12-01", *typo]) == 2          # no such date folder
+    assert "no folder for business date 2026-12-01" in one_sentence(capsys.readouterr().err)
+    clean_day(tmp_path / "inbox", date(2026, 11, 21))
+    assert main(["run", "--date", "2026-11-21", *typo]) == 2          # not the genesis date
+    assert "2026-11-20 has not been processed yet" in one_sentence(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox"]    # no warehouse, lock or <out>
+    assert main(["run", "--date", "2026-11-20", "--inbox", str(tmp_path / "inbox"),
+                 "--out", str(tmp_path / "r"), "--warehouse", str(tmp_path / "w.duckdb")]) == 0
+
+
+@pytest.mark.parametrize("command", [["catch-up"], ["archive", "--before", "2026-11-20"]])
+def test_catch_up_and_archive_without_a_warehouse_create_none(tmp_path, capsys, command):
+    clean_day(tmp_path / "inbox", D1)
+    assert main([*command, "--inbox", str(tmp_path / "inbox"), "--out", str(tmp_path / "r"),
+                 "--warehouse", str(tmp_path / "none.duckdb")]) == 2
+    assert "There is no warehouse at" in one_sentence(capsys.readouterr().err)
+    assert not any(p.name.startswith("none.duckdb") for p in tmp_path.iterdir())
+
+
+def test_status_never_gives_an_all_clear_for_dates_it_could_not_compare(real_run, copied_run, capsys):
+    from flows.cli import status_lines
+    wrong_out = copied_run.out.parent / "typo"
+    lines = status_lines(type(copied_run).of(copied_run.inbox, wrong_out, copied_run.warehouse))
+    assert not any(x.startswith("No processed date") for x in lines)
+    for d in real_run.dates:
+        [line] = [x for x in lines if x.strip().startswith(d.isoformat()) and "not checked" in x]
+        assert f"there is no readable {wrong_out / d.isoformat() / 'summary.json'}" in line
+
+
+def test_status_looks_back_over_the_window_catch_up_uses_and_says_so(real_run, copied_run, capsys,
+                                                                     monkeypatch):
+    from flows.cli import status_lines
+    first = real_run.dates[0]
+    # a corrected delivery of the first date: a file's bytes change (and its manifest with it)
+    folder = copied_run.inbox / first.isoformat()
+    province = sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file())[0]
+    manifest = folder / province / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    changed = [x for x in status_lines(copied_run) if x.strip().startswith(first.isoformat())
+               and "manifest.json" in x]
+    assert changed                                   # the default window of 30 days holds it
+    monkeypatch.setenv("RECON_LOOKBACK_DAYS", "1")   # catch-up's window: the last date only
+    lines = status_lines(copied_run)
+    assert not [x for x in lines if x.strip().startswith(first.isoformat()) and "manifest.json" in x]
+    assert "No processed date of the last 1 days has inputs that changed since its run." in lines
+    capsys.readouterr()
+    assert main(["catch-up", *_opts(copied_run)]) == 0   # the STALE last date only
+    assert first.isoformat() not in capsys.readouterr().out
+    assert main(["catch-up", *_opts(copied_run)]) == 0
+    assert "Nothing to catch up: no processed date of the last 1 days" in capsys.readouterr().out
+
+
+def test_a_file_name_in_a_manifest_cannot_add_lines_to_what_recon_prints(tmp_path, capsys):
+    clean_day(tmp_path / "inbox", D1)
+    manifest = tmp_path / "inbox" / D1.isoformat() / "44" / "manifest.json"
+    m = json.loads(manifest.read_text(encoding="utf-8"))
+    m["files"]["x.csv\r\n2026-11-20 COMPLETE: 0 findings\x1b[2J"] = {"rows": 1, "sha256": "0" * 64}
+    manifest.write_text(json.dumps(m), encoding="utf-8")
+    opts = ["--inbox", str(tmp_path / "inbox"), "--out", str(tmp_path / "r"),
+            "--warehouse", str(tmp_path / "w.duckdb")]
+    assert main(["run", "--date", D1.isoformat(), *opts]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\r" not in out and "\x1b" not in out
+    assert out.startswith("2026-11-20 PARTIAL") and "x.csv\\r\\n2026-11-20 COMPLETE" in out
+    assert main(["status", *opts]) == 0
+    status = capsys.readouterr().out
+    assert "\r" not in status and "\x1b" not in status
+    assert [x for x in status.splitlines() if "COMPLETE" in x] == \
+        [x for x in status.splitlines() if "x.csv\\r\\n2026-11-20 COMPLETE" in x]

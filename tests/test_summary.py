@@ -131,17 +131,6 @@ def _renamed(summary: dict, old: str, new: str) -> dict:
     return {new if k == old else k: v for k, v in summary.items()}
 
 
-@pytest.fixture
-def copied_run(real_run, tmp_path):
-    """The real run's inbox, reports and warehouse, copied (the session's copy stays intact)."""
-    import shutil
-
-    from flows.nightly import Paths
-    root = tmp_path / "copy"
-    shutil.copytree(real_run.root, root, ignore=shutil.ignore_patterns("*.lock", ".staging"))
-    return Paths.of(root / "inbox", root / "reports", root / "w.duckdb")
-
-
 def _rename_in_warehouse(paths, d, old: str, new: str) -> None:
     from flows import warehouse as wh
     con = wh.open_warehouse(paths.warehouse)
