@@ -23,6 +23,7 @@ Money is Decimal with two places, written as text ("2220.00"), never a float.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -324,9 +325,24 @@ def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
     order) stays right however many of those dates are re-run meanwhile, and a backfill
     does not rewrite the reports of every STALE date after each of its dates."""
     if summary.status == STALE:
-        return summary
+        if not _starts_earlier(clear_with, summary.stale_clear_command):
+            return summary
+        # A re-run of a date before the stored command's range made more dates STALE:
+        # following the old command would leave those, and build on them. Only then is
+        # a marked date marked again (a backfill moves the first STALE date later, never
+        # earlier, so it still rewrites nothing).
+        return summary.model_copy(update={"stale_clear_command": clear_with})
     return summary.model_copy(update={"status_before_stale": summary.status, "status": STALE,
                                       "stale_clear_command": clear_with})
+
+
+def _starts_earlier(command: str, stored: str | None) -> bool:
+    """Does clear command `command` start before the `stored` one (or is there none)?"""
+    def start(c: str | None) -> str | None:
+        m = re.search(r"--start ([0-9]{4}-[0-9]{2}-[0-9]{2})", c or "")
+        return m.group(1) if m else None
+    new, old = start(command), start(stored)
+    return new is not None and (old is None or new < old)
 
 
 def clear_command(first_stale: date, last_processed: date) -> str:

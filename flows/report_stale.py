@@ -34,9 +34,9 @@ def mark_date_stale(folder: Path, clear_with: str) -> bool:
     except SummaryError as e:
         log.warning("not marked STALE: %s", e)
         return False
-    if current.status == STALE:  # marked once (contracts.summary.mark_stale)
-        return True
     stale = mark_stale(current, clear_with)
+    if stale is current:  # marked already, and its command still covers the STALE range
+        return True
     html = folder / "report.html"
     if _regular(html):
         report_html.restamp_header(html, stale)

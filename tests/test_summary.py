@@ -114,6 +114,25 @@ def test_marking_stale_keeps_the_status_before_and_the_command_that_clears_it(re
     assert stale.why().startswith(f"STALE (was {s.status}): an earlier date was re-run; clear with `{clear}`")
 
 
+def test_a_re_run_before_a_stale_date_s_range_widens_the_command_on_its_reports(real_run, copied_run):
+    # real_run: the second date was re-run, so the third is STALE, cleared by a backfill of
+    # itself. A re-run of the first date makes the second STALE too: the third's reports must
+    # now name the range from the second, or following them would build on a STALE date.
+    from flows import nightly
+    first, second, third = real_run.dates
+    assert load(copied_run.out / third.isoformat() / "summary.json").stale_clear_command == \
+        clear_command(third, third)
+    nightly.run_date(copied_run, first, nightly.PlainExecutor())
+    widened = clear_command(second, third)
+    for d in (second, third):
+        folder = copied_run.out / d.isoformat()
+        s = load(folder / "summary.json")
+        assert (s.status, s.stale_clear_command) == (STALE, widened), d
+        assert widened in (folder / "report.html").read_text(encoding="utf-8"), d
+    assert load(copied_run.out / third.isoformat() / "summary.json").status_before_stale == \
+        real_run.summary(third)["status_before_stale"]          # what it was before stays
+
+
 def test_the_prefect_artifact_says_why_a_date_is_partial(real_run):
     from transforms.reports import markdown_summary
     s = load(real_run.folder(real_run.partial) / "summary.json")
