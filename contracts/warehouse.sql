@@ -192,3 +192,9 @@ CREATE TABLE IF NOT EXISTS run_status_copies (
 CREATE TABLE IF NOT EXISTS warehouse_identity (
     warehouse_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
 );
+
+-- The <out> this warehouse publishes into (the reverse of <out>/.recon-warehouse): a date
+-- re-run into a second <out> would leave the first one's later dates unmarked STALE.
+CREATE TABLE IF NOT EXISTS reports_folder (
+    path VARCHAR NOT NULL, bound_at TIMESTAMP NOT NULL
+);

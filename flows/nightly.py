@@ -505,6 +505,7 @@ def run_date(paths: Paths, d: date, ex) -> dict:
     with wh.run_lock(paths.warehouse, f"run of {d.isoformat()}"):
         con = wh.open_warehouse(paths.warehouse)
         try:
+            wh.bind_reports_folder(con, paths.out, paths.warehouse)   # before <out> is made
             with wh.out_lock(paths.out, wh.warehouse_id(con), paths.warehouse):
                 for action in wh.recover(con, paths.out):
                     log.warning("recovery: %s", action)

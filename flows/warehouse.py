@@ -296,6 +296,36 @@ def out_lock(out: Path, identity: str, warehouse: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def bind_reports_folder(con: duckdb.DuckDBPyConnection, out: Path, warehouse: Path) -> None:
+    """Refuse a second `<out>` for this warehouse (InputError, one sentence): STALE marks and
+    re-runs land in one reports folder only. The folder recorded last stays bound while it
+    exists and still names this very warehouse (the binding out_lock wrote there); a folder
+    moved away or removed gives way. So does any folder of a copy of a warehouse (its
+    reports' binding names the original): a copy is not held to one folder."""
+    here = os.path.realpath(out)
+    row = con.execute("SELECT path FROM reports_folder ORDER BY bound_at DESC LIMIT 1").fetchone()
+    if row is not None and row[0] != here and _names_this_warehouse(Path(row[0]), con, warehouse):
+        raise InputError(f"The warehouse {warehouse} publishes its reports to {row[0]}; a run into "
+                         f"{out} would leave the reports there out of date. Use --out {row[0]} "
+                         "(RECON_OUT), or move that folder to the new place first.")
+    if row is None or row[0] != here:
+        con.execute("DELETE FROM reports_folder")
+        con.execute("INSERT INTO reports_folder VALUES (?, current_timestamp)", [here])
+
+
+def _names_this_warehouse(folder: Path, con: duckdb.DuckDBPyConnection, warehouse: Path) -> bool:
+    """Does `folder` still hold a binding to this warehouse: its identity, and its path?"""
+    try:
+        p = folder / BINDING
+        if not _is_real_dir(folder) or not stat.S_ISREG(os.lstat(p).st_mode):
+            return False
+        bound = _parse_binding(read_regular(p, 65536).encode("utf-8"))
+    except (OSError, ValueError):   # not readable as a binding: it binds nothing
+        return False
+    return (bound is not None and bound.get("warehouse_id") == warehouse_id(con)
+            and bound.get("warehouse") == str(Path(warehouse).resolve()))
+
+
 # --------------------------------------------------------------------------- run records
 
 def runs(con: duckdb.DuckDBPyConnection) -> list[dict]:

@@ -365,3 +365,19 @@ def test_a_file_name_in_a_manifest_cannot_add_lines_to_what_recon_prints(tmp_pat
     assert "\r" not in status and "\x1b" not in status
     assert [x for x in status.splitlines() if "COMPLETE" in x] == \
         [x for x in status.splitlines() if "x.csv\\r\\n2026-11-20 COMPLETE" in x]
+
+
+def test_one_warehouse_publishes_into_one_reports_folder(tmp_path, capsys):
+    clean_day(tmp_path / "inbox", D1)
+    first, second = tmp_path / "reports", tmp_path / "second"
+    def run(out: Path) -> int:
+        return main(["run", "--date", D1.isoformat(), "--inbox", str(tmp_path / "inbox"),
+                     "--out", str(out), "--warehouse", str(tmp_path / "w.duckdb")])
+    assert run(first) == 0
+    capsys.readouterr()
+    assert run(second) == 2      # a re-run there would leave the first folder's later dates unmarked
+    assert f"publishes its reports to {first}" in one_sentence(capsys.readouterr().err)
+    assert not second.exists()
+    first.rename(second)         # the folder moved: the run follows it
+    assert run(second) == 0
+    assert run(first) == 2
