@@ -322,6 +322,19 @@ def test_f03_unreadable_or_inconsistent_manifest_delivers_nothing(tmp_path, mani
     assert_identity(con)
 
 
+@pytest.mark.parametrize("key, said", [
+    ("province", "manifest.json has no province; it must be the folder's 44"),
+    ("business_date", f"manifest.json has no business_date; it must be {D.isoformat()}"),
+])
+def test_f03_a_manifest_without_its_province_or_date_says_so(tmp_path, key, said):
+    write_reference(tmp_path, live=("44",))
+    write_province(tmp_path, D, "44", transfers=[transfer_row()],
+                   manifest=lambda m: {k: v for k, v in m.items() if k != key})
+    con, *_ = run_intake(tmp_path)
+    [f] = findings(con, "F03")
+    assert f["detail"].startswith(said)
+
+
 def test_manifest_naming_other_paths_is_never_followed(tmp_path):
     write_reference(tmp_path, live=("44",))
     secret = tmp_path / "secret.csv"

@@ -594,12 +594,13 @@ def parse_manifest(raw: bytes, province: str, business_date: date) -> Manifest:
         raise ManifestInvalid("manifest.json is not UTF-8 JSON") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest.json is not a JSON object")
-    if doc.get("province") != province:
-        raise ManifestInvalid(f"manifest.json names province {str(doc.get('province'))[:20]!r}, "
-                              f"not the folder's {province}")
-    if doc.get("business_date") != business_date.isoformat():
-        raise ManifestInvalid(f"manifest.json names business_date {str(doc.get('business_date'))[:20]!r}, "
-                              f"not {business_date.isoformat()}")
+    for key, want, whose in (("province", province, "the folder's "),
+                             ("business_date", business_date.isoformat(), "")):
+        if key not in doc:
+            raise ManifestInvalid(f"manifest.json has no {key}; it must be {whose}{want}")
+        if doc[key] != want:
+            raise ManifestInvalid(f"manifest.json names {key} {str(doc[key])[:20]!r}, "
+                                  f"not {whose}{want}")
     files = doc.get("files")
     if files is None:
         files = {}
