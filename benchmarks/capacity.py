@@ -437,17 +437,18 @@ def code_digest() -> str:
 
 
 def rows_digest(warehouse: Path) -> dict[str, tuple]:
-    """Row count and an order-independent sum of row hashes of every table but the run log,
-    the status copies of its summaries and the warehouse's identity (they name the run and
-    the warehouse); in SQL, because a
+    """Row count and an order-independent sum of row hashes of every table but those that
+    name the run and the warehouse (flows.warehouse.WAREHOUSE_OWN_TABLES); in SQL, because a
     week at this scale is millions of rows (tests/test_dask.py compares the rows themselves)."""
     import duckdb
+
+    from flows.warehouse import WAREHOUSE_OWN_TABLES
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = [t for (t,) in con.execute(
                       "SELECT table_name FROM information_schema.tables "
                       "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'").fetchall()
-                  if t not in ("runs", "run_status_copies", "warehouse_identity")]
+                  if t not in WAREHOUSE_OWN_TABLES]
         return {t: con.execute(f'SELECT count(*), sum(hash(t)::HUGEINT) FROM "{t}" t').fetchone()
                 for t in sorted(tables)}
     finally:

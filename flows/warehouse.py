@@ -296,6 +296,12 @@ def out_lock(out: Path, identity: str, warehouse: Path) -> Iterator[None]:
         os.close(fd)
 
 
+# The tables that name a run or this warehouse (the run log, the status copies of its
+# summaries, its identity, its reports folder): two warehouses that reconciled the same
+# dates the same way differ in these only. Comparisons of warehouses leave them out.
+WAREHOUSE_OWN_TABLES = ("runs", "run_status_copies", "warehouse_identity", "reports_folder")
+
+
 def bind_reports_folder(con: duckdb.DuckDBPyConnection, out: Path, warehouse: Path) -> None:
     """Refuse a second `<out>` for this warehouse (InputError, one sentence): STALE marks and
     re-runs land in one reports folder only. The folder recorded last stays bound while it

@@ -65,15 +65,14 @@ def results(out: Path) -> dict[str, bytes]:
 
 
 def warehouse_rows(path: Path) -> dict[str, str]:
-    """A digest of every table of the warehouse (the person registry included) but the run
-    log, the status copies of its summaries and the warehouse's identity, which name the
-    run and the warehouse."""
+    """A digest of every table of the warehouse (the person registry included) but those
+    that name the run and the warehouse (flows.warehouse.WAREHOUSE_OWN_TABLES)."""
     con = wh.open_warehouse(path, read_only=True)
     try:
         tables = [t for (t,) in con.execute(
                       "SELECT table_name FROM information_schema.tables "
                       "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'").fetchall()
-                  if t not in ("runs", "run_status_copies", "warehouse_identity")]
+                  if t not in wh.WAREHOUSE_OWN_TABLES]
         digest = wh.table_digest(con, tuple(sorted(tables)))
         digest["runs"] = repr(con.execute("SELECT business_date, status, input_digest FROM runs "
                                           "ORDER BY business_date").fetchall())
