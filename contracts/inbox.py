@@ -197,8 +197,10 @@ def masked(col: str) -> pl.Expr:
 
 
 def _q(col: str, certno: bool = False) -> pl.Expr:
-    """`col 'value'` for a reason text."""
-    return pl.lit(f"{col} '") + (masked(col) if certno else shown(col)) + pl.lit("'")
+    """`col 'value'` for a reason text. A NUL byte of the value is written `\\x00`: raw,
+    it would cut the finding's detail short in the CSV readers auditors use."""
+    value = masked(col) if certno else shown(col)
+    return pl.lit(f"{col} '") + value.str.replace_all("\x00", "\\x00", literal=True) + pl.lit("'")
 
 
 def shape(col: str, form: str = "fmt") -> pl.Expr:

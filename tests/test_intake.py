@@ -335,6 +335,16 @@ def test_f03_a_manifest_without_its_province_or_date_says_so(tmp_path, key, said
     assert f["detail"].startswith(said)
 
 
+def test_f04_a_nul_byte_in_a_field_is_written_escaped_in_the_reason(tmp_path):
+    # a raw NUL in exceptions.csv cuts the detail short in the readers auditors use
+    write_reference(tmp_path, live=("44",))
+    write_province(tmp_path, D, "44", transfers=[transfer_row(amount="12\x00.00")])
+    con, *_ = run_intake(tmp_path)
+    [f] = findings(con, "F04")
+    assert "amount '12\\x00.00' is not a decimal number" in f["detail"]
+    assert "\x00" not in f["detail"]
+
+
 def test_manifest_naming_other_paths_is_never_followed(tmp_path):
     write_reference(tmp_path, live=("44",))
     secret = tmp_path / "secret.csv"
