@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, ConfigDict, PlainSerializer, StrictInt, TypeAdapter,
                       ValidationError, ValidationInfo, field_validator)
 
+from contracts.dates import iso_date
 from contracts.errors import InputError
 
 COMPLETE, PARTIAL, STALE = "COMPLETE", "PARTIAL", "STALE"
@@ -338,10 +339,7 @@ def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
 
 def _starts_earlier(command: str, stored: str | None) -> bool:
     """Does clear command `command` start before the `stored` one (or is there none)?"""
-    def start(c: str | None) -> str | None:
-        m = re.search(r"--start ([0-9]{4}-[0-9]{2}-[0-9]{2})", c or "")
-        return m.group(1) if m else None
-    new, old = start(command), start(stored)
+    new, old = clear_command_start(command), clear_command_start(stored)
     return new is not None and (old is None or new < old)
 
 
@@ -349,3 +347,9 @@ def clear_command(first_stale: date, last_processed: date) -> str:
     """The command that brings STALE dates up to date (also for a single date: one form
     that every reader and operator recognises)."""
     return f"recon backfill --start {first_stale.isoformat()} --end {last_processed.isoformat()}"
+
+
+def clear_command_start(command: str | None) -> date | None:
+    """The first STALE date a clear_command names (None for any other text)."""
+    m = re.fullmatch(r"recon backfill --start (\S+) --end \S+", command or "")
+    return iso_date(m.group(1)) if m else None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import traceback
 from datetime import date
@@ -47,14 +46,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _date(text: str) -> date:
-    """A date written YYYY-MM-DD, nothing else: Python 3.11's fromisoformat also takes
-    20260103 and 2026W014, which an operator's typo must not turn into a run of a date."""
-    try:
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
+    """A date written YYYY-MM-DD, nothing else (contracts/dates.py): an operator's typo
+    such as 20260103 must not turn into a run of a date."""
+    from contracts.dates import iso_date
+    d = iso_date(text)
+    if d is None:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD")
+    return d
 
 
 def _positive(text: str) -> int:

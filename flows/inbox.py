@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import stat
 from datetime import date
 from pathlib import Path
@@ -25,12 +24,11 @@ from pathlib import Path
 import polars as pl
 
 from contracts import codes
+from contracts.dates import iso_date
 from contracts.errors import InputError
 from contracts.inbox import (DATA_FILE_NAMES, MANIFEST, MAX_DATA_FILE_BYTES,  # noqa: F401 (re-exported)
                              MAX_MANIFEST_BYTES, REFERENCE_COLUMNS, REFERENCE_SCHEMAS, FileRead,
                              InboxDate, ProvinceDelivery, Reference, oversize_detail)
-
-_DATE_DIR = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -76,11 +74,9 @@ def date_folders(inbox_dir: Path) -> list[date]:
     root = _root(inbox_dir)
     out = []
     for entry in os.scandir(root):
-        if _DATE_DIR.match(entry.name) and entry.is_dir() and _inside(Path(entry.path), root):
-            try:
-                out.append(date.fromisoformat(entry.name))
-            except ValueError:
-                continue
+        d = iso_date(entry.name)
+        if d is not None and entry.is_dir() and _inside(Path(entry.path), root):
+            out.append(d)
     return sorted(out)
 
 

@@ -563,12 +563,13 @@ def require_warehouse(warehouse: Path) -> None:
 def _archived_before(obj: dict) -> date | None:
     """The archive boundary a status file records (None: nothing archived, or a status
     file written before archives existed)."""
+    from contracts.dates import iso_date
     v = obj.get("archived_before")
     if v is None:
         return None
-    if not (isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v)):
+    if iso_date(v) is None:
         raise ValueError("bad archived_before")
-    return date.fromisoformat(v)
+    return iso_date(v)
 
 
 def status_snapshot(paths) -> dict:

@@ -10,6 +10,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows.cli import main
 from tests.inbox_builders import clean_day
@@ -381,3 +383,17 @@ def test_one_warehouse_publishes_into_one_reports_folder(tmp_path, capsys):
     first.rename(second)         # the folder moved: the run follows it
     assert run(second) == 0
     assert run(first) == 2
+
+
+@given(st.dates(min_value=date(1000, 1, 1)))
+def test_every_date_written_yyyy_mm_dd_reads_back_as_itself(d):
+    from contracts.dates import iso_date
+    assert iso_date(d.isoformat()) == d
+    assert iso_date(d.isoformat().replace("-", "")) is None        # 20260103: never a date here
+    assert iso_date(d.isoformat() + "\n") is None
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "2026W014", "2026-001", "２０２６-01-01", "", None, 20260101])
+def test_what_is_not_a_real_yyyy_mm_dd_date_is_none(text):
+    from contracts.dates import iso_date
+    assert iso_date(text) is None

@@ -23,8 +23,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse, PlainTextResponse,
                                RedirectResponse, Response)
 
+from contracts.dates import iso_date
 from workbench import auth, cases as C, exports
-from workbench.ingest import DATE_RE
 from workbench.settings import Settings
 from workbench.store import connect
 from workbench.web import (COOKIE, LOGIN_COOKIE, TEMPLATES, NeedLogin, Workbench, body, check_csrf,
@@ -200,7 +200,7 @@ async def report(request: Request, day: str):
     w.who(request)
     folder = w.out / day
     p = folder / "report.html"
-    if not DATE_RE.match(day) or folder.is_symlink() or p.is_symlink() or not p.is_file():
+    if iso_date(day) is None or folder.is_symlink() or p.is_symlink() or not p.is_file():
         raise C.ActionError(404, "没有这一天的报告 No report for that date.")
     return FileResponse(p, media_type="text/html; charset=utf-8")
 

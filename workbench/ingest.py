@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from auditview import mask_text
 from contracts import summary as summary_contract
+from contracts.dates import iso_date
 from workbench import keys
 from workbench.store import append_event, now_utc, transaction
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FILES = ("exceptions.parquet", "summary.json", "report.html")
 REQUIRED = ("exception_id", "business_date", "rule_code", "rule_name", "severity", "province",
             "dataset", "record_id", "sharer_psn_no", "beneficiary_psn_no", "amount", "detail",
@@ -57,11 +55,7 @@ def published_dates(out: Path) -> list[tuple[str, Path]]:
         return []
     found = []
     for entry in out.iterdir():
-        if not DATE_RE.match(entry.name) or entry.is_symlink() or not entry.is_dir():
-            continue
-        try:
-            date.fromisoformat(entry.name)
-        except ValueError:
+        if iso_date(entry.name) is None or entry.is_symlink() or not entry.is_dir():
             continue
         p = entry / "exceptions.parquet"
         if p.is_file() and not p.is_symlink():

@@ -22,7 +22,8 @@ from contracts.codes import PROVINCE_NAMES, RULES
 from auditview import mask_text
 from workbench import auth, cases as C
 from workbench.exports import SHANGHAI
-from workbench.ingest import DATE_RE, ingest
+from contracts.dates import iso_date
+from workbench.ingest import ingest
 from workbench.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -122,7 +123,7 @@ def filters_of(request: Request) -> dict:
     q = request.query_params
     f = {k: (q.get(k) or "").strip()[:40] for k in FILTERS}
     for k in ("date_from", "date_to"):
-        if f[k] and not DATE_RE.match(f[k]):
+        if f[k] and iso_date(f[k]) is None:
             f[k] = ""
     return f
 
