@@ -187,12 +187,26 @@ class Plants:
 
 # ====================================================================== catalogue
 def plan_day(P: Plants, d: int, rep: int) -> None:
-    """All single-day scenarios of day d, and the two-day ones starting on d."""
-    D = P.start + timedelta(days=d)
-    near = P.near_fn(D)
-    r = P.r
-    dint = yyyymmdd(D)
+    """All single-day scenarios of day d, and the two-day ones starting on d.
 
+    The order of the calls is the order of the draws from the nation's random
+    generator: changing it changes every generated inbox.
+    """
+    D = P.start + timedelta(days=d)
+    _plant_relationship_rules(P, d, rep, yyyymmdd(D))
+    _plant_person_rules(P, d)
+    _plant_transfer_rules(P, d, P.near_fn(D))
+    _plant_settlement_rules(P, d, rep)
+    _plant_relationship_activity(P, d)
+    _plant_matching(P, d)
+    _plant_unknown_persons(P, d)
+    _plant_clean_ledger(P, d)
+    if d + 1 < P.days:
+        _plant_two_day(P, d, d + 1)
+
+
+def _plant_relationship_rules(P: Plants, d: int, rep: int, dint: int) -> None:
+    """S01-S04: relationships that break the sharing rules, boundaries to the day."""
     # --- S01: not near relatives (in-laws, cousins...)
     code = OTHER_CODES[(d + rep) % len(OTHER_CODES)]
     a = P.person()
@@ -240,6 +254,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.by_idx(twin).certno_of = a
     P.establish(d, a, twin, "SPOUSE", 1601)
 
+
+def _plant_person_rules(P: Plants, d: int) -> None:
+    """S06, S07: sharers who are not active employees, beneficiaries who are not insured."""
     # --- S06 at establishment: resident sharer, suspended sharer
     a = P.person(insutype="390")
     b = P.relative(a, "PARENT")
@@ -260,6 +277,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
         P.genesis.append((b, a, 60_000))
         P.settle(d, b, 40_000, 47_000, expense="RESIDENT_PREMIUM")
 
+
+def _plant_transfer_rules(P: Plants, d: int, near: tuple[str, ...]) -> None:
+    """S05, S08-S13: transfers without a valid relationship, over the limits, re-shared or cycling."""
     # --- S05: no valid relationship
     a, b = P.family("PARENT")
     P.transfer(d, a, b, P.new_rid(), 30_000, 30_000)                         # unknown relation_id
@@ -348,6 +368,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.transfer(d, B, C, r2, 10_000, 32_400)
     P.transfer(d, C, A, r3, 10_000, 36_100)
 
+
+def _plant_settlement_rules(P: Plants, d: int, rep: int) -> None:
+    """S14-S18, S20: held settlements, overspending and unmatched refunds."""
     # --- S14-S17: held settlements
     s = P.person(home=True, insutype="390")
     P.settle(d, s, 8_000, 45_000, expense="COMMERCIAL_INSURANCE", inst=P.inst(P.by_idx(s).prov, "H"))
@@ -381,6 +404,10 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.refund(d, o, 1, 61_200)                                                # fully refunded: S20
     P.refund(d, o, 5_000, 64_800, orig_id=f"SPX{rep:04d}{d:03d}NOSUCH")      # unknown original: S20
 
+
+def _plant_relationship_activity(P: Plants, d: int) -> None:
+    """S21, and the rulings on activity: an invalid relationship is active until
+    dissolved; the latest ESTABLISH at or before t defines validity."""
     # --- S21: dissolving what is not active
     a, b = P.family("PARENT")
     P.dissolve(d, a, b, "PARENT", P.new_rid(), 80_000)                       # never established
@@ -410,6 +437,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.establish(d, a, b, "PARENT", 1006, rid=rid)                            # valid again
     P.transfer(d, a, b, rid, 10_000, 30_000)                                 # clean
 
+
+def _plant_matching(P: Plants, d: int) -> None:
+    """X01-X04: the two sides of a transfer disagree."""
     # --- X01-X04: two-sided matching
     a, b = P.family("PARENT")
     rid = P.establish(d, a, b, "PARENT", 1100)
@@ -422,6 +452,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.transfer(d, a, b, rid, 20_000, 30_800, in_over={"status": "FAILED"})  # X04 status
     P.transfer(d, a, b, rid, 20_000, 30_900, in_over={"relation_id": P.new_rid()})  # X04 relation
 
+
+def _plant_unknown_persons(P: Plants, d: int) -> None:
+    """F06: records naming persons nobody delivered."""
     # --- F06: unknown persons
     ghost = P.person(home=True, ghost=True)
     P.settle(d, ghost, 7_000, 47_000, expense="OUTPATIENT")
@@ -429,6 +462,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     ghost = P.person(home=True, ghost=True, birth=P.by_idx(a).birth - 250000)
     P.establish(d, a, ghost, "PARENT", 1900)
 
+
+def _plant_clean_ledger(P: Plants, d: int) -> None:
+    """A clean but demanding ledger: two sharers FIFO, a dissolution, a refund to the sharer."""
     # --- clean but demanding ledger: two sharers FIFO, dissolution, refund to the sharer
     A = P.person(age=45, male=True)
     A2 = P.person(birth=P.by_idx(A).birth + 20000, male=False)
@@ -442,10 +478,9 @@ def plan_day(P: Plants, d: int, rep: int) -> None:
     P.refund(d, o, 35_000, 54_000)                                           # 100 to A's lot, 250 to A2 (closed)
     P.settle(d, K, 12_000, 60_000, expense="PHARMACY")
 
-    # ---------------------------------------------------------------- two-day scenarios
-    if d + 1 >= P.days:
-        return
-    e = d + 1
+
+def _plant_two_day(P: Plants, d: int, e: int) -> None:
+    """Scenarios that start on d and end on the next day e."""
     # S06 on a transfer: the sharer is suspended the next day
     a = P.person(status={e: "SUSPENDED"})
     b = P.relative(a, "PARENT")
