@@ -269,51 +269,8 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
         f01 = d in f01_days
         pfx = f"d{d}:"
 
-        # ---------------------------------------------------------- relationships (bulk)
-        est = pairs.filter(pl.col("est_day") == d)
-        est = est.with_columns(sec=rng.integers(est.height, 300, 21_599, pfx + "est:sec"),
-                               event_type=pl.lit("ESTABLISH"))
-        cand = pairs.filter((pl.col("est_day") >= 0) & (pl.col("est_day") < d)
-                            & pl.col("dissolved_day").is_null())
-        cand = cand.with_columns(u=rng.uniform(cand.height, pfx + "dis:u"))
-        dis = cand.filter((pl.col("u") < dissolve_rate) & ~(pl.lit(f01) & pl.col("sprov").is_in(SHARER_ONLY)))
-        dis = dis.drop("u").with_columns(sec=rng.integers(dis.height, 79_200, 86_399, pfx + "dis:sec"),
-                                         event_type=pl.lit("DISSOLVE"))
-        if dis.height:
-            pairs = pairs.with_columns(dissolved_day=pl.when(pl.col("pair").is_in(dis["pair"].implode()))
-                                       .then(d).otherwise(pl.col("dissolved_day")))
-        rel_b = (pl.concat([est.select(dis.columns), dis]) if dis.height else est.select(dis.columns))
-        rel_b = rel_b.sort(["sec", "pair"]).with_row_index("n").with_columns(
-            event_id=pl.lit("EV" + dstr) + (pl.col("n") + 1).cast(pl.String).str.zfill(8),
-            signed=pl.lit(True)).select(
-            "event_id", "relation_id", "event_type", "sharer", "ben", "code", "signed", "channel", "sec")
-
-        # ---------------------------------------------------------- transfers (bulk)
-        act = pairs.filter((pl.col("est_day") >= 0) & (pl.col("est_day") <= d)
-                           & (pl.col("dissolved_day").is_null() | (pl.col("dissolved_day") == d)))
-        if f01:
-            act = act.filter(~pl.col("sprov").is_in(SHARER_ONLY))
-        na = act.height
-        act = act.with_columns(u=rng.uniform(na, pfx + "tr:u"), ua=rng.uniform(na, pfx + "tr:ua"),
-                               h=rng.integers(na, 1, 20, pfx + "tr:h") * 10_000,
-                               f=rng.integers(na, 1_000, 200_000, pfx + "tr:f"),
-                               us=rng.uniform(na, pfx + "tr:us"),
-                               sec=rng.integers(na, 21_601, 43_199, pfx + "tr:sec"))
-        tr = act.filter(pl.col("u") < pl.when(pl.col("est_day") == d).then(0.3).otherwise(0.08)).with_columns(
-            amount=pl.when(pl.col("ua") < 0.05).then(200_000).when(pl.col("ua") < 0.6).then(pl.col("h"))
-            .otherwise(pl.col("f")).cast(pl.Int64),
-            status=pl.when(pl.col("us") < 0.02).then(pl.lit("FAILED")).otherwise(pl.lit("SUCCESS")))
-        need = tr.filter(pl.col("status") == "SUCCESS").group_by("sharer").agg(need=pl.col("amount").sum())
-        need = need.with_columns(have=personal.gather(need["sharer"]))
-        if need.height:
-            short = need.filter(pl.col("need") > pl.col("have"))["sharer"]
-            tr = tr.filter(~pl.col("sharer").is_in(short.implode()))
-        tr = tr.sort(["sec", "pair"]).with_row_index("n").with_columns(
-            transfer_id=pl.lit("TR" + dstr) + (pl.col("n") + 1).cast(pl.String).str.zfill(8))
-        tcols = list(T_SCHEMA)
-        t_b = pl.concat([tr.with_columns(side=pl.lit("OUT")).select(
-            [c for c in tcols if c != "side"] + ["side"]),
-            tr.with_columns(side=pl.lit("IN")).select([c for c in tcols if c != "side"] + ["side"])]).select(tcols)
+        pairs, rel_b, dis = _bulk_relationship_events(rng, pfx, pairs, d, dstr, dissolve_rate, f01)
+        t_b = _bulk_transfers(rng, pfx, pairs, d, dstr, f01, personal)
 
         # ---------------------------------------------------------- plants of the day
         plant_t = _frame(P.trf[d], T_SCHEMA)
@@ -322,26 +279,13 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
 
         # ---------------------------------------------------------- lots created today
         if d == 0:
-            gen_rows = pairs.filter(pl.col("gen_amt") > 0).select("ben", "sharer", amount="gen_amt")
-            if P.genesis:
-                gen_rows = pl.concat([gen_rows, pl.DataFrame(P.genesis, schema={"ben": pl.Int64, "sharer": pl.Int64, "amount": pl.Int64}, orient="row")])
-            gen_rows = gen_rows.with_columns(skey=people["psn_key"].gather(gen_rows["sharer"]))
-            k = gen_rows.height
-            lots = gen_rows.with_row_index("i").select(
-                lot_id=pl.col("i").cast(pl.Int64) + next_lot, ben="ben", sharer="sharer",
-                gen=pl.lit(0, pl.Int8), skey="skey", t=pl.lit(0, pl.Int64), tid=pl.lit(""),
-                amount="amount", rem="amount", closed=pl.lit(False))
-            next_lot += k
-            opening = gen_rows.group_by(["ben", "sharer"]).agg(opening=pl.col("amount").sum())
+            lots, opening = _genesis_lots(pairs, P.genesis, people, next_lot)
+            next_lot += lots.height
         else:
             opening = prev_closing
         ins = pl.concat([t_b, plant_t]).filter((pl.col("side") == "IN") & (pl.col("status") == "SUCCESS"))
-        k = ins.height
-        new_lots = ins.with_row_index("i").select(
-            lot_id=pl.col("i").cast(pl.Int64) + next_lot, ben="ben", sharer="sharer", gen=pl.lit(0 + 1, pl.Int8),
-            skey=pl.lit(0, pl.Int64), t=pl.col("sec") + base_t, tid="transfer_id", amount="amount",
-            rem="amount", closed=pl.lit(False))
-        next_lot += k
+        new_lots = _lots_of_in_transfers(ins, next_lot, base_t)
+        next_lot += new_lots.height
         held_at_start = set(lots.filter((pl.col("ben") < m) & (pl.col("rem") > 0) & ~pl.col("closed"))["ben"].to_list())
         lots = pl.concat([lots, new_lots])
 
@@ -361,32 +305,13 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
             | {x[0] for x in res["dissolves"]}
         sim_bens = special | plant_bens
         sim_list = pl.Series(sorted(sim_bens), dtype=pl.Int64).implode()
-        bulk_s = s_b.filter(~pl.col("psn").is_in(sim_list))
-        c_new, newrem = L.fifo_bulk(lots.filter(~pl.col("ben").is_in(sim_list)),
-                                    bulk_s.select("setl_id", ben="psn", sec="sec", w="wallet"))
-        if newrem.height:
-            lots = lots.join(newrem.rename({"rem": "nrem"}), on="lot_id", how="left").with_columns(
-                rem=pl.coalesce("nrem", "rem")).drop("nrem")
+        lots, c_new, bulk_s = _settle_bulk(lots, s_b, sim_list)
         cons = pl.concat([cons, c_new])
         settled = pl.concat([settled, _settled_rows(bulk_s, d)])
 
-        sim_lots = lots.filter(pl.col("ben").is_in(sim_list))
-        lot_dicts = sim_lots.to_dicts()
-        for lot in lot_dicts:
-            lot["pending"] = lot["gen"] == 1 and lot["t"] >= base_t
-        events = [(l["ben"], l["t"] - base_t, 1, l["tid"], "IN", None) for l in lot_dicts if l["pending"]]
+        lot_dicts = lots.filter(pl.col("ben").is_in(sim_list)).to_dicts()
         all_s = pl.concat([s_b.filter(pl.col("psn").is_in(sim_list)), r_b, plant_s])
-        for st in all_s.iter_rows(named=True):
-            if st["status"] == "NORMAL":
-                events.append((st["psn"], st["sec"], 2, st["setl_id"], "NORMAL",
-                               {"w": st["wallet"], "held": st["setl_id"] in res["held"]}))
-            else:
-                events.append((st["psn"], st["sec"], 3, st["setl_id"], "REFUND",
-                               {"w": st["wallet"], "orig": st["orig"]}))
-        for row in dis.iter_rows(named=True):
-            events.append((row["ben"], row["sec"], 4, "", "DISSOLVE", {"sharer": row["sharer"]}))
-        for (b, s, sec, eid) in res["dissolves"]:
-            events.append((b, sec, 4, eid, "DISSOLVE", {"sharer": s}))
+        events = _ledger_events(lot_dicts, all_s, dis, res, base_t)
         origin_ids = [x for x in all_s.filter(pl.col("status") == "REFUND")["orig"].to_list() if x]
         origins = _origins(settled, cons, origin_ids)
         sim = L.simulate(lot_dicts, events, origins)
@@ -403,11 +328,7 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
         settled, cons = _apply_sim(settled, cons, origins, all_s, d)
 
         # ---------------------------------------------------------- balances
-        closing = (lots.filter(~pl.col("closed")).group_by(["ben", "sharer"])
-                   .agg(closing=pl.col("rem").sum()))
-        bal = (opening.join(closing, on=["ben", "sharer"], how="full", coalesce=True)
-               .with_columns(pl.col("opening").fill_null(0), pl.col("closing").fill_null(0))
-               .filter((pl.col("opening") != 0) | (pl.col("closing") != 0)))
+        closing, bal = _quota_balances(lots, opening)
         invariants.append(_quota_invariant(d, bal, ins, c_new, sim))
         prev_closing = closing.filter(pl.col("closing") != 0).rename({"closing": "opening"})
         bal = bal.sort(["ben", "sharer"])
@@ -417,12 +338,7 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
         t_all = pl.concat([t_b, plant_t])
         r_all = pl.concat([rel_b, plant_r])
         s_all = pl.concat([s_b, r_b, plant_s])
-        sh = pl.concat([t_all.filter(pl.col("side") == "OUT")["sharer"], r_all["sharer"]]).unique().sort()
-        out_sum = (t_all.filter((pl.col("side") == "OUT") & (pl.col("status") == "SUCCESS"))
-                   .group_by("sharer").agg(o=pl.col("amount").sum()))
-        pers = (pl.DataFrame({"sharer": sh, "opening": personal.gather(sh)}).join(out_sum, on="sharer", how="left")
-                .sort("sharer").with_columns(o=pl.col("o").fill_null(0))
-                .with_columns(closing=(pl.col("opening") - pl.col("o")).clip(0, None)))
+        pers = _personal_balances(t_all, r_all, personal)
         personal = personal.scatter(pers["sharer"], pers["closing"])
         b_rows = pl.concat([
             bal.select(psn="ben", account=pl.lit("QUOTA"), sharer="sharer", opening="opening", closing="closing"),
@@ -430,13 +346,7 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
                         opening="opening", closing="closing")])
 
         # ---------------------------------------------------------- persons of the day
-        refs = pl.concat([t_all["sharer"], t_all["ben"], r_all["sharer"], r_all["ben"], s_all["psn"],
-                          b_rows["psn"], b_rows["sharer"].drop_nulls()]).unique().sort()
-        refs = refs.filter(~GHOST.gather(refs))
-        status = pl.Series([P.by_idx(i).status_on(d) if i < m else "ACTIVE" for i in refs.filter(refs < m).to_list()],
-                           dtype=pl.String)
-        p_rows = pl.DataFrame({"psn": refs}).with_columns(
-            insu_status=pl.concat([status, pl.Series(["ACTIVE"] * int((refs >= m).sum()), dtype=pl.String)]))
+        p_rows = _persons_of_day(P, m, d, GHOST, t_all, r_all, s_all, b_rows)
         of54 = set(p_rows.filter(PROV.gather(p_rows["psn"]) == "54")["psn"].to_list())
         if f01:
             assert of54 <= known54, "a person of the missing province is not known from earlier dates"
@@ -473,6 +383,152 @@ def _nation(out: Path, start: date, days: int, persons: int, rng: Rng, violation
     if perturb > 0:
         stats["perturbed"] = dict(sorted(perturbed.items()))
     return stats
+
+
+
+# ============================================================================ one day, step by step
+def _bulk_relationship_events(rng: Rng, pfx: str, pairs: pl.DataFrame, d: int, dstr: str,
+                              dissolve_rate: float, f01: bool):
+    """The bulk ESTABLISH and DISSOLVE events of day d: (pairs with today's dissolutions
+    marked, the events, the dissolved pairs)."""
+    est = pairs.filter(pl.col("est_day") == d)
+    est = est.with_columns(sec=rng.integers(est.height, 300, 21_599, pfx + "est:sec"),
+                           event_type=pl.lit("ESTABLISH"))
+    cand = pairs.filter((pl.col("est_day") >= 0) & (pl.col("est_day") < d)
+                        & pl.col("dissolved_day").is_null())
+    cand = cand.with_columns(u=rng.uniform(cand.height, pfx + "dis:u"))
+    dis = cand.filter((pl.col("u") < dissolve_rate) & ~(pl.lit(f01) & pl.col("sprov").is_in(SHARER_ONLY)))
+    dis = dis.drop("u").with_columns(sec=rng.integers(dis.height, 79_200, 86_399, pfx + "dis:sec"),
+                                     event_type=pl.lit("DISSOLVE"))
+    if dis.height:
+        pairs = pairs.with_columns(dissolved_day=pl.when(pl.col("pair").is_in(dis["pair"].implode()))
+                                   .then(d).otherwise(pl.col("dissolved_day")))
+    rel_b = (pl.concat([est.select(dis.columns), dis]) if dis.height else est.select(dis.columns))
+    rel_b = rel_b.sort(["sec", "pair"]).with_row_index("n").with_columns(
+        event_id=pl.lit("EV" + dstr) + (pl.col("n") + 1).cast(pl.String).str.zfill(8),
+        signed=pl.lit(True)).select(
+        "event_id", "relation_id", "event_type", "sharer", "ben", "code", "signed", "channel", "sec")
+    return pairs, rel_b, dis
+
+
+def _bulk_transfers(rng: Rng, pfx: str, pairs: pl.DataFrame, d: int, dstr: str, f01: bool,
+                    personal: pl.Series) -> pl.DataFrame:
+    """The bulk transfers of day d, both sides, by the active pairs; a sharer whose
+    PERSONAL balance does not cover the day's SUCCESS amounts transfers nothing."""
+    act = pairs.filter((pl.col("est_day") >= 0) & (pl.col("est_day") <= d)
+                       & (pl.col("dissolved_day").is_null() | (pl.col("dissolved_day") == d)))
+    if f01:
+        act = act.filter(~pl.col("sprov").is_in(SHARER_ONLY))
+    na = act.height
+    act = act.with_columns(u=rng.uniform(na, pfx + "tr:u"), ua=rng.uniform(na, pfx + "tr:ua"),
+                           h=rng.integers(na, 1, 20, pfx + "tr:h") * 10_000,
+                           f=rng.integers(na, 1_000, 200_000, pfx + "tr:f"),
+                           us=rng.uniform(na, pfx + "tr:us"),
+                           sec=rng.integers(na, 21_601, 43_199, pfx + "tr:sec"))
+    tr = act.filter(pl.col("u") < pl.when(pl.col("est_day") == d).then(0.3).otherwise(0.08)).with_columns(
+        amount=pl.when(pl.col("ua") < 0.05).then(200_000).when(pl.col("ua") < 0.6).then(pl.col("h"))
+        .otherwise(pl.col("f")).cast(pl.Int64),
+        status=pl.when(pl.col("us") < 0.02).then(pl.lit("FAILED")).otherwise(pl.lit("SUCCESS")))
+    need = tr.filter(pl.col("status") == "SUCCESS").group_by("sharer").agg(need=pl.col("amount").sum())
+    need = need.with_columns(have=personal.gather(need["sharer"]))
+    if need.height:
+        short = need.filter(pl.col("need") > pl.col("have"))["sharer"]
+        tr = tr.filter(~pl.col("sharer").is_in(short.implode()))
+    tr = tr.sort(["sec", "pair"]).with_row_index("n").with_columns(
+        transfer_id=pl.lit("TR" + dstr) + (pl.col("n") + 1).cast(pl.String).str.zfill(8))
+    cols = [c for c in T_SCHEMA if c != "side"] + ["side"]
+    return pl.concat([tr.with_columns(side=pl.lit("OUT")).select(cols),
+                      tr.with_columns(side=pl.lit("IN")).select(cols)]).select(list(T_SCHEMA))
+
+
+def _genesis_lots(pairs: pl.DataFrame, genesis: list, people: pl.DataFrame, next_lot: int):
+    """Day 0's wallets: one lot per funded (beneficiary, sharer) pair, and the opening
+    QUOTA balances they make."""
+    gen_rows = pairs.filter(pl.col("gen_amt") > 0).select("ben", "sharer", amount="gen_amt")
+    if genesis:
+        gen_rows = pl.concat([gen_rows, pl.DataFrame(
+            genesis, schema={"ben": pl.Int64, "sharer": pl.Int64, "amount": pl.Int64}, orient="row")])
+    gen_rows = gen_rows.with_columns(skey=people["psn_key"].gather(gen_rows["sharer"]))
+    lots = gen_rows.with_row_index("i").select(
+        lot_id=pl.col("i").cast(pl.Int64) + next_lot, ben="ben", sharer="sharer",
+        gen=pl.lit(0, pl.Int8), skey="skey", t=pl.lit(0, pl.Int64), tid=pl.lit(""),
+        amount="amount", rem="amount", closed=pl.lit(False))
+    opening = gen_rows.group_by(["ben", "sharer"]).agg(opening=pl.col("amount").sum())
+    return lots, opening
+
+
+def _lots_of_in_transfers(ins: pl.DataFrame, next_lot: int, base_t: int) -> pl.DataFrame:
+    """One new lot per SUCCESS IN transfer of the day."""
+    return ins.with_row_index("i").select(
+        lot_id=pl.col("i").cast(pl.Int64) + next_lot, ben="ben", sharer="sharer", gen=pl.lit(1, pl.Int8),
+        skey=pl.lit(0, pl.Int64), t=pl.col("sec") + base_t, tid="transfer_id", amount="amount",
+        rem="amount", closed=pl.lit(False))
+
+
+def _settle_bulk(lots: pl.DataFrame, s_b: pl.DataFrame, sim_list: pl.Series):
+    """The bulk settlements of the wallets nothing special happens to, FIFO in one pass:
+    (lots with their new remainders, the consumptions, the settlements settled)."""
+    bulk_s = s_b.filter(~pl.col("psn").is_in(sim_list))
+    c_new, newrem = L.fifo_bulk(lots.filter(~pl.col("ben").is_in(sim_list)),
+                                bulk_s.select("setl_id", ben="psn", sec="sec", w="wallet"))
+    if newrem.height:
+        lots = lots.join(newrem.rename({"rem": "nrem"}), on="lot_id", how="left").with_columns(
+            rem=pl.coalesce("nrem", "rem")).drop("nrem")
+    return lots, c_new, bulk_s
+
+
+def _ledger_events(lot_dicts: list[dict], all_s: pl.DataFrame, dis: pl.DataFrame, res: dict,
+                   base_t: int) -> list[tuple]:
+    """The day's events of the simulated wallets, for synth.ledger.simulate: IN transfers
+    (lots created today, marked pending), NORMAL settlements, refunds, dissolutions,
+    with the ranks of rules.md §6."""
+    for lot in lot_dicts:
+        lot["pending"] = lot["gen"] == 1 and lot["t"] >= base_t
+    events = [(lot["ben"], lot["t"] - base_t, 1, lot["tid"], "IN", None) for lot in lot_dicts if lot["pending"]]
+    for st in all_s.iter_rows(named=True):
+        if st["status"] == "NORMAL":
+            events.append((st["psn"], st["sec"], 2, st["setl_id"], "NORMAL",
+                           {"w": st["wallet"], "held": st["setl_id"] in res["held"]}))
+        else:
+            events.append((st["psn"], st["sec"], 3, st["setl_id"], "REFUND",
+                           {"w": st["wallet"], "orig": st["orig"]}))
+    for row in dis.iter_rows(named=True):
+        events.append((row["ben"], row["sec"], 4, "", "DISSOLVE", {"sharer": row["sharer"]}))
+    for (b, s, sec, eid) in res["dissolves"]:
+        events.append((b, sec, 4, eid, "DISSOLVE", {"sharer": s}))
+    return events
+
+
+def _quota_balances(lots: pl.DataFrame, opening: pl.DataFrame):
+    """The closing quota of every pair, and the QUOTA balance rows (opening or closing not zero)."""
+    closing = (lots.filter(~pl.col("closed")).group_by(["ben", "sharer"])
+               .agg(closing=pl.col("rem").sum()))
+    bal = (opening.join(closing, on=["ben", "sharer"], how="full", coalesce=True)
+           .with_columns(pl.col("opening").fill_null(0), pl.col("closing").fill_null(0))
+           .filter((pl.col("opening") != 0) | (pl.col("closing") != 0)))
+    return closing, bal
+
+
+def _personal_balances(t_all: pl.DataFrame, r_all: pl.DataFrame, personal: pl.Series) -> pl.DataFrame:
+    """PERSONAL rows: every sharer of an OUT transfer or a relationship event of the day."""
+    sh = pl.concat([t_all.filter(pl.col("side") == "OUT")["sharer"], r_all["sharer"]]).unique().sort()
+    out_sum = (t_all.filter((pl.col("side") == "OUT") & (pl.col("status") == "SUCCESS"))
+               .group_by("sharer").agg(o=pl.col("amount").sum()))
+    return (pl.DataFrame({"sharer": sh, "opening": personal.gather(sh)}).join(out_sum, on="sharer", how="left")
+            .sort("sharer").with_columns(o=pl.col("o").fill_null(0))
+            .with_columns(closing=(pl.col("opening") - pl.col("o")).clip(0, None)))
+
+
+def _persons_of_day(P: Plants, m: int, d: int, ghost: pl.Series, t_all: pl.DataFrame,
+                    r_all: pl.DataFrame, s_all: pl.DataFrame, b_rows: pl.DataFrame) -> pl.DataFrame:
+    """Every person a record of the day names (ghosts excepted), with their status on d."""
+    refs = pl.concat([t_all["sharer"], t_all["ben"], r_all["sharer"], r_all["ben"], s_all["psn"],
+                      b_rows["psn"], b_rows["sharer"].drop_nulls()]).unique().sort()
+    refs = refs.filter(~ghost.gather(refs))
+    status = pl.Series([P.by_idx(i).status_on(d) if i < m else "ACTIVE" for i in refs.filter(refs < m).to_list()],
+                       dtype=pl.String)
+    return pl.DataFrame({"psn": refs}).with_columns(
+        insu_status=pl.concat([status, pl.Series(["ACTIVE"] * int((refs >= m).sum()), dtype=pl.String)]))
 
 
 # ============================================================================ helpers
