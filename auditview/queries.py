@@ -190,7 +190,8 @@ _EVIDENCE_KINDS: dict[str, tuple[str, str, str, tuple, str]] = {
             AND beneficiary_psn_no IN (SELECT k0 FROM {keys})
           UNION ALL
           SELECT s.psn_no, s.setl_time, s.status || ' ' || s.setl_id, NULL, s.wallet_pay, o.outcome
-          FROM settlements s LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
+          FROM settlements s LEFT JOIN settlement_outcomes o
+            ON o.business_date = s.business_date AND o.setl_id = s.setl_id AND o.province = s.file_province
           WHERE s.business_date = $day AND s.psn_no IN (SELECT k0 FROM {keys}))"""),
     "consumed": ("consumed", "扣减的额度批次", "Lots consumed", (_S,), """
         SELECT setl_id AS __k0, seq, lot_id, payer_province, amount,

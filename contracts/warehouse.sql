@@ -130,17 +130,22 @@ CREATE TABLE IF NOT EXISTS emptied_lots (
     original_amount DECIMAL(18,2) NOT NULL, remaining DECIMAL(18,2) NOT NULL
 );
 
+-- A settlement is (business_date, province, setl_id): setl_id is unique within a file
+-- only (inbox.md), so two provinces may deliver the same setl_id on one date.
+
 -- What each settled NORMAL settlement took from which lot (seq: consumption order).
 CREATE TABLE IF NOT EXISTS consumptions (
     business_date DATE NOT NULL, setl_id VARCHAR NOT NULL, lot_id VARCHAR NOT NULL,
-    seq INTEGER NOT NULL, amount DECIMAL(18,2) NOT NULL, payer_province VARCHAR NOT NULL
+    seq INTEGER NOT NULL, amount DECIMAL(18,2) NOT NULL, payer_province VARCHAR NOT NULL,
+    province VARCHAR                     -- the settlement's (its file's) province
 );
 
 -- What each valid refund gave back, lot by lot (to_sharer: the lot was closed).
 CREATE TABLE IF NOT EXISTS refund_returns (
     business_date DATE NOT NULL, setl_id VARCHAR NOT NULL, orig_setl_id VARCHAR NOT NULL,
     lot_id VARCHAR NOT NULL, amount DECIMAL(18,2) NOT NULL, payer_province VARCHAR NOT NULL,
-    to_sharer BOOLEAN NOT NULL
+    to_sharer BOOLEAN NOT NULL,
+    orig_business_date DATE, orig_province VARCHAR   -- the original settlement it reverses
 );
 
 -- Outcome of every loaded settlement of D.

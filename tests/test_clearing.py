@@ -152,3 +152,101 @@ def test_positions_always_sum_to_zero(lots, spends, refunds):
     pos = clearing.positions_report(con, ctx)
     assert sum(pos["net"].to_list(), Decimal("0.00")) == Decimal("0.00")
     assert all(i["passed"] for i in clearing.invariants(con, ctx))
+
+
+# ------------------------------------------------------- one setl_id in two provinces
+# inbox.md: setl_id is "unique within the file", so Guangdong and Henan may both deliver
+# an S1. A settlement is (date, province, setl_id): each S1 clears, is held and is
+# refunded on its own.
+KIN_GD = "44000000000000000006"   # a Guangdong beneficiary of the same Guangdong sharer
+
+
+def two_provinces_same_setl_id(con, gd_institution="H44000000001"):
+    add(con, "institutions", [institution(), institution("H44000000001")])
+    add(con, "transfers", [transfer("T1", "300.00", side="IN", at="08:00:00"),
+                           transfer("T2", "300.00", side="IN", beneficiary=KIN_GD, at="08:00:00")])
+    add(con, "settlements", [settlement("S1", "100.00", at="10:00:00"),
+                             settlement("S1", "100.00", psn_no=KIN_GD, fixmedins_code=gd_institution,
+                                        at="10:00:00")])
+
+
+def flows(con, day=D):
+    return con.execute("SELECT payer_province, payee_province, kind, amount FROM clearing_flows "
+                       "WHERE business_date = ? ORDER BY ALL", [day]).fetchall()
+
+
+def test_the_same_setl_id_in_two_provinces_clears_each_settlement_once():
+    con = warehouse()
+    two_provinces_same_setl_id(con)
+    ctx = run(con)
+    assert flows(con) == [("44", "41", "SETTLE", Decimal("100.00")),
+                          ("44", "44", "SETTLE", Decimal("100.00"))]
+    a = clearing.amounts(con, ctx)
+    assert a["settled"] == a["consumed"] == a["cleared_settle"] == Decimal("200.00")
+
+
+def test_a_finding_on_one_provinces_setl_id_does_not_hold_the_others():
+    con = warehouse()
+    two_provinces_same_setl_id(con, gd_institution="H44999999999")   # unknown: S15 in 44
+    run(con)
+    outcomes = con.execute("SELECT province, outcome FROM settlement_outcomes ORDER BY ALL").fetchall()
+    assert outcomes == [("41", "SETTLED"), ("44", "HELD")]
+    assert flows(con) == [("44", "41", "SETTLE", Decimal("100.00"))]
+
+
+def test_a_later_refund_reverses_the_settlement_of_its_own_person():
+    con = warehouse()
+    two_provinces_same_setl_id(con)
+    run(con)
+    add(con, "settlements", [
+        settlement("RB", "10.00", status="REFUND", orig_setl_id="S1", at="09:00:00", day=D1),
+        settlement("RA", "10.00", psn_no=KIN_GD, fixmedins_code="H44000000001", status="REFUND",
+                   orig_setl_id="S1", at="09:00:00", day=D1)], D1)
+    add(con, "institutions", [institution(day=D1), institution("H44000000001", day=D1)], D1)
+    ctx = run(con, D1, genesis=False)
+    assert con.execute("SELECT count(*) FROM d_findings WHERE rule_code = 'S20'").fetchone() == (0,)
+    assert con.execute("""SELECT setl_id, orig_business_date, orig_province, to_sharer
+                          FROM refund_returns ORDER BY ALL""").fetchall() == [
+        ("RA", D, "44", False), ("RB", D, "41", False)]
+    assert flows(con, D1) == [("44", "41", "REFUND", Decimal("10.00")),
+                              ("44", "44", "REFUND", Decimal("10.00"))]
+    closing = con.execute("SELECT beneficiary_psn_no, remaining FROM lots WHERE business_date = ? "
+                          "ORDER BY ALL", [D1]).fetchall()
+    assert closing == [("41000000000000000002", Decimal("210.00")), (KIN_GD, Decimal("210.00"))]
+    assert clearing.amounts(con, ctx)["refund_to_sharer"] == Decimal("0.00")
+
+
+def test_a_refund_naming_only_another_persons_setl_id_is_s20():
+    con = warehouse()
+    add(con, "institutions", [institution(), institution("H44000000001")])
+    add(con, "transfers", [transfer("T2", "300.00", side="IN", beneficiary=KIN_GD, at="08:00:00")])
+    add(con, "settlements", [settlement("S1", "100.00", psn_no=KIN_GD, fixmedins_code="H44000000001")])
+    run(con)
+    add(con, "settlements", [settlement("RB", "10.00", status="REFUND", orig_setl_id="S1", day=D1)], D1)
+    add(con, "institutions", [institution(day=D1), institution("H44000000001", day=D1)], D1)
+    run(con, D1, genesis=False)
+    (detail,) = con.execute("SELECT detail FROM d_findings WHERE rule_code = 'S20'").fetchone()
+    assert f"belongs to {KIN_GD}" in detail
+
+
+def test_a_warehouse_made_before_settlement_provinces_is_brought_up_to_date():
+    """Its consumptions gain `province`, its refund_returns `orig_business_date` and
+    `orig_province`, filled from settlement_outcomes; its next dates then run as usual."""
+    from transforms.context import create_warehouse
+    con = warehouse()
+    two_provinces_same_setl_id(con)
+    con.execute("DELETE FROM settlements WHERE file_province = '44'")   # no collision then
+    run(con)
+    add(con, "settlements", [settlement("RB", "10.00", status="REFUND", orig_setl_id="S1", day=D)])
+    run(con)
+    expected_refund = con.execute("SELECT * FROM refund_returns").fetchall()
+    for table, column in (("consumptions", "province"), ("refund_returns", "orig_province"),
+                          ("refund_returns", "orig_business_date")):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    create_warehouse(con)
+    assert con.execute("SELECT province FROM consumptions").fetchall() == [("41",)]
+    assert con.execute("SELECT * FROM refund_returns").fetchall() == expected_refund
+    add(con, "settlements", [settlement("RC", "5.00", status="REFUND", orig_setl_id="S1", day=D1)], D1)
+    add(con, "institutions", [institution(day=D1)], D1)
+    run(con, D1, genesis=False)
+    assert flows(con, D1) == [("44", "41", "REFUND", Decimal("5.00"))]

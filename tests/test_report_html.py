@@ -83,7 +83,7 @@ def build_sample():
     con.execute("""INSERT INTO lots VALUES
         (DATE '2026-11-20', 'T1', ?, '41', ?, '44', false, TIMESTAMP '2026-11-20 09:00:00', 'T1',
          2500.00, 2380.00)""", [BENEFICIARY, SHARER])
-    con.execute("INSERT INTO consumptions VALUES (DATE '2026-11-20', 'S1', 'T1', 1, 120.00, '44')")
+    con.execute("INSERT INTO consumptions VALUES (DATE '2026-11-20', 'S1', 'T1', 1, 120.00, '44', '41')")
     con.execute("""INSERT INTO quarantine VALUES (DATE '2026-11-20', '44', 'persons',
         '2026-11-20/44/persons.csv', 7, 'row:7', 'F04', 'certno: bad check character', ?)""",
                 [json.dumps({"psn_no": "4400000000000000009", "certno": "44010619800101123"})])

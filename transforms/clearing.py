@@ -34,22 +34,25 @@ def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                CAST(sum(c.amount) AS DECIMAL(18,2))
         FROM consumptions c
         JOIN settlement_outcomes o
-          ON o.business_date = c.business_date AND o.setl_id = c.setl_id
+          ON o.business_date = c.business_date AND o.setl_id = c.setl_id AND o.province = c.province
          AND o.status = 'NORMAL' AND o.outcome = 'SETTLED'
         WHERE c.business_date = DATE '{d}'
         GROUP BY c.setl_id, c.payer_province, o.province, o.expense_type""")
+    # A refund's flows take the payee and expense_type of the very settlement it
+    # reverses: (orig_business_date, orig_province, orig_setl_id) of refund_returns.
     con.execute(f"""
         INSERT INTO clearing_flows
-        WITH orig AS (
-            SELECT setl_id, province, expense_type FROM settlement_outcomes
-            WHERE business_date <= DATE '{d}' AND status = 'NORMAL' AND outcome = 'SETTLED'
-              AND setl_id IN (SELECT orig_setl_id FROM refund_returns
-                              WHERE business_date = DATE '{d}')
-            QUALIFY row_number() OVER (PARTITION BY setl_id ORDER BY business_date DESC) = 1)
+        WITH r AS (SELECT * FROM refund_returns WHERE business_date = DATE '{d}'),
+        orig AS (
+            SELECT business_date, province, setl_id, expense_type FROM settlement_outcomes
+            WHERE business_date IN (SELECT orig_business_date FROM r)
+              AND status = 'NORMAL' AND outcome = 'SETTLED'
+              AND setl_id IN (SELECT orig_setl_id FROM r))
         SELECT DATE '{d}', r.setl_id, 'REFUND', r.payer_province, o.province, o.expense_type,
                CAST(sum(r.amount) AS DECIMAL(18,2))
-        FROM refund_returns r JOIN orig o ON o.setl_id = r.orig_setl_id
-        WHERE r.business_date = DATE '{d}'
+        FROM r JOIN orig o
+          ON o.setl_id = r.orig_setl_id AND o.business_date = r.orig_business_date
+         AND o.province = r.orig_province
         GROUP BY r.setl_id, r.payer_province, o.province, o.expense_type""")
 
 

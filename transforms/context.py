@@ -48,8 +48,41 @@ class RunContext:
 
 
 def create_warehouse(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every warehouse table that does not exist yet."""
+    """Create every warehouse table that does not exist yet, and bring the tables of an
+    older warehouse up to this contract."""
     con.execute(WAREHOUSE_DDL.read_text(encoding="utf-8"))
+    _add_settlement_provinces(con)
+
+
+def _add_settlement_provinces(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse made before a settlement was keyed by (date, province, setl_id) has
+    consumptions without `province` and refund_returns without `orig_business_date`,
+    `orig_province`: add them and fill them as that warehouse's runs read them (by
+    setl_id of the date; the latest date for a refund's original)."""
+    columns = set(con.execute(
+        "SELECT table_name || '.' || column_name FROM duckdb_columns() "
+        "WHERE table_name IN ('consumptions', 'refund_returns') AND NOT internal").fetchall())
+    columns = {c for (c,) in columns}
+    if "consumptions.province" not in columns:
+        con.execute("ALTER TABLE consumptions ADD COLUMN province VARCHAR")
+        con.execute("""
+            UPDATE consumptions c SET province = o.province FROM settlement_outcomes o
+            WHERE o.business_date = c.business_date AND o.setl_id = c.setl_id
+              AND o.status = 'NORMAL' AND o.outcome = 'SETTLED'""")
+    if "refund_returns.orig_province" not in columns:
+        con.execute("ALTER TABLE refund_returns ADD COLUMN orig_business_date DATE")
+        con.execute("ALTER TABLE refund_returns ADD COLUMN orig_province VARCHAR")
+        con.execute("""
+            UPDATE refund_returns r SET orig_business_date = o.business_date,
+                                        orig_province = o.province
+            FROM (SELECT r2.business_date AS d, r2.orig_setl_id, s.business_date, s.province
+                  FROM (SELECT DISTINCT business_date, orig_setl_id FROM refund_returns) r2
+                  JOIN settlement_outcomes s
+                    ON s.setl_id = r2.orig_setl_id AND s.business_date <= r2.business_date
+                   AND s.status = 'NORMAL' AND s.outcome = 'SETTLED'
+                  QUALIFY row_number() OVER (PARTITION BY r2.business_date, r2.orig_setl_id
+                                             ORDER BY s.business_date DESC, s.province) = 1) o
+            WHERE o.d = r.business_date AND o.orig_setl_id = r.orig_setl_id""")
 
 
 # One row per (record of D, role, psn_no) it names, across the four datasets: what F06

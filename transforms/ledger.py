@@ -168,18 +168,18 @@ def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         FROM d_transfers WHERE side = 'IN' AND status = 'SUCCESS'""")
     rules = ", ".join(f"'{r}'" for r in HOLD_RULES)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE lg_hold AS
-        SELECT record_id AS setl_id, string_agg(DISTINCT rule_code, ',' ORDER BY rule_code) AS codes
-        FROM d_findings WHERE dataset = 'settlements' AND rule_code IN ({rules})
-        GROUP BY record_id""")
+        CREATE OR REPLACE TEMP TABLE lg_hold AS   -- by the record: setl_id is unique within a file only
+        SELECT DISTINCT source_file, source_row
+        FROM d_findings WHERE dataset = 'settlements' AND rule_code IN ({rules})""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_setl AS
         SELECT row_number() OVER () AS rk,   -- internal row key of this run only
                s.psn_no AS w, s.setl_id, s.status, s.orig_setl_id, s.expense_type,
                s.file_province AS province, s.wallet_pay, s.setl_time,
                s.source_file, s.source_row,
-               h.setl_id IS NOT NULL AND s.status = 'NORMAL' AS held_pre
-        FROM d_settlements s LEFT JOIN lg_hold h ON h.setl_id = s.setl_id""")
+               h.source_row IS NOT NULL AND s.status = 'NORMAL' AS held_pre
+        FROM d_settlements s
+        LEFT JOIN lg_hold h ON h.source_file = s.source_file AND h.source_row = s.source_row""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lg_diss AS
         SELECT beneficiary_psn_no AS w, event_id, sharer_psn_no, event_time
@@ -233,21 +233,21 @@ def _fast(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_fcons AS
         WITH s AS (
-            SELECT w, setl_id, wallet_pay,
-                   sum(wallet_pay) OVER (PARTITION BY w ORDER BY setl_time, setl_id
+            SELECT w, setl_id, province, wallet_pay,
+                   sum(wallet_pay) OVER (PARTITION BY w ORDER BY setl_time, setl_id, province
                                          ROWS UNBOUNDED PRECEDING) AS shi
             FROM lg_setl
             WHERE status = 'NORMAL' AND NOT held_pre AND w NOT IN (SELECT w FROM lg_slow)),
         o AS (
-            SELECT s.w, s.setl_id, l.lot_ord, l.lot_id, l.payer_province,
+            SELECT s.w, s.setl_id, s.province, l.lot_ord, l.lot_id, l.payer_province,
                    least(s.shi, l.hi) - greatest(s.shi - s.wallet_pay, l.hi - l.remaining) AS amount
             FROM s JOIN lg_lots l ON l.w = s.w
              AND l.hi > s.shi - s.wallet_pay AND l.hi - l.remaining < s.shi)
-        SELECT *, row_number() OVER (PARTITION BY w, setl_id ORDER BY lot_ord) AS seq
+        SELECT *, row_number() OVER (PARTITION BY w, setl_id, province ORDER BY lot_ord) AS seq
         FROM o WHERE amount > 0""")
     con.execute(f"""
         INSERT INTO consumptions
-        SELECT DATE '{d}', setl_id, lot_id, seq, amount, payer_province FROM lg_fcons""")
+        SELECT DATE '{d}', setl_id, lot_id, seq, amount, payer_province, province FROM lg_fcons""")
     con.execute(f"""
         INSERT INTO lots
         SELECT DATE '{d}', l.lot_id, l.w, l.beneficiary_province, l.sharer_psn_no,
@@ -280,19 +280,22 @@ class Lot:
 
 @dataclass
 class Original:
-    """A NORMAL settlement that a refund may reverse."""
+    """A NORMAL settlement that a refund may reverse: (business_date, province, setl_id)."""
     psn_no: str
     settled: bool
     wallet_pay: int
     consumed: list  # [(lot_id, amount fen, payer_province)] in seq order
     refunded: int = 0
+    province: str = ""
+    business_date: object = None  # None: settled on D
 
 
 @dataclass
 class Result:
     lots: list = field(default_factory=list)          # (w, Lot)
-    consumptions: list = field(default_factory=list)  # (setl_id, lot_id, seq, fen, payer)
-    refund_returns: list = field(default_factory=list)  # (setl_id, orig, lot_id, fen, payer, to_sharer)
+    consumptions: list = field(default_factory=list)  # (setl_id, lot_id, seq, fen, payer, province)
+    refund_returns: list = field(default_factory=list)  # (setl_id, orig, lot_id, fen, payer, to_sharer,
+    #                                                     orig_date or None for D, orig_province)
     outcomes: list = field(default_factory=list)      # (rk, outcome)
     returns: list = field(default_factory=list)       # (event_id, lot_id, w, sharer, fen)
     findings: list = field(default_factory=list)      # (rk, rule, detail)
@@ -312,9 +315,10 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
     """Apply each wallet's events in (time, rank, id) order; amounts in integer fen.
 
     wallets: w -> (opening lots [Lot] in lot order, events [(time, rank, id, payload)])
-      rank 1 payload Lot; rank 2 (rk, wallet_pay, held_pre); rank 3 (rk, wallet_pay, orig);
-      rank 4 sharer_psn_no (id = event_id).
-    priors: orig setl_id -> Original settled before D (mutated: refunded grows).
+      rank 1 payload Lot; rank 2 (rk, wallet_pay, held_pre, province); rank 3 (rk, wallet_pay,
+      orig); rank 4 sharer_psn_no (id = event_id).
+    priors: (w, orig setl_id) -> the Original settled before D that a refund of wallet w
+      naming orig setl_id reverses (mutated: refunded grows).
     sharer_of: lot_id -> sharer_psn_no for lots closed before D.
     """
     out = Result()
@@ -338,11 +342,11 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
 
 def _settle(wallet: _Wallet, t, ident: str, payload: tuple, out: Result) -> None:
     """A NORMAL settlement: held if pre-held or beyond the remaining quota (S18), else consumed FIFO."""
-    rk, pay, held_pre = payload
+    rk, pay, held_pre, province = payload
     w = wallet.psn_no
     if held_pre:
         out.outcomes.append((rk, "HELD"))
-        wallet.today.setdefault(ident, Original(w, False, pay, []))
+        wallet.today.setdefault(ident, Original(w, False, pay, [], province=province))
         return
     total = sum(lot.remaining for lot in wallet.lots)
     if pay > total:
@@ -350,14 +354,14 @@ def _settle(wallet: _Wallet, t, ident: str, payload: tuple, out: Result) -> None
         out.findings.append((rk, "S18", (
             f"wallet_pay {_fmt(pay)} exceeds the remaining quota {_fmt(total)} "
             f"of the wallet of {w} at {t.isoformat(sep=' ')}")))
-        wallet.today.setdefault(ident, Original(w, False, pay, []))
+        wallet.today.setdefault(ident, Original(w, False, pay, [], province=province))
         return
-    used = _consume_fifo(wallet.lots, ident, pay, out)
+    used = _consume_fifo(wallet.lots, ident, province, pay, out)
     out.outcomes.append((rk, "SETTLED"))
-    wallet.today[ident] = Original(w, True, pay, used)
+    wallet.today[ident] = Original(w, True, pay, used, province=province)
 
 
-def _consume_fifo(lots: list[Lot], ident: str, pay: int, out: Result) -> list:
+def _consume_fifo(lots: list[Lot], ident: str, province: str, pay: int, out: Result) -> list:
     """A settlement's consumption of the lots in FIFO order, as [(lot_id, fen, payer_province)]."""
     need, seq, used = pay, 0, []
     for lot in lots:
@@ -368,7 +372,7 @@ def _consume_fifo(lots: list[Lot], ident: str, pay: int, out: Result) -> list:
             seq += 1
             lot.remaining -= take
             need -= take
-            out.consumptions.append((ident, lot.lot_id, seq, take, lot.payer_province))
+            out.consumptions.append((ident, lot.lot_id, seq, take, lot.payer_province, province))
             used.append((lot.lot_id, take, lot.payer_province))
     return used
 
@@ -379,7 +383,7 @@ def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of
     rk, pay, orig_id = payload
     orig = wallet.today.get(orig_id) if orig_id is not None else None
     if orig is None and orig_id is not None:
-        orig = priors.get(orig_id)
+        orig = priors.get((wallet.psn_no, orig_id))
     reason = _s20_reason(wallet.psn_no, pay, orig_id, orig)
     if reason is not None:
         out.outcomes.append((rk, "HELD"))
@@ -426,13 +430,14 @@ def _give_back(wallet: _Wallet, ident: str, orig_id: str, orig: Original, pay: i
             continue
         give -= take
         lot = wallet.open_ids.get(lot_id)
+        of = (orig.business_date, orig.province)
         if lot is not None:
             lot.remaining += take
             lot.dormant = False
-            out.refund_returns.append((ident, orig_id, lot_id, take, payer, False))
+            out.refund_returns.append((ident, orig_id, lot_id, take, payer, False, *of))
         else:
             sharer = wallet.closed_sharer.get(lot_id) or sharer_of.get(lot_id) or _genesis_sharer(lot_id)
-            out.refund_returns.append((ident, orig_id, lot_id, take, payer, True))
+            out.refund_returns.append((ident, orig_id, lot_id, take, payer, True, *of))
             out.returns.append((ident, lot_id, w, sharer, take))
 
 
@@ -455,35 +460,42 @@ def _genesis_sharer(lot_id: str) -> str:
 
 
 def _originals(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> str:
-    """lg_prior: the NORMAL settlements before D that D's refunds (of the slow wallets)
-    name, their latest row each; returns the first date any of them was delivered on
-    (D when there is none), from which the refund path reads.
+    """lg_prior: for every (wallet w, orig_setl_id) of D's refunds (of the slow wallets),
+    the NORMAL settlement before D it reverses; returns the first date any of them was
+    delivered on (D when there is none), from which the refund path reads.
 
     rules.md §6: "REFUND: valid only if orig_setl_id is a settled NORMAL settlement
     (of D or an earlier date) of the same psn_no and wallet_pay does not exceed what
-    is still unrefunded of it". The day's refunds are taken first (lg_refd, a few
+    is still unrefunded of it". setl_id is unique within a file only (inbox.md), so
+    several settlements may carry it: the one of the same psn_no is taken (the
+    latest date, then the refund's own province), else another person's, which the
+    engine then refuses (S20). The day's refunds are taken first (lg_refd, a few
     rows), and only the key columns of settlement_outcomes are scanned over the
     earlier dates; the whole rows are then read on the originals' dates only."""
     d = ctx.d
     con.execute("""
         CREATE OR REPLACE TEMP TABLE lg_refd AS
-        SELECT DISTINCT orig_setl_id AS setl_id FROM lg_setl
+        SELECT DISTINCT w, orig_setl_id AS setl_id, province AS refund_province FROM lg_setl
         WHERE status = 'REFUND' AND orig_setl_id IS NOT NULL AND w IN (SELECT w FROM lg_slow)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lg_pkey AS
-        SELECT setl_id, max(business_date) AS business_date, min(business_date) AS first_date
+        SELECT DISTINCT setl_id, business_date
         FROM settlement_outcomes
         WHERE business_date < DATE '{d}' AND status = 'NORMAL'
-          AND setl_id IN (SELECT setl_id FROM lg_refd)
-        GROUP BY setl_id""")
+          AND setl_id IN (SELECT setl_id FROM lg_refd)""")
     on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_pkey").fetchall())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lg_prior AS
-        SELECT s.setl_id, s.psn_no, s.outcome, s.business_date, lg_fen(s.wallet_pay) AS pay
+        SELECT r.w, s.setl_id, s.psn_no, s.outcome, s.business_date, s.province,
+               lg_fen(s.wallet_pay) AS pay
         FROM settlement_outcomes s JOIN lg_pkey k USING (setl_id, business_date)
+        JOIN lg_refd r ON r.setl_id = s.setl_id
         WHERE s.business_date IN ({on_dates}) AND s.status = 'NORMAL'
-        QUALIFY row_number() OVER (PARTITION BY s.setl_id ORDER BY s.psn_no, s.outcome) = 1""")
-    first = con.execute("SELECT min(first_date) FROM lg_pkey").fetchone()[0]
+        QUALIFY row_number() OVER (
+            PARTITION BY r.w, r.setl_id
+            ORDER BY s.psn_no = r.w DESC, s.business_date DESC, s.province = r.refund_province DESC,
+                     s.province, s.psn_no, s.outcome) = 1""")
+    first = con.execute("SELECT min(business_date) FROM lg_prior").fetchone()[0]
     return (first or ctx.business_date).isoformat()
 
 
@@ -499,11 +511,12 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     for r in con.execute(f"SELECT {lot_cols} FROM lg_new "
                          f"WHERE w IN (SELECT w FROM lg_slow)").fetchall():
         wallets[r[0]][1].append((r[6], 1, r[1], lot_of(r)))
-    for w, rk, setl_id, status, orig, t, pay, held in con.execute("""
-            SELECT w, rk, setl_id, status, orig_setl_id, setl_time, lg_fen(wallet_pay), held_pre
+    for w, rk, setl_id, status, orig, t, pay, held, province in con.execute("""
+            SELECT w, rk, setl_id, status, orig_setl_id, setl_time, lg_fen(wallet_pay), held_pre,
+                   province
             FROM lg_setl WHERE w IN (SELECT w FROM lg_slow)""").fetchall():
         if status == "NORMAL":
-            wallets[w][1].append((t, 2, setl_id, (rk, pay, held)))
+            wallets[w][1].append((t, 2, setl_id, (rk, pay, held, province)))
         else:
             wallets[w][1].append((t, 3, setl_id, (rk, pay, orig)))
     for w, event_id, sharer, t in con.execute(
@@ -512,31 +525,12 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         wallets[w][1].append((t, 4, event_id, sharer))
 
     since = _originals(con, ctx)
-    priors: dict[str, Original] = {}
-    for setl_id, psn, outcome, _bd, pay in con.execute("SELECT * FROM lg_prior").fetchall():
-        priors[setl_id] = Original(psn, outcome == "SETTLED", pay, [])
-    # The dates the originals were settled on: only those dates are read below (the
-    # tables are pruned on business_date).
-    on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_prior").fetchall())
-    for setl_id, lot_id, amount, payer in con.execute(f"""
-            SELECT c.setl_id, c.lot_id, lg_fen(c.amount), c.payer_province
-            FROM consumptions c JOIN lg_prior p
-              ON p.setl_id = c.setl_id AND p.business_date = c.business_date
-            WHERE c.business_date IN ({on_dates})
-            ORDER BY c.setl_id, c.seq""").fetchall():
-        priors[setl_id].consumed.append((lot_id, amount, payer))
-    # A refund of an original is on or after the original's date: from `since` on.
-    for orig, fen in con.execute(f"""
-            SELECT orig_setl_id, lg_fen(sum(amount)) FROM refund_returns
-            WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
-              AND orig_setl_id IN (SELECT setl_id FROM lg_prior)
-            GROUP BY orig_setl_id""").fetchall():
-        priors[orig].refunded = fen
+    priors, originals = _priors(con, d, since)
     # The engine asks for the sharer of a consumed lot only when the lot is not in the
     # wallet (open, dormant or new): a dissolution closed it before D (after its
     # original consumed from it, so from `since` on), and wrote it to
     # dissolution_returns (a compact table: one row per closed lot) with its sharer.
-    consumed = sorted({lot_id for o in priors.values() for lot_id, _amount, _payer in o.consumed})
+    consumed = sorted({lot_id for o in originals.values() for lot_id, _amount, _payer in o.consumed})
     sharer_of = dict(con.execute(f"""
         SELECT lot_id, min(sharer_psn_no) FROM dissolution_returns
         WHERE business_date >= DATE '{since}' AND business_date < DATE '{d}'
@@ -556,6 +550,43 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
         wallets[r[0]][0].append(lot_of(r, r[10]))
     res = replay(dict(wallets), priors, sharer_of)
     _write(con, ctx, res)
+
+
+def _priors(con: duckdb.DuckDBPyConnection, d: str, since: str) -> tuple[dict, dict]:
+    """The originals of lg_prior with what they consumed and what was refunded of them
+    before D: ((w, orig setl_id) -> Original, (date, province, setl_id) -> Original).
+    Two refunds naming one settlement share its Original."""
+    originals: dict[tuple, Original] = {}
+    priors: dict[tuple, Original] = {}
+    for w, setl_id, psn, outcome, bd, province, pay in con.execute(
+            "SELECT w, setl_id, psn_no, outcome, business_date, province, pay FROM lg_prior").fetchall():
+        key = (bd, province, setl_id)
+        if key not in originals:
+            originals[key] = Original(psn, outcome == "SETTLED", pay, [], province=province,
+                                      business_date=bd)
+        priors[(w, setl_id)] = originals[key]
+    # The dates the originals were settled on: only those dates are read below (the
+    # tables are pruned on business_date).
+    on_dates = _date_list(con.execute("SELECT DISTINCT business_date FROM lg_prior").fetchall())
+    for bd, province, setl_id, lot_id, amount, payer in con.execute(f"""
+            SELECT c.business_date, c.province, c.setl_id, c.lot_id, lg_fen(c.amount), c.payer_province
+            FROM consumptions c
+            JOIN (SELECT DISTINCT business_date, province, setl_id FROM lg_prior) p
+              ON p.setl_id = c.setl_id AND p.business_date = c.business_date AND p.province = c.province
+            WHERE c.business_date IN ({on_dates})
+            ORDER BY c.business_date, c.province, c.setl_id, c.seq""").fetchall():
+        originals[(bd, province, setl_id)].consumed.append((lot_id, amount, payer))
+    # A refund of an original is on or after the original's date: from `since` on.
+    for bd, province, orig, fen in con.execute(f"""
+            SELECT r.orig_business_date, r.orig_province, r.orig_setl_id, lg_fen(sum(r.amount))
+            FROM refund_returns r
+            JOIN (SELECT DISTINCT business_date, province, setl_id FROM lg_prior) p
+              ON p.setl_id = r.orig_setl_id AND p.business_date = r.orig_business_date
+             AND p.province = r.orig_province
+            WHERE r.business_date >= DATE '{since}' AND r.business_date < DATE '{d}'
+            GROUP BY ALL""").fetchall():
+        originals[(bd, province, orig)].refunded = fen
+    return priors, originals
 
 
 def _date_list(rows: list[tuple]) -> str:
@@ -591,9 +622,10 @@ def _write(con: duckdb.DuckDBPyConnection, ctx: RunContext, res: Result) -> None
         "seq": pa.array([r[2] for r in c], pa.int32()),
         "fen": pa.array([r[3] for r in c], pa.int64()),
         "payer": pa.array([r[4] for r in c], pa.string()),
+        "province": pa.array([r[5] for r in c], pa.string()),
     })
     con.execute(f"INSERT INTO consumptions SELECT DATE '{d}', setl_id, lot_id, seq, lg_yuan(fen), "
-                "payer FROM lg_py_cons")
+                "payer, province FROM lg_py_cons")
     rr = res.refund_returns
     _register(con, "lg_py_rr", {
         "setl_id": pa.array([r[0] for r in rr], pa.string()),
@@ -602,9 +634,11 @@ def _write(con: duckdb.DuckDBPyConnection, ctx: RunContext, res: Result) -> None
         "fen": pa.array([r[3] for r in rr], pa.int64()),
         "payer": pa.array([r[4] for r in rr], pa.string()),
         "to_sharer": pa.array([r[5] for r in rr], pa.bool_()),
+        "orig_date": pa.array([r[6] or ctx.business_date for r in rr], pa.date32()),
+        "orig_province": pa.array([r[7] for r in rr], pa.string()),
     })
     con.execute(f"INSERT INTO refund_returns SELECT DATE '{d}', setl_id, orig, lot_id, lg_yuan(fen), "
-                "payer, to_sharer FROM lg_py_rr")
+                "payer, to_sharer, orig_date, orig_province FROM lg_py_rr")
     dr = res.returns
     _register(con, "lg_py_dr", {
         "event_id": pa.array([r[0] for r in dr], pa.string()),
