@@ -56,7 +56,7 @@ SCALES = (1, 10)                    # today's national volume, and ten times it
 DRIVER_STAGES = (
     ("inbox listing and manifests", ("list_date_folders", "read_inbox")),
     ("warehouse load of the staged Parquet", ("stage",)),
-    ("rules", ("known_persons", "rules_files", "rules_persons", "rules_relationships",
+    ("rules", ("amounts_fit", "known_persons", "rules_files", "rules_persons", "rules_relationships",
                "rules_transfers", "rules_matching", "rules_settlements")),
     ("ledger + balances", ("ledger", "balances")),
     ("clearing + findings", ("clearing", "finalize")),

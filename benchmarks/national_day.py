@@ -178,6 +178,7 @@ STAGES = (
     ("    contract of the loaded rows (pandera)", ("load_province: contract of the loaded rows (pandera)",)),
     ("  waiting for a province to load", ("load_province (waited)",)),
     ("  warehouse insert", ("#insert",)),
+    ("amounts fit DECIMAL(18,2)", ("amounts_fit",)),
     ("known persons", ("known_persons",)),
     ("rules_files", ("rules_files",)), ("rules_persons", ("rules_persons",)),
     ("rules_relationships", ("rules_relationships",)), ("rules_transfers", ("rules_transfers",)),

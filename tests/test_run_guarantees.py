@@ -379,3 +379,31 @@ def test_nightly_catches_up_from_the_first_stale_or_unprocessed_date(done):
     assert pending_dates(paths, D2) == []
     run_date_plain(done / "inbox", done / "reports", done / "wh.duckdb", D1)  # D2 now STALE
     assert pending_dates(paths, D3) == [D2, D3]
+
+
+# --------------------------------------------------------------------------- amounts at the edge
+
+def test_an_amount_as_large_as_decimal_18_2_holds_is_reconciled(tmp_path):
+    """F04 takes up to 16 integer digits; the ledger's integer fen of 1e14 yuan must not overflow."""
+    big = "100000000000000.00"
+    clean_day(tmp_path / "inbox", D1)
+    henan(tmp_path / "inbox", D1, settlement_row("S9", day=D1, wallet_pay=big, personal_burden=big,
+                                                 total_amount=big))
+    r = recon(tmp_path, "run", "--date", D1.isoformat())
+    assert r.returncode == 0, r.stderr
+    assert "S18" in summary(tmp_path, D1)["findings"]["per_rule"]   # more than the wallet holds
+
+
+def test_amounts_that_add_up_beyond_decimal_18_2_are_exit_2_and_publish_nothing(tmp_path):
+    v = "9999999999999999.99"   # each fits DECIMAL(18,2); the two together do not
+    clean_day(tmp_path / "inbox", D1)
+    write_province(tmp_path / "inbox", D1, "41",
+                   persons=[person_row(BENEFICIARY, birth="20050101", male=False, insutype="390",
+                                       day=D1)],
+                   transfers=[transfer_row("T1", "IN", amount=v, day=D1),
+                              transfer_row("T2", "IN", amount=v, day=D1)])
+    r = recon(tmp_path, "run", "--date", D1.isoformat())
+    assert r.returncode == 2, r.stderr
+    assert "add up to 2000000000001" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports" / D1.isoformat()).exists()

@@ -18,10 +18,38 @@ import duckdb
 import polars as pl
 
 from contracts.codes import DATASETS
+from contracts.errors import InputError
 from transforms.context import RunContext
 from transforms.ledger import opening_lots_sql
 
 ZERO = Decimal("0.00")
+
+
+# The largest amount a DECIMAL(18,2) column of the warehouse and the reports holds.
+DECIMAL_18_2_MAX = Decimal("9999999999999999.99")
+
+
+def check_amounts_fit(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
+    """Refuse D (InputError, exit 2) when its amounts add up beyond DECIMAL(18,2).
+
+    Every amount loaded fits DECIMAL(18,2) (F04), but the run adds them up: every
+    total it computes (quota, wallet_pay settled / held / refunded, flows, positions,
+    balance differences) is at most the sum of D's transfer amounts, wallet_pay and
+    delivered balances plus the opening quota, so when that sum fits, no step can
+    overflow. A sum beyond it is no real day (ten million billion yuan): such a
+    delivery cannot be processed at all (outputs.md, exit 2)."""
+    total = con.execute(f"""
+        SELECT coalesce((SELECT sum(CAST(amount AS DECIMAL(38,2))) FROM d_transfers), 0)
+             + coalesce((SELECT sum(CAST(wallet_pay AS DECIMAL(38,2))) FROM d_settlements), 0)
+             + coalesce((SELECT sum(CAST(opening_balance AS DECIMAL(38,2)) + closing_balance)
+                         FROM d_balances), 0)
+             + coalesce((SELECT sum(CAST(remaining AS DECIMAL(38,2)))
+                         FROM ({opening_lots_sql(ctx)})), 0)""").fetchone()[0]
+    if total > DECIMAL_18_2_MAX:
+        raise InputError(
+            f"The amounts of {ctx.d} add up to {total} yuan (transfers, wallet_pay, balances and "
+            f"the opening quota), more than the {DECIMAL_18_2_MAX} that the reports' amounts hold; "
+            f"correct the delivery and run {ctx.d} again.")
 
 
 def run(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:

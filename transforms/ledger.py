@@ -155,7 +155,8 @@ def _dormant(con: duckdb.DuckDBPyConnection, ctx: RunContext, consumed: list[str
 def _prepare(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """TEMP tables of the ledger's inputs for D (amounts kept as DECIMAL(18,2))."""
     d = ctx.d
-    con.execute("CREATE OR REPLACE TEMP MACRO lg_fen(x) AS CAST(x * 100 AS BIGINT)")
+    # x * 100 of a DECIMAL(18,2) overflows DECIMAL(18) from 1e14 yuan: widen first.
+    con.execute("CREATE OR REPLACE TEMP MACRO lg_fen(x) AS CAST(CAST(x AS DECIMAL(38,2)) * 100 AS BIGINT)")
     con.execute("CREATE OR REPLACE TEMP MACRO lg_yuan(f) AS "
                 "CAST(CAST(f AS DECIMAL(18,0)) * 0.01 AS DECIMAL(18,2))")
     opening = opening_lots_sql(ctx)

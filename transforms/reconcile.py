@@ -14,6 +14,7 @@ from transforms import (balances, clearing, findings, ledger, rules_files, rules
 from transforms.context import RunContext, materialize_known_persons
 
 STEPS = (
+    ("amounts_fit", clearing.check_amounts_fit),       # D's totals fit DECIMAL(18,2), else exit 2
     ("known_persons", materialize_known_persons),      # persons known on D, looked up once
     ("rules_files", rules_files.run),                  # F06
     ("rules_persons", rules_persons.run),              # S06, S07 (before relationships: validity reads them)
