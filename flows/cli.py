@@ -297,7 +297,26 @@ def _plain_executor(a):
 
 def _paths(a):
     from flows.nightly import Paths
-    return Paths.of(getattr(a, "inbox", "data/inbox"), a.out, a.warehouse)  # status reads no inbox
+    paths = Paths.of(getattr(a, "inbox", "data/inbox"), a.out, a.warehouse)  # status reads no inbox
+    _check_apart(paths, has_inbox=hasattr(a, "inbox"))
+    return paths
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    inner, outer = inner.resolve(), outer.resolve()
+    return inner == outer or outer in inner.parents
+
+
+def _check_apart(paths, has_inbox: bool) -> None:
+    """A run replaces <out>/<D> as a whole and clears <out>'s staging: the inbox and the
+    warehouse must lie outside <out>, and <out> outside the inbox (exit 2 otherwise)."""
+    if has_inbox and (_within(paths.out, paths.inbox) or _within(paths.inbox, paths.out)):
+        raise UsageError(f"--out {paths.out} and --inbox {paths.inbox} overlap; the reports "
+                         f"folder must lie apart from the inbox, since a run replaces "
+                         f"<out>/<date> as a whole.")
+    if _within(paths.warehouse.parent, paths.out):
+        raise UsageError(f"The warehouse {paths.warehouse} lies inside --out {paths.out}; keep it "
+                         f"outside the reports folder, since a run replaces <out>/<date> as a whole.")
 
 
 def _use_prefect(a) -> bool:
@@ -613,7 +632,9 @@ def _error_log(a) -> Path | None:
         base.mkdir(parents=True, exist_ok=True)
         p = base / "recon-last-error.log"
         from contracts.privacy import scrub_text
-        p.write_text(scrub_text(traceback.format_exc()), encoding="utf-8")
+        from flows.warehouse import write_bytes_atomic
+        # a new file renamed into place: a planted link of that name is replaced, never followed
+        write_bytes_atomic(p, scrub_text(traceback.format_exc()).encode("utf-8"))
         return p
     except Exception:  # noqa: BLE001
         return None

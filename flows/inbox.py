@@ -27,7 +27,7 @@ from contracts import codes
 from contracts.dates import iso_date
 from contracts.errors import InputError
 from contracts.inbox import (DATA_FILE_NAMES, MANIFEST, MAX_DATA_FILE_BYTES,  # noqa: F401 (re-exported)
-                             MAX_MANIFEST_BYTES, REFERENCE_COLUMNS, REFERENCE_SCHEMAS, FileRead,
+                             MAX_MANIFEST_BYTES, RE_DATE, REFERENCE_COLUMNS, REFERENCE_SCHEMAS, FileRead,
                              InboxDate, ProvinceDelivery, Reference, oversize_detail)
 
 
@@ -80,6 +80,15 @@ def date_folders(inbox_dir: Path) -> list[date]:
     return sorted(out)
 
 
+def _strict_date(text: pl.Expr) -> pl.Expr:
+    """A reference date as contracts.dates.iso_date reads one (YYYY-MM-DD in ASCII digits,
+    a real date, no year 0000), vectorised; null where the text is anything else. polars'
+    own parse is lenient (`2024-7-1`, ` 2024-07-01`, `+2024-07-01`), so the pattern of the
+    data files guards it."""
+    return (pl.when(text.str.contains(RE_DATE) & (text.str.slice(0, 4) != "0000")).then(text)
+            .str.to_date("%Y-%m-%d", strict=False))
+
+
 def _read_reference_csv(root: Path, name: str) -> pl.DataFrame:
     """reference/<name>.csv as a typed frame; any fault is an InputError (exit 2):
     without regions we cannot know who must deliver, and the rules need institutions."""
@@ -110,7 +119,7 @@ def _read_reference_csv(root: Path, name: str) -> pl.DataFrame:
         raise InputError(f"The reference file {where} has a malformed row {n}: {why}.")
     frame = parsed.frame
     typed = frame.select(
-        [(pl.col(c).str.to_date("%Y-%m-%d", strict=False) if t == pl.Date() else pl.col(c)).alias(c)
+        [(_strict_date(pl.col(c)) if t == pl.Date() else pl.col(c)).alias(c)
          for c, t in cols.items()] + [pl.col("source_row")])
     for c, t in cols.items():
         if t == pl.Date():

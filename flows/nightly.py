@@ -695,6 +695,9 @@ def preflight_range(paths: Paths, start: date, end: date) -> list[date]:
     if missing:
         raise InputError(f"The inbox {paths.inbox} has no folder for business date "
                          f"{missing[0].isoformat()}.")
+    if not os.path.lexists(paths.warehouse):   # a refused range creates no warehouse nor lock
+        wh.check_genesis(start, sorted(folders))
+        return days
     with wh.run_lock(paths.warehouse):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:

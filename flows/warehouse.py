@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -144,6 +145,9 @@ def run_lock(warehouse: Path, label: str = "run") -> Iterator[None]:
             raise
         raise InputError(f"Cannot create the run lock next to the warehouse {warehouse}: "
                          f"{e.strerror or e}.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):   # a FIFO or a device planted in its place
+        os.close(fd)
+        raise InputError(f"The run lock {warehouse}.lock is not a regular file; remove it.")
     try:
         _flock_with_grace(fd, f"Another recon run is using the warehouse {warehouse}; "
                               "wait for it to finish and try again.")
@@ -183,6 +187,11 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
         con = duckdb.connect()  # nothing processed yet: an empty in-memory warehouse
         create_warehouse(con)
         return con
+    wal = warehouse.with_name(warehouse.name + ".wal")
+    st = _lstat(wal)
+    if st is not None and not stat.S_ISREG(st.st_mode):   # DuckDB would write through a link
+        raise InputError(f"The warehouse's write-ahead log {wal} is not a regular file; "
+                         f"remove it (recon never makes it a link or a folder).")
     try:
         con = duckdb.connect(str(warehouse), read_only=read_only)
     except duckdb.Error as e:
@@ -196,12 +205,68 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
     except InputError:
         con.close()
         raise
+    try:
+        _check_is_a_warehouse(con, warehouse)
+    except InputError:
+        con.close()
+        raise
     if not read_only:
         create_warehouse(con)
         if not con.execute("SELECT count(*) FROM warehouse_identity").fetchone()[0]:
             con.execute("INSERT INTO warehouse_identity VALUES (?, current_timestamp)",
                         [uuid.uuid4().hex])
     return con
+
+
+# Columns a warehouse of an earlier version may lack: create_warehouse adds them.
+_ADDED_LATER = {("consumptions", "province"), ("refund_returns", "orig_business_date"),
+                ("refund_returns", "orig_province")}
+
+
+@functools.lru_cache(maxsize=1)
+def _contract_columns() -> dict[str, list[str]]:
+    """Every table of contracts/warehouse.sql with its columns, in order."""
+    mem = duckdb.connect()
+    try:
+        create_warehouse(mem)
+        return _columns(mem)
+    finally:
+        mem.close()
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main' "
+            "ORDER BY table_name, column_index").fetchall():
+        out.setdefault(table, []).append(column)
+    return out
+
+
+def _check_is_a_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """Refuse (exit 2, nothing written) a DuckDB database that is not a recon warehouse:
+    one holding tables but no warehouse_identity, a view of a contract table's name, or a
+    contract table with other columns than the contract's. An empty database becomes one."""
+    present = _columns(con)
+    views = {v for (v,) in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+        "AND database_name = current_database()").fetchall()}
+    if not present and not views:
+        return
+    contract = _contract_columns()
+    foreign = sorted(views & set(contract))
+    if not {"warehouse_identity", "runs"} & set(present):   # every recon warehouse has one of them
+        foreign = foreign or sorted(present)[:3] or sorted(views)[:3]
+    for table, columns in present.items():
+        want = contract.get(table)
+        if want is not None and columns != [c for c in want if c in columns or
+                                            (table, c) not in _ADDED_LATER]:
+            foreign.append(table)
+    if foreign:
+        raise InputError(f"The warehouse {warehouse} is a DuckDB database but not a recon "
+                         f"warehouse (it holds {', '.join(foreign[:3])} of another shape); "
+                         f"give --warehouse a new file or one recon made.")
 
 
 def _set_resources(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
@@ -373,6 +438,10 @@ def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) ->
     prev = d - timedelta(days=1)
     if not earlier:
         return check_genesis(d, folders)
+    if prev not in done and prev not in folders:
+        raise InputError(f"{prev.isoformat()} has not been processed and the inbox has no folder "
+                         f"for it, so {d.isoformat()} cannot be reconciled until {prev.isoformat()} "
+                         f"is delivered and run.")
     if prev not in done:
         raise InputError(f"{prev.isoformat()} has not been processed yet, so {d.isoformat()} "
                          "cannot be reconciled; run that date first.")

@@ -335,6 +335,23 @@ def test_f03_a_manifest_without_its_province_or_date_says_so(tmp_path, key, said
     assert f["detail"].startswith(said)
 
 
+@pytest.mark.parametrize("key, value, said", [
+    ("province", 44, 'manifest.json gives province as a number (44), not the text "44"'),
+    ("province", None, 'manifest.json gives province as null, not the text "44"'),
+    ("business_date", 20261120,
+     f'manifest.json gives business_date as a number (20261120), not the text "{D.isoformat()}"'),
+])
+def test_f03_a_manifest_giving_its_province_or_date_not_as_text_says_so(tmp_path, key, value, said):
+    """inbox.md: province and business_date are text ("44", "YYYY-MM-DD"); the finding
+    says what was given instead, not that 44 differs from 44."""
+    write_reference(tmp_path, live=("44",))
+    write_province(tmp_path, D, "44", transfers=[transfer_row()], manifest={key: value})
+    con, *_ = run_intake(tmp_path)
+    [f] = findings(con)
+    assert (f["rule_code"], f["record_id"]) == ("F03", "manifest.json")
+    assert f["detail"] == f"{said}; the province delivers nothing for {D.isoformat()}."
+
+
 def test_f04_a_nul_byte_in_a_field_is_written_escaped_in_the_reason(tmp_path):
     # a raw NUL in exceptions.csv cuts the detail short in the readers auditors use
     write_reference(tmp_path, live=("44",))
@@ -635,6 +652,91 @@ def test_parquet_typed_values_judged_by_the_same_rules():
     assert [(x["rule_code"], x["record_id"]) for x in f] == [("F03", "transfers.parquet")]
 
 
+def _one_parquet_file(tmp_path, dataset, table):
+    """Province 44 delivering `table` as its `dataset` Parquet file (one row), a person besides."""
+    import io
+    import pyarrow.parquet as pq
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    name = f"{dataset}.parquet"
+    write_reference(tmp_path, live=("44",))
+    write_province(tmp_path, D, "44", persons=[person_row()] if dataset != "persons" else None,
+                   raw={name: buf.getvalue()},
+                   manifest=lambda m: (m["files"][name].update(rows=1), m)[1])
+
+
+def _typed_table(dataset, row):
+    import io
+    import pyarrow.parquet as pq
+    return pq.read_table(io.BytesIO(parquet_bytes(dataset, [row], typed=True)))
+
+
+@pytest.mark.parametrize("stored", ["plain", "dictionary"])
+@pytest.mark.parametrize("column", ["transfer_id", "relation_id"])
+def test_f03_parquet_text_that_is_not_utf8_cannot_be_decoded(tmp_path, column, stored):
+    """rules.md F03: a file that cannot be decoded is rejected whole. A Parquet string
+    column is UTF-8 by its type; bytes that are not never reach the warehouse (which
+    refused them in the middle of the run) and the province's other files still load."""
+    import pyarrow as pa_
+    t = _typed_table("transfers", transfer_row("T1"))
+    bad = pa_.array([b"R\xff\xfe1"], pa_.binary()).view(pa_.string())
+    if stored == "dictionary":
+        bad = bad.dictionary_encode()
+    _one_parquet_file(tmp_path, "transfers", t.set_column(t.schema.get_field_index(column), column, bad))
+    con, *_ = run_intake(tmp_path)
+    assert [(f["rule_code"], f["record_id"], f["detail"]) for f in findings(con)] == [
+        ("F03", "transfers.parquet",
+         f"transfers.parquet cannot be decoded: column {column} holds text that is not valid UTF-8.")]
+    assert con.execute("SELECT count(*) FROM persons").fetchone()[0] == 1
+    assert_identity(con)
+
+
+def _arrow_value(kind, raw):
+    import pyarrow as pa_
+    if kind == "date32":
+        return pa_.array([raw], pa_.int32()).cast(pa_.date32())
+    unit, tz = kind.split(":")[1:]
+    return pa_.array([raw], pa_.int64()).cast(pa_.timestamp(unit, tz or None))
+
+
+@pytest.mark.parametrize("dataset, column, kind, raw", [
+    ("persons", "as_of", "date32", 2 ** 31 - 1),
+    ("persons", "as_of", "date32", -2 ** 31),
+    ("transfers", "transfer_time", "ts:us:Asia/Shanghai", 2 ** 63 - 1),
+    ("transfers", "transfer_time", "ts:us:UTC", -2 ** 63),
+    ("transfers", "transfer_time", "ts:ms:", 2 ** 63 - 1),
+    ("transfers", "transfer_time", "ts:us:", 253402300800 * 10 ** 6),   # 10000-01-01T00:00:00
+])
+def test_f03_parquet_dates_and_timestamps_beyond_the_years_1_to_9999_without_a_panic(
+        tmp_path, capfd, dataset, column, kind, raw):
+    """A date or timestamp YYYY-MM-DD cannot write is F03 on the file, judged on the
+    raw values: polars panics on such a value (a Rust panic message on stderr)."""
+    row = person_row() if dataset == "persons" else transfer_row("T1")
+    t = _typed_table(dataset, row)
+    _one_parquet_file(tmp_path, dataset,
+                      t.set_column(t.schema.get_field_index(column), column, _arrow_value(kind, raw)))
+    con, *_ = run_intake(tmp_path)
+    assert [(f["rule_code"], f["record_id"], f["detail"]) for f in findings(con)] == [
+        ("F03", f"{dataset}.parquet",
+         f"{dataset}.parquet has column {column} with a value outside the years 1 to 9999.")]
+    assert "panicked" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("kind, raw, reason", [
+    ("date32", 2932896, "as_of '9999-12-31' is not 2026-11-20"),                   # 9999-12-31
+    ("date32", -719162, "as_of '0001-01-01' is not 2026-11-20"),                   # 0001-01-01
+])
+def test_parquet_dates_at_the_years_1_and_9999_are_judged_by_the_row_rules(tmp_path, capfd, kind,
+                                                                             raw, reason):
+    t = _typed_table("persons", person_row())
+    _one_parquet_file(tmp_path, "persons",
+                      t.set_column(t.schema.get_field_index("as_of"), "as_of", _arrow_value(kind, raw)))
+    con, *_ = run_intake(tmp_path)
+    [f] = findings(con)
+    assert (f["rule_code"], f["dataset"]) == ("F04", "persons") and reason in f["detail"]
+    assert "panicked" not in capfd.readouterr().err
+
+
 # ------------------------------------------------------------------ the pandera text contract agrees with the reasons
 
 def test_text_schema_accepts_exactly_the_rows_without_reasons():
@@ -701,6 +803,33 @@ def test_missing_date_folder_and_reference_are_input_errors(tmp_path):
     (tmp_path / "reference" / "regions.csv").write_text("admdvs,province\n440100,45\n")
     with pytest.raises(InputError, match="regions.csv"):
         read_inbox_date(tmp_path, D)
+
+
+@pytest.mark.parametrize("text", ["2024-7-1", " 2024-07-01", "+2024-07-01", "2024-07-01 ",
+                                  "0000-07-01", "2024-02-30", "20240701"])
+@pytest.mark.parametrize("file, column", [("regions", "wallet_live_from"),
+                                          ("institutions", "designated_from"),
+                                          ("institutions", "designated_to")])
+def test_reference_dates_are_strict_yyyy_mm_dd(tmp_path, file, column, text):
+    """Reference files are strict (docs/spec-readings.md item 7e): a date that is not
+    YYYY-MM-DD stops the run with one sentence, as the data files' dates are F04."""
+    from contracts.codes import PROVINCES
+    regions = [{"admdvs": f"{p}0100", "province": p, "name": p,
+                "wallet_live_from": text if (file, p) == ("regions", "44") else "2024-07-01"}
+               for p in PROVINCES]
+    institutions = [{"fixmedins_code": "H41000000001", "fixmedins_type": "HOSPITAL", "admdvs": "410100",
+                     "designated_from": "2020-01-01", "designated_to": ""},
+                    {"fixmedins_code": "P41000000001", "fixmedins_type": "PHARMACY", "admdvs": "410100",
+                     "designated_from": "2020-01-01", "designated_to": ""}]
+    if file == "institutions":
+        institutions[1][column] = text
+    write_reference(tmp_path, regions=regions, institutions=institutions)
+    write_province(tmp_path, D, "44", persons=[person_row()])
+    row = PROVINCES.index("44") + 1 if file == "regions" else 2
+    with pytest.raises(InputError) as e:
+        read_inbox_date(tmp_path, D)
+    assert str(e.value) == (f"The reference file reference/{file}.csv row {row} has {column} "
+                            "that is not a date YYYY-MM-DD.")
 
 
 def test_symlinks_out_of_the_inbox_are_refused(tmp_path):

@@ -503,3 +503,110 @@ def test_environment_faults_are_told_apart_from_other_errors():
     for not_transient in (OSError(errno.ENOSPC, "full"), FileExistsError(errno.EEXIST, "exists"),
                           ValueError("bad data")):
         assert not wh.transient_oserror(not_transient)
+
+
+# --------------------------------------------------------------------------- folders that overlap
+
+@pytest.mark.parametrize("out", ["inbox", "inbox/reports", "."])
+def test_reports_folder_overlapping_the_inbox_is_exit_2_and_deletes_nothing(done, out):
+    """A run replaces <out>/<D> as a whole: with --out the inbox it swapped the day's
+    deliveries out and deleted them."""
+    before = snapshot(done / "inbox")
+    r = recon(done, "run", "--date", D3.isoformat(), "--out", out)
+    assert r.returncode == 2
+    assert "overlap" in one_sentence(r.stderr)
+    assert snapshot(done / "inbox") == before
+
+
+@pytest.mark.parametrize("warehouse", ["reports/w.duckdb", f"reports/{D1.isoformat()}/w.duckdb",
+                                       f"reports/{wh.STAGING}/w.duckdb"])
+def test_a_warehouse_inside_the_reports_folder_is_exit_2(done, warehouse):
+    before = report_bytes(done / "reports")
+    r = recon(done, "run", "--date", D1.isoformat(), "--warehouse", warehouse)
+    assert r.returncode == 2
+    assert "inside --out" in one_sentence(r.stderr)
+    assert report_bytes(done / "reports") == before
+
+
+# --------------------------------------------------------------------------- planted beside the warehouse
+
+def test_a_linked_write_ahead_log_is_refused_and_not_written_through(done):
+    victim, content = victim_folder(done)
+    (done / "wh.duckdb.wal").symlink_to(victim / "keep.txt")
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 2
+    assert "write-ahead log" in one_sentence(r.stderr)
+    assert snapshot(victim) == content
+
+
+def test_the_error_log_replaces_a_planted_link_instead_of_writing_through_it(done, monkeypatch,
+                                                                              capsys):
+    victim, content = victim_folder(done)
+    (done / "recon-last-error.log").symlink_to(victim / "keep.txt")
+
+    def broken(*args, **kw):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(nightly, "_run_locked", broken)
+    assert main(run_args(done)) == 1
+    assert "details in" in one_sentence(capsys.readouterr().err)
+    assert snapshot(victim) == content
+    log = done / "recon-last-error.log"
+    assert not log.is_symlink() and "a bug" in log.read_text()
+
+
+def test_a_lock_file_that_is_a_fifo_is_exit_2(done):
+    (done / "wh.duckdb.lock").unlink()
+    os.mkfifo(done / "wh.duckdb.lock")
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 2
+    assert "not a regular file" in one_sentence(r.stderr)
+
+
+@pytest.mark.parametrize("ddl", ["CREATE TABLE runs (x INTEGER)",
+                                 "CREATE TABLE warehouse_identity (a INTEGER, b INTEGER, c INTEGER)",
+                                 "CREATE TABLE orders (id INTEGER); CREATE VIEW persons AS SELECT 1 AS x"])
+def test_a_duckdb_database_that_is_not_a_warehouse_is_exit_2_and_left_as_it_was(done, ddl):
+    path = done / "foreign.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(ddl)
+    con.close()
+    before = path.read_bytes()
+    r = recon(done, "run", "--date", D1.isoformat(), "--warehouse", "foreign.duckdb",
+              "--out", "reports2")
+    assert r.returncode == 2
+    assert "not a recon warehouse" in one_sentence(r.stderr)
+    assert path.read_bytes() == before
+
+
+def test_an_empty_duckdb_database_becomes_a_warehouse(done):
+    duckdb.connect(str(done / "empty.duckdb")).close()
+    r = recon(done, "run", "--date", D1.isoformat(), "--warehouse", "empty.duckdb", "--out", "reports2")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_warehouse_of_an_earlier_version_is_still_a_warehouse(done):
+    con = duckdb.connect(str(done / "wh.duckdb"))
+    con.execute("ALTER TABLE consumptions DROP COLUMN province")
+    con.close()
+    r = recon(done, "run", "--date", D3.isoformat())
+    assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- refusals create nothing
+
+def test_a_refused_backfill_on_a_new_warehouse_creates_no_lock(done):
+    r = recon(done, "backfill", "--start", D2.isoformat(), "--end", D3.isoformat(),
+              "--warehouse", "new.duckdb", "--out", "reports2")
+    assert r.returncode == 2
+    assert D1.isoformat() in one_sentence(r.stderr)
+    assert not [p.name for p in done.iterdir() if p.name.startswith("new.duckdb")]
+    assert not (done / "reports2").exists()
+
+
+def test_a_date_after_a_gap_in_the_inbox_says_the_folder_is_missing(done):
+    shutil.rmtree(done / "inbox" / D3.isoformat())
+    shutil.copytree(done / "inbox" / D2.isoformat(), done / "inbox" / "2026-11-23")
+    r = recon(done, "run", "--date", "2026-11-23")
+    assert r.returncode == 2
+    line = one_sentence(r.stderr)
+    assert "no folder for it" in line and D3.isoformat() in line

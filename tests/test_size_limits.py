@@ -186,6 +186,18 @@ def test_a_header_of_a_million_commas_is_f03_and_cheap():
     assert stat.reject_rule == "F03"
 
 
+@pytest.mark.parametrize("line_end", ["\r", "\n", "\r\n"])
+@pytest.mark.parametrize("n", [5, 150])
+def test_a_csv_loads_alike_whatever_its_line_ends_and_its_size(line_end, n):
+    """A line ends at CR, LF or CRLF (the CSV parser reads all three): the header
+    line, whose width is bounded, ends at the first of them, so a file of lone CRs is
+    not one header line of every comma in its first 1 MiB."""
+    rows = [transfer_row(f"T{i}") for i in range(n)]
+    it = load("transfers", csv_bytes(rows, COLUMNS["transfers"], line_end=line_end), n)
+    stat, found = outcome(it, "transfers")
+    assert (stat.rejected, stat.rows_read, stat.rows_loaded, found.height) == (False, n, n, 0)
+
+
 def test_a_header_at_the_field_limit_is_read():
     from contracts.inbox import MAX_HEADER_FIELDS
     cols = COLUMNS["transfers"]

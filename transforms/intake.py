@@ -180,17 +180,23 @@ def decode_csv_text(data: bytes, encoding: str) -> bytes:
 
 def _header_width_bound(utf8: bytes) -> int:
     """An upper bound of the header's field count, so every column can be read as
-    text (pyarrow wants types by name). The header ends at the first newline with
-    an even number of quotes before it; look at no more than one record."""
+    text (pyarrow wants types by name). The header ends at the first line end (LF,
+    CR or CRLF, as the CSV parser reads them) with an even number of quotes before
+    it; look at no more than one record."""
     head = utf8[:MAX_RECORD_BYTES]
-    pos = 0
+    # The next LF and the next CR (-1: none left). Each is searched again only once
+    # passed, so a file with one kind of line end is not scanned for the other each time.
+    lf, cr = head.find(b"\n"), head.find(b"\r")
     for _ in range(1000):
-        nl = head.find(b"\n", pos)
-        if nl < 0:
+        if lf < 0 and cr < 0:
             break
-        if head.count(b'"', 0, nl) % 2 == 0:
-            return head.count(b",", 0, nl) + 1
-        pos = nl + 1
+        end = cr if lf < 0 or 0 <= cr < lf else lf
+        if head.count(b'"', 0, end) % 2 == 0:
+            return head.count(b",", 0, end) + 1
+        if lf == end:
+            lf = head.find(b"\n", end + 1)
+        if cr == end:
+            cr = head.find(b"\r", end + 1)
     return head.count(b",") + 1
 
 
@@ -371,9 +377,29 @@ def _read_parquet_bounded(data: bytes, required: tuple[str, ...]) -> paw.Table:
             raise FileRejected(f"unpacks to more than {decoded} bytes of text, more than the limit of "
                                f"{MAX_PARQUET_UNPACKED_BYTES} bytes")
         if paw.types.is_dictionary(col.type):
+            _check_utf8(name, [chunk.dictionary for chunk in col.chunks])   # each distinct value once
             table = table.set_column(table.schema.get_field_index(name), name,
                                      col.cast(col.type.value_type))
+        else:
+            _check_utf8(name, col.chunks)
+    for name in required:   # a column stored as a dictionary of text (read as one)
+        col = table.column(name)
+        if name not in text and paw.types.is_dictionary(col.type):
+            _check_utf8(name, [chunk.dictionary for chunk in col.chunks])
     return table
+
+
+def _check_utf8(name: str, arrays: list) -> None:
+    """FileRejected (F03 "cannot be decoded") when a text array holds bytes that are not
+    UTF-8. Parquet readers take a string column's bytes as they are; the first to look
+    at them would be the warehouse, which refuses them in the middle of the run."""
+    for arr in arrays:
+        if paw.types.is_string(arr.type) or paw.types.is_large_string(arr.type):
+            try:
+                arr.validate(full=True)
+            except paw.ArrowInvalid:
+                raise FileRejected(f"cannot be decoded: column {name} holds text that is not "
+                                   "valid UTF-8") from None
 
 
 def _is_text(t: paw.DataType) -> bool:
@@ -381,8 +407,38 @@ def _is_text(t: paw.DataType) -> bool:
             or paw.types.is_large_binary(t))
 
 
+# Dates and timestamps are read for years 1 to 9999 (what YYYY-MM-DD can write): the raw
+# Arrow values (days, or units since 1970-01-01 UTC) from 0001-01-01 to 9999-12-31 inclusive.
+_FIRST_DAY = date(1, 1, 1).toordinal() - date(1970, 1, 1).toordinal()
+_LAST_DAY = date(9999, 12, 31).toordinal() - date(1970, 1, 1).toordinal()
+_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _check_temporal_range(table: paw.Table) -> None:
+    """FileRejected (F03) when a date or timestamp column holds a value outside the years
+    1 to 9999, judged on the raw Arrow values: polars panics on such a date (a Rust panic
+    message on stderr) and silently wraps a timestamp in seconds it cannot hold in ms."""
+    for f in table.schema:
+        t = f.type
+        if paw.types.is_date32(t):
+            lo, hi, raw = _FIRST_DAY, _LAST_DAY, paw.int32()
+        elif paw.types.is_date64(t):
+            lo, hi, raw = _FIRST_DAY * 86_400_000, (_LAST_DAY + 1) * 86_400_000 - 1, paw.int64()
+        elif paw.types.is_timestamp(t):
+            per_day = 86_400 * _PER_SECOND[t.unit]
+            lo, hi, raw = _FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1, paw.int64()
+        else:
+            continue
+        col = table.column(f.name)
+        values = pc.min_max(paw.chunked_array([c.view(raw) for c in col.chunks], raw))
+        low, high = values["min"].as_py(), values["max"].as_py()
+        if low is not None and (low < lo or high > hi):
+            raise FileRejected(f"has column {f.name} with a value outside the years 1 to 9999")
+
+
 def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
     table = _read_parquet_bounded(data, required)
+    _check_temporal_range(table)
     for i, f in enumerate(table.schema):
         if paw.types.is_decimal256(f.type):
             # polars cannot take a 256-bit decimal (it panics): a decimal is still a
@@ -403,7 +459,8 @@ def parse_parquet(data: bytes, required: tuple[str, ...]) -> ParsedFile:
     try:
         frame = pl.DataFrame([_canonical_text(frame[c]).alias(c) for c in required])
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:
-        # e.g. a date32 far beyond year 9999: polars panics rather than raise
+        # polars panics rather than raise on some values (a date32 far beyond year 9999,
+        # refused before by _check_temporal_range): a finding, never the end of the run
         raise FileRejected(f"has values that cannot be read as text ({type(e).__name__})") from None
     frame = _nulls_for_empty(frame, required)
     return ParsedFile(frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int32)
@@ -598,6 +655,9 @@ def parse_manifest(raw: bytes, province: str, business_date: date) -> Manifest:
                              ("business_date", business_date.isoformat(), "")):
         if key not in doc:
             raise ManifestInvalid(f"manifest.json has no {key}; it must be {whose}{want}")
+        if not isinstance(doc[key], str):
+            raise ManifestInvalid(f"manifest.json gives {key} as {_json_kind(doc[key])}, "
+                                  f"not the text \"{want}\"")
         if doc[key] != want:
             raise ManifestInvalid(f"manifest.json names {key} {str(doc[key])[:20]!r}, "
                                   f"not {whose}{want}")
@@ -607,6 +667,21 @@ def parse_manifest(raw: bytes, province: str, business_date: date) -> Manifest:
     if not isinstance(files, dict):
         raise ManifestInvalid("manifest.json has a files entry that is not an object")
     return Manifest(doc.get("encoding"), files)
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value that is not a string is, for a sentence: `a number (44)`, `null`."""
+    if value is None:
+        return "null"
+    kind = ("a boolean" if isinstance(value, bool) else "a number" if isinstance(value, (int, float))
+            else "an array" if isinstance(value, list) else "an object")
+    try:
+        shown = json.dumps(value, ensure_ascii=True)
+    except (ValueError, RecursionError):   # a number of thousands of digits; a deep nesting
+        shown = ""
+    if not shown or len(shown) > 20:
+        return kind
+    return f"{kind} ({shown})"
 
 
 def _entry(entry) -> tuple[int, str] | None:
