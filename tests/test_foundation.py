@@ -22,9 +22,12 @@ def test_policy_switches_on_2024_07_01_to_all_near_relatives():
     assert p.max_transfer_amount == Decimal("2000.00") and p.max_daily_out_transfers == 3
 
 
-def test_no_policy_before_2021_is_an_error():
-    with pytest.raises(ValueError):
-        policy_for(date(2020, 1, 1))
+@pytest.mark.parametrize("day", [date(2021, 1, 5), date(2000, 1, 1), date(1, 1, 1)])
+def test_every_date_before_2024_07_01_is_judged_by_the_2021_policy(day):
+    """rules.md: "Before 2024-07-01 (国办发〔2021〕14号) only SPOUSE, PARENT and CHILD were
+    allowed; other values were the same." A date before 2021-04-13 is no exception."""
+    assert policy_for(day) == policy_for(date(2024, 6, 30))
+    assert policy_for(day).near_relatives == ("SPOUSE", "PARENT", "CHILD")
 
 
 def test_certno_check_character_known_example():
