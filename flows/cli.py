@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from datetime import date
 from pathlib import Path
@@ -649,14 +651,18 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
     warnings.simplefilter("ignore")
     a = None
+    on_term = _stop_on_sigterm()
+    if "flows.nightly" in sys.modules:   # an earlier call in this process (tests) ran dates
+        sys.modules["flows.nightly"].PROGRESS.__init__()
     try:
         a = build_parser().parse_args(argv)
         code = COMMANDS[a.command](a)
     except SystemExit as e:  # --help / --version
         code = e.code if isinstance(e.code, int) else 0
-    except KeyboardInterrupt:
-        print("recon: interrupted; the run left the previous reports and warehouse as they were.",
-              file=sys.stderr)
+    except (KeyboardInterrupt, duckdb_interrupt()) as e:  # Ctrl-C, SIGTERM, or either inside a query
+        from flows.nightly import PROGRESS
+        print(f"recon: {PROGRESS.interrupted()}", file=sys.stderr)
+        _release(e)
         code = 1
     except InputError as e:
         print(f"recon: {_one_sentence(e)}", file=sys.stderr)
@@ -680,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, (RunFailed, ReportContractError)):
             msg = _one_sentence(e)
         elif wh.environment_fault(e) is not None:  # disk full, permission, read-only: exit 1
-            duck = type(e).__module__.startswith("duckdb")  # DuckDB names no file: its own
+            duck = type(e).__module__.lstrip("_").startswith("duckdb")  # DuckDB names no file: its own
             msg = _one_sentence(wh.fault_sentence(e, getattr(a, "warehouse", None) if duck else None))
         else:
             first = (str(e).splitlines() or [""])[0][:300]
@@ -692,8 +698,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recon: {msg}", file=sys.stderr)
         _release(e)
         code = 1
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     sys.stdout.flush()
     return code
+
+
+def duckdb_interrupt() -> type:
+    """DuckDB's exception for a query stopped by Ctrl-C (its own interrupt, not Python's)."""
+    import duckdb
+    return duckdb.InterruptException
+
+
+def _stop_on_sigterm():
+    """SIGTERM (what a service manager sends) stops recon as Ctrl-C does: the same rollback
+    and the same one sentence. Returns the previous handler (None off the main thread)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, stop)
 
 
 PREFECT_START_HINT = ("start `prefect server start` and set PREFECT_API_URL to its API "

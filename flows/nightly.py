@@ -495,9 +495,36 @@ def now() -> datetime:
 
 # --------------------------------------------------------------------------- the one body
 
+@dataclass
+class Progress:
+    """How far this process's runs got, for the sentence of an interrupt (flows/cli.py):
+    the date whose run started last, and the last date committed and published."""
+    started: date | None = None
+    committed: date | None = None
+    published: date | None = None
+
+    def interrupted(self) -> str:
+        d = self.started
+        if d is None:
+            return "interrupted; the run left the previous reports and warehouse as they were."
+        if self.published == d:
+            return f"interrupted after {d.isoformat()} was reconciled and its reports published."
+        if self.committed == d:
+            return (f"interrupted after {d.isoformat()} was committed, before its reports were all "
+                    f"in place; the next recon run puts them in place (`recon status` shows it).")
+        done = (f" ({self.published.isoformat()} before it was reconciled and published)"
+                if self.published else "")
+        return (f"interrupted; the run of {d.isoformat()} left the previous reports and warehouse "
+                f"as they were{done}.")
+
+
+PROGRESS = Progress()
+
+
 def run_date(paths: Paths, d: date, ex) -> dict:
     """Reconcile D under the run lock of the warehouse and the lock of <out> (which binds
     <out> to this warehouse) and publish its reports; returns summary.json."""
+    PROGRESS.started = d
     if not os.path.lexists(paths.warehouse):
         # No warehouse yet: a run that will be refused must not create one (nor its lock)
         # and bind <out> to it, or the right warehouse could no longer publish there.
@@ -580,6 +607,7 @@ def _reconcile_and_commit(con, paths: Paths, ctx, ex, inbox_date, run_id: str, s
         ex.call(STAGE_REPORTS, paths.out, run_id, con, ctx, frames, summary)
         staged = True
         wh.write_journal(paths.out, run_id, d)
+        wh.check_swappable(paths.out, d)   # a publish that cannot happen must not follow a commit
         kill_point("after_reports_staged")
         digest = hashlib.sha256(json.dumps(summary["input_sha256"], sort_keys=True)
                                 .encode()).hexdigest()
@@ -594,6 +622,7 @@ def _reconcile_and_commit(con, paths: Paths, ctx, ex, inbox_date, run_id: str, s
         if staged:
             wh.finish_run(paths.out, run_id)
         raise
+    PROGRESS.committed = ctx.business_date
     kill_point("after_commit")
     return summary, parts, newly_stale
 
@@ -607,6 +636,7 @@ def _publish_committed(con, paths: Paths, d: date, ex, run_id: str) -> None:
     wh.sync_stale_summaries(con, paths.out)
     wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
     wh.finish_run(paths.out, run_id)
+    PROGRESS.published = d
 
 
 def _summary(con, ex, ctx, frames, inbox_date, sha, run_id, started, genesis,

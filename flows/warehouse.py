@@ -785,6 +785,19 @@ def _read_journal(root: Path, entry: os.DirEntry) -> tuple[str, date] | None:
     return run_id, d
 
 
+def check_swappable(out: Path, d: date) -> None:
+    """Raise the OSError swap_into_place would meet (EACCES, naming the folder) while the
+    run can still roll back: moving <out>/<D> aside writes in <out> and, since it moves to
+    another folder, in <out>/<D> itself (its '..')."""
+    out = Path(out)
+    target = out / d.isoformat()
+    st = _lstat(target)
+    folders = [out] + ([target] if st is not None and stat.S_ISDIR(st.st_mode) else [])
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK, follow_symlinks=False):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+
+
 def swap_into_place(out: Path, run_id: str, d: date, kill_at=None) -> None:
     """Move `<out>/.staging/<run_id>/<D>` to `<out>/<D>`; the old folder goes aside first.
 

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -610,3 +611,67 @@ def test_a_date_after_a_gap_in_the_inbox_says_the_folder_is_missing(done):
     assert r.returncode == 2
     line = one_sentence(r.stderr)
     assert "no folder for it" in line and D3.isoformat() in line
+
+
+# --------------------------------------------------------------------------- interrupts tell the truth
+
+def interrupt_at(monkeypatch, point: str, how=None):
+    real = nightly.kill_point
+
+    def kill_point(name):
+        real(name)
+        if name == point:
+            if how is None:
+                raise KeyboardInterrupt
+            how()
+    monkeypatch.setattr(nightly, "kill_point", kill_point)
+
+
+def test_an_interrupt_before_the_commit_leaves_everything_as_it_was(done, monkeypatch, capsys):
+    before, state = visible_reports(done / "reports"), warehouse_state(done / "wh.duckdb")
+    interrupt_at(monkeypatch, "after_rules")
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert f"the run of {D1.isoformat()} left the previous reports and warehouse as they were" in line
+    assert visible_reports(done / "reports") == before
+    assert warehouse_state(done / "wh.duckdb") == state
+
+
+def test_an_interrupt_after_the_commit_says_the_date_was_committed(done, monkeypatch, capsys):
+    """It used to say the run left everything as it was, while the warehouse held the new run."""
+    before = committed_runs(done / "wh.duckdb")
+    interrupt_at(monkeypatch, "after_commit")
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert f"after {D1.isoformat()} was committed" in line and "next recon run" in line
+    assert committed_runs(done / "wh.duckdb") != before
+    monkeypatch.undo()
+    assert main(run_args(done, D3)) == 0          # ... and the next run puts them in place
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(done, monkeypatch, capsys):
+    state = warehouse_state(done / "wh.duckdb")
+    interrupt_at(monkeypatch, "after_rules", lambda: os.kill(os.getpid(), signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    assert main(run_args(done)) == 1
+    assert "left the previous reports and warehouse as they were" in one_sentence(capsys.readouterr().err)
+    assert warehouse_state(done / "wh.duckdb") == state
+    assert signal.getsignal(signal.SIGTERM) is previous   # handed back when recon returns
+
+
+def test_reports_that_could_not_be_put_in_place_stop_the_run_before_its_commit(done, monkeypatch,
+                                                                               capsys):
+    """<out>/<D> that cannot be moved aside (no write permission on it) had failed the publish
+    after the warehouse committed: the warehouse held a run whose reports never appeared."""
+    before, state = visible_reports(done / "reports"), warehouse_state(done / "wh.duckdb")
+    locked = str(done / "reports" / D1.isoformat())
+    real = os.access
+    monkeypatch.setattr(wh.os, "access", lambda p, mode, **kw: False if str(p) == locked
+                        else real(p, mode, **kw))
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert "EACCES" in line and locked in line
+    assert warehouse_state(done / "wh.duckdb") == state
+    assert visible_reports(done / "reports") == before
+    monkeypatch.undo()
+    assert main(run_args(done)) == 0
