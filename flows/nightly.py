@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import hashlib
 import itertools
@@ -549,6 +550,10 @@ def _refuse_before_creating(paths: Paths, d: date) -> None:
     if d not in folders:
         raise InputError(f"The inbox {paths.inbox} has no folder for business date {d.isoformat()}.")
     wh.check_genesis(d, folders)
+    if os.path.lexists(paths.out) and not os.path.isdir(paths.out):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.out))
+    from flows.inbox import read_reference
+    read_reference(paths.inbox)   # a fault in reference/ is exit 2 (reading 7e)
 
 
 def _run_locked(con, paths: Paths, d: date, ex) -> dict:

@@ -675,3 +675,18 @@ def test_reports_that_could_not_be_put_in_place_stop_the_run_before_its_commit(d
     assert visible_reports(done / "reports") == before
     monkeypatch.undo()
     assert main(run_args(done)) == 0
+
+
+def test_a_refused_first_run_creates_no_warehouse(tmp_path):
+    """--out a file, or a fault in reference/, on a warehouse not made yet: exit 2 and
+    nothing created (the warehouse would bind a wrong <out>, or none at all)."""
+    from tests.test_run_guarantees import make_inbox
+    make_inbox(tmp_path / "inbox", days=1)
+    (tmp_path / "afile").write_text("not a folder")
+    r = recon(tmp_path, "run", "--date", D1.isoformat(), "--out", "afile")
+    assert r.returncode == 2 and "afile" in one_sentence(r.stderr)
+    (tmp_path / "inbox" / "reference" / "regions.csv").write_text("admdvs,province\n", encoding="utf-8")
+    for _ in range(4):   # it used to end in SIGABRT one time in three (pyarrow's pool, at exit)
+        r = recon(tmp_path, "run", "--date", D1.isoformat())
+        assert r.returncode == 2 and "regions.csv" in one_sentence(r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "inbox"]

@@ -246,6 +246,9 @@ def _csv_within_limits(utf8: bytes) -> tuple[bytes, int]:
     return utf8, width
 
 
+SINGLE_THREADED_BELOW = 1 << 20   # bytes of CSV text
+
+
 def _read_csv_table(utf8: bytes, width: int) -> tuple[paw.Table, list[tuple[int | None, int, int, str]]]:
     """The whole file as a text table, header row included, and the rows the parser skipped."""
     quoted = b'"' in utf8
@@ -272,7 +275,10 @@ def _read_csv_table(utf8: bytes, width: int) -> tuple[paw.Table, list[tuple[int 
 
     try:
         try:
-            table = read(None)
+            # A small file reads as fast on one thread; and a process that ends right after
+            # a threaded read (a refused reference file: exit 2) can abort while pyarrow's
+            # thread pool is still starting beside polars' (SIGABRT, "terminate called").
+            table = read(None, threads=len(utf8) >= SINGLE_THREADED_BELOW)
         except paw.ArrowInvalid as e:
             if "straddl" in str(e):
                 raise FileRejected(f"has a record longer than the limit of {MAX_RECORD_BYTES} bytes "
