@@ -89,7 +89,9 @@ def compact_findings(rows: list[dict], cap: int) -> tuple[dict, int]:
 
 
 def rule_table(rows: list[dict], dod: dict | None = None) -> list[dict]:
-    """Per rule of the catalogue: zh/en names, family, severity, count, amount (+ day over day)."""
+    """Per rule of the catalogue: zh/en names, family, severity, count, amount (+ day over day:
+    new, recurring and resolved against the previous processed date; on a date without one,
+    every finding is new)."""
     count: dict[str, int] = {}
     amount: dict[str, Decimal] = {}
     for r in rows:
@@ -99,6 +101,9 @@ def rule_table(rows: list[dict], dod: dict | None = None) -> list[dict]:
             amount[code] = amount.get(code, Decimal("0")) + Decimal(str(r["amount"]))
     codes = list(RULES) + sorted(set(count) - set(RULES))
     by_rule = (dod or {}).get("by_rule", {})
+    if dod is not None and dod.get("previous_date") is None:
+        # no earlier processed date: every finding is new, none recurs or is resolved
+        by_rule = {code: {"new": n, "recurring": 0, "resolved": 0} for code, n in count.items()}
     out = []
     for code in codes:
         rule = RULES.get(code)
@@ -108,9 +113,10 @@ def rule_table(rows: list[dict], dod: dict | None = None) -> list[dict]:
             "en": rule.en if rule else "", "severity": rule.severity if rule else "",
             "count": count.get(code, 0),
             "amount": money(amount[code]) if code in amount else None,
-            "new": by_rule.get(code, {}).get("new"),
-            "recurring": by_rule.get(code, {}).get("recurring"),
-            "resolved": by_rule.get(code, {}).get("resolved"),
+            # with a day over day, a rule it does not name has 0 of each (None: not compared)
+            "new": by_rule.get(code, {}).get("new", 0) if dod is not None else None,
+            "recurring": by_rule.get(code, {}).get("recurring", 0) if dod is not None else None,
+            "resolved": by_rule.get(code, {}).get("resolved", 0) if dod is not None else None,
         })
     return out
 

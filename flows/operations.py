@@ -537,11 +537,15 @@ def catch_up(paths: Paths, cfg: OpsConfig, run_one: RunOne, alerter: Alerter | N
 
 
 def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBACK_DAYS) -> list[str]:
-    """The `recon status` section: processed dates whose inputs changed since their run.
+    """The `recon status` section: processed dates whose inputs changed since their run,
+    then, under a heading of their own, the dates whose inputs it could not compare.
 
     `recon status` never takes the run lock, so the recorded sha256 come from the
     published `<out>/<D>/summary.json` here (a hint for the operator; the nightly run
-    and `recon catch-up` compare with the warehouse's own copy)."""
+    and `recon catch-up` compare with the warehouse's own copy). A date whose published
+    summary.json cannot be read is therefore neither an all-clear nor a change that
+    catch-up would act on: catch-up re-runs it only when its inputs differ from what the
+    warehouse recorded or an earlier date is re-run, and otherwise leaves that file as it is."""
     from transforms.operations import input_changes
     if not runs:
         return []
@@ -550,7 +554,7 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
     last = max(r["business_date"] for r in runs)
     first = last - timedelta(days=lookback_days - 1)
     cache = HashCache.of(paths.warehouse, writable=False)  # status writes no file
-    changed = []
+    changed, unchecked, compared = [], [], 0
     for r in runs:
         d = r["business_date"]
         if d < first or r.get("archived") or not (Path(paths.inbox) / d.isoformat()).is_dir():
@@ -560,19 +564,39 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
             recorded = (f"there is no readable {Path(paths.out) / d.isoformat() / 'summary.json'} "
                         "to compare its inputs with (check --out, RECON_OUT)")
         if isinstance(recorded, str):
-            changed.append(f"  {d.isoformat()}  {r['status']:<8}  not checked: "
-                           f"{summary_contract.printable(recorded)}")
+            unchecked.append(f"  {d.isoformat()}  {r['status']:<8}  not checked: "
+                             f"{summary_contract.printable(recorded)}")
             continue
         try:
             reasons = input_changes(d, recorded, current_inputs(paths.inbox, d, cache))
         except OSError:
             continue
+        compared += 1
         if reasons:   # file names are the inbox's: shown escaped, one line each
             changed.append(f"  {d.isoformat()}  {r['status']:<8}  {summary_contract.printable('; '.join(reasons))}")
-    if not changed:
-        return [f"No processed date of the last {lookback_days} days has inputs that changed "
-                "since its run."]
-    return ["Inputs changed since their run (`recon catch-up` re-runs them in order):"] + changed
+    lines = []
+    if changed:
+        lines += ["Inputs changed since their run (`recon catch-up` re-runs them in order):"] + changed
+    elif not unchecked:
+        lines.append(f"No processed date of the last {lookback_days} days has inputs that changed "
+                     "since its run.")
+    elif compared:   # an all-clear for the dates compared, never for the others
+        lines.append(f"No other processed date of the last {lookback_days} days has inputs that "
+                     "changed since its run.")
+    if unchecked:
+        lines += NOT_CHECKED_HEADING + unchecked
+    return lines
+
+
+# what `recon catch-up` does with a date whose published summary.json status cannot read:
+# it compares with the warehouse's copy (changed_dates), re-runs from the first changed or
+# STALE date (catch_up_dates), and rewrites no report of a date it does not re-run
+NOT_CHECKED_HEADING = [
+    "Inputs not checked: their summary.json cannot be read. `recon catch-up` leaves them as they "
+    "are unless their inputs differ from the warehouse's record or an earlier date is re-run;",
+    "`recon run --date D` rewrites D's summary.json (the dates after D turn STALE; "
+    "`recon catch-up` then re-runs them):",
+]
 
 
 MAX_SUMMARY_BYTES = 64 << 20  # a summary.json lists a few hundred files; anything bigger is not one

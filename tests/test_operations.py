@@ -355,6 +355,41 @@ def test_recon_status_lists_dates_whose_inputs_changed_and_catch_up_reruns_them(
     assert cu.returncode == 0 and "Nothing to catch up" in cu.stdout
 
 
+def test_recon_status_lists_a_date_it_could_not_check_apart_from_those_catch_up_re_runs(inbox3):
+    """A date whose published summary.json cannot be read is not checked: `recon status`
+    lists it under a heading of its own, never under the dates `recon catch-up` re-runs,
+    and says what catch-up does with it (nothing, its inputs being unchanged) and what
+    rewrites the file (`recon run --date D`)."""
+    shared = ["--inbox", str(inbox3.inbox), "--out", str(inbox3.out),
+              "--warehouse", str(inbox3.warehouse)]
+    published = inbox3.out / "2026-11-22" / "summary.json"
+    published.unlink()
+    st = recon("status", *shared)
+    assert st.returncode == 0, st.stderr
+    lines = st.stdout.splitlines()
+    assert "Inputs changed since their run" not in st.stdout
+    assert "No other processed date of the last 30 days has inputs that changed since its run." \
+        in lines                                                  # D1 and D2 were compared
+    assert not any(x.startswith("No processed date") for x in lines)
+    heading = lines.index("Inputs not checked: their summary.json cannot be read. `recon catch-up` "
+                          "leaves them as they are unless their inputs differ from the warehouse's "
+                          "record or an earlier date is re-run;")
+    assert lines[heading + 1] == ("`recon run --date D` rewrites D's summary.json (the dates after "
+                                  "D turn STALE; `recon catch-up` then re-runs them):")
+    assert lines[heading + 2:] == [
+        f"  2026-11-22  COMPLETE  not checked: there is no readable {published} to compare its "
+        "inputs with (check --out, RECON_OUT)"]
+    cu = recon("catch-up", *shared)                               # what the heading says
+    assert cu.returncode == 0 and "Nothing to catch up" in cu.stdout, cu.stderr
+    assert not published.exists()
+    run = recon("run", "--date", "2026-11-22", *shared)
+    assert run.returncode == 0, run.stderr
+    assert published.is_file()
+    st = recon("status", *shared)
+    assert "No processed date of the last 30 days has inputs that changed since its run." \
+        in st.stdout.splitlines() and "not checked" not in st.stdout
+
+
 @pytest.mark.parametrize("argv, sentence", [
     (["serve", "--deadline", "25:00"], "The deadline '25:00' is not a time HH:MM (Asia/Shanghai)."),
     (["catch-up", "--alerts", "nosuch://ops:secret@host"],

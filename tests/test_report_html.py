@@ -301,6 +301,38 @@ def test_day_over_day_without_previous_date():
     assert dod["previous_date"] is None and dod["counts"] == {"new": 0, "recurring": 0, "resolved": 0}
 
 
+def _by_rule_cells(page: str) -> dict[str, dict[str, int]]:
+    """The By rule table as the page shows it: per rule, Count, New, Recurring and Resolved
+    (a blank New / Recurring / Resolved cell is 0, as on every date)."""
+    table = {}
+    for code, row in re.findall(r'<tr class="rule-row[^"]*" data-rule="(\w+)">(.*?)</tr>', page, re.S):
+        count, _amount, *dod = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row)
+        table[code] = dict(zip(("count", "new", "recurring", "resolved"),
+                               (int(c.strip().replace(",", "") or 0) for c in (count, *dod))))
+    return table
+
+
+def test_by_rule_new_and_recurring_make_up_the_count_and_on_the_first_date_every_finding_is_new(
+        real_run):
+    for d in real_run.dates:
+        page = (real_run.folder(d) / "report.html").read_text(encoding="utf-8")
+        table = _by_rule_cells(page)
+        assert set(table) >= set(RULES)
+        per_rule = real_run.summary(d)["findings"]["per_rule"]
+        for code, row in table.items():   # every finding of D is either new or recurring
+            assert row["count"] == per_rule.get(code, 0), (d, code)
+            assert row["new"] + row["recurring"] == row["count"], (d, code, row)
+        if d == real_run.dates[0]:         # no earlier processed date
+            assert "No earlier processed date: every finding is new." in page
+            assert {c: (r["new"], r["recurring"], r["resolved"]) for c, r in table.items()} == \
+                {c: (r["count"], 0, 0) for c, r in table.items()}
+            assert any(r["count"] for r in table.values())
+        else:                              # the panel's cards are the table's column totals
+            for kind in ("new", "recurring", "resolved"):
+                card = re.search(rf'data-dod-count="{kind}">(\d+)<', page).group(1)
+                assert int(card) == sum(r[kind] for r in table.values()), (d, kind)
+
+
 def test_family_view_of_the_top_sharer(sample):
     con, ctx, summary, exceptions, s, p = sample
     data = report_data(con, D, exceptions, s, p, ctx.policy, AuditConfig(families=2))
