@@ -72,17 +72,19 @@ def _plan_transfer(g: _Gather, rule: str, rid: str | None, sharer: str | None) -
     return plan
 
 
-def _plan_settlement(g: _Gather, rule: str, rid: str | None, ben: str | None) -> list:
-    plan = [g.want("settlement", rid), g.want("outcome", rid)]
+def _plan_settlement(g: _Gather, rule: str, rid: str | None, ben: str | None,
+                     province: str | None) -> list:
+    """A settlement is (date, province, setl_id): every table of it is keyed by both."""
+    plan = [g.want("settlement", rid, province), g.want("outcome", rid, province)]
     if rule == "S20":
-        plan += [g.want("original", rid), g.want("earlier_refunds", rid)]
+        plan += [g.want("original", rid, province), g.want("earlier_refunds", rid, province)]
     if rule == "S15":
-        plan.append(g.want("institution", rid))
+        plan.append(g.want("institution", rid, province))
     if rule in ("S07", "F06"):
         plan.append(g.persons([ben]))
     if rule == "S18" and ben:
         plan += [g.want("opening_lots", ben), g.want("day_events", ben)]
-    return plan + [g.want("consumed", rid)]
+    return plan + [g.want("consumed", rid, province)]
 
 
 def _plan(g: _Gather, f: dict) -> list:
@@ -97,7 +99,8 @@ def _plan(g: _Gather, f: dict) -> list:
     elif dataset == "transfers":
         plan = _plan_transfer(g, rule, rid, sharer)
     elif dataset == "settlements":
-        plan = _plan_settlement(g, rule, rid, ben)
+        province = f.get("province")
+        plan = _plan_settlement(g, rule, rid, ben, None if province is None else str(province))
     elif dataset == "relationships":
         plan = [g.want("event", rid), g.persons([sharer, ben]), g.want("history", rid)]
     elif dataset == "balances":

@@ -131,43 +131,49 @@ _EVIDENCE_KINDS: dict[str, tuple[str, str, str, tuple, str]] = {
                                   ORDER BY transfer_time, transfer_id) AS __n
         FROM {transfers} WHERE business_date = $day AND side = 'IN' AND status = 'SUCCESS'
           AND beneficiary_psn_no IN (SELECT k0 FROM {keys})"""),
-    "settlement": ("settlement", "结算记录", "Settlement record", (_S,), """
-        SELECT setl_id AS __k0, setl_id, status, orig_setl_id, psn_no, expense_type,
-               fixmedins_code, total_amount, personal_burden, wallet_pay, setl_time, source_file,
-               source_row,
-               row_number() OVER (PARTITION BY setl_id ORDER BY source_file, source_row) AS __n
-        FROM settlements WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
-    "outcome": ("outcome", "结算结果", "Outcome", (_S,), """
-        SELECT setl_id AS __k0, setl_id, status, wallet_pay, outcome,
-               row_number() OVER (PARTITION BY setl_id ORDER BY status, outcome) AS __n
-        FROM settlement_outcomes
-        WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
-    "original": ("original", "被退费的原结算", "The settlement refunded", (_S,), """
-        SELECT q.k0 AS __k0, s.business_date, s.setl_id, s.status, s.expense_type, s.wallet_pay,
-               o.outcome,
-               row_number() OVER (PARTITION BY q.k0 ORDER BY s.business_date) AS __n
+    # A settlement is (date, province, setl_id) (spec-readings 49): keyed by both.
+    "settlement": ("settlement", "结算记录", "Settlement record", (_S, _S), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, s.setl_id, s.status, s.orig_setl_id, s.psn_no,
+               s.expense_type, s.fixmedins_code, s.total_amount, s.personal_burden, s.wallet_pay,
+               s.setl_time, s.source_file, s.source_row,
+               row_number() OVER (PARTITION BY k.k0, k.k1 ORDER BY s.source_file, s.source_row) AS __n
+        FROM settlements s JOIN {keys} k ON s.setl_id = k.k0 AND s.file_province = k.k1
+        WHERE s.business_date = $day"""),
+    "outcome": ("outcome", "结算结果", "Outcome", (_S, _S), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, o.setl_id, o.status, o.wallet_pay, o.outcome,
+               row_number() OVER (PARTITION BY k.k0, k.k1 ORDER BY o.status, o.outcome) AS __n
+        FROM settlement_outcomes o JOIN {keys} k ON o.setl_id = k.k0 AND o.province = k.k1
+        WHERE o.business_date = $day"""),
+    "original": ("original", "被退费的原结算", "The settlement refunded", (_S, _S), """
+        SELECT q.k0 AS __k0, q.k1 AS __k1, s.business_date, s.setl_id, s.status, s.expense_type,
+               s.wallet_pay, o.outcome,
+               row_number() OVER (PARTITION BY q.k0, q.k1 ORDER BY s.business_date, s.file_province) AS __n
         FROM settlements s
-        LEFT JOIN settlement_outcomes o USING (business_date, setl_id)
-        JOIN (SELECT DISTINCT setl_id AS k0, orig_setl_id FROM settlements
-              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
+        LEFT JOIN settlement_outcomes o
+          ON o.business_date = s.business_date AND o.setl_id = s.setl_id AND o.province = s.file_province
+        JOIN (SELECT DISTINCT x.setl_id AS k0, x.file_province AS k1, x.orig_setl_id
+              FROM settlements x JOIN {keys} k ON x.setl_id = k.k0 AND x.file_province = k.k1
+              WHERE x.business_date = $day) q
           ON s.setl_id = q.orig_setl_id
         WHERE s.business_date <= $day"""),
-    "earlier_refunds": ("earlier_refunds", "原结算已有的退费", "Refunds of that settlement", (_S,), """
-        SELECT q.k0 AS __k0, s.business_date, s.setl_id, s.wallet_pay, s.setl_time,
-               row_number() OVER (PARTITION BY q.k0
+    "earlier_refunds": ("earlier_refunds", "原结算已有的退费", "Refunds of that settlement", (_S, _S), """
+        SELECT q.k0 AS __k0, q.k1 AS __k1, s.business_date, s.setl_id, s.wallet_pay, s.setl_time,
+               row_number() OVER (PARTITION BY q.k0, q.k1
                                   ORDER BY s.business_date, s.setl_time, s.setl_id) AS __n
         FROM settlements s
-        JOIN (SELECT DISTINCT setl_id AS k0, orig_setl_id FROM settlements
-              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
-          ON s.orig_setl_id = q.orig_setl_id
+        JOIN (SELECT DISTINCT x.setl_id AS k0, x.file_province AS k1, x.orig_setl_id, x.psn_no
+              FROM settlements x JOIN {keys} k ON x.setl_id = k.k0 AND x.file_province = k.k1
+              WHERE x.business_date = $day) q
+          ON s.orig_setl_id = q.orig_setl_id AND s.psn_no = q.psn_no
         WHERE s.business_date <= $day AND s.status = 'REFUND'"""),
-    "institution": ("institution", "定点机构", "Institution", (_S,), """
-        SELECT q.k0 AS __k0, i.fixmedins_code, i.fixmedins_type, i.admdvs, i.designated_from,
-               i.designated_to,
-               row_number() OVER (PARTITION BY q.k0 ORDER BY i.fixmedins_code) AS __n
+    "institution": ("institution", "定点机构", "Institution", (_S, _S), """
+        SELECT q.k0 AS __k0, q.k1 AS __k1, i.fixmedins_code, i.fixmedins_type, i.admdvs,
+               i.designated_from, i.designated_to,
+               row_number() OVER (PARTITION BY q.k0, q.k1 ORDER BY i.fixmedins_code) AS __n
         FROM institutions i
-        JOIN (SELECT DISTINCT setl_id AS k0, fixmedins_code FROM settlements
-              WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})) q
+        JOIN (SELECT DISTINCT x.setl_id AS k0, x.file_province AS k1, x.fixmedins_code
+              FROM settlements x JOIN {keys} k ON x.setl_id = k.k0 AND x.file_province = k.k1
+              WHERE x.business_date = $day) q
           ON i.fixmedins_code = q.fixmedins_code
         WHERE i.business_date = $day"""),
     "opening_lots": ("opening_lots", "被共济人期初额度(按扣款顺序)",
@@ -193,10 +199,11 @@ _EVIDENCE_KINDS: dict[str, tuple[str, str, str, tuple, str]] = {
           FROM settlements s LEFT JOIN settlement_outcomes o
             ON o.business_date = s.business_date AND o.setl_id = s.setl_id AND o.province = s.file_province
           WHERE s.business_date = $day AND s.psn_no IN (SELECT k0 FROM {keys}))"""),
-    "consumed": ("consumed", "扣减的额度批次", "Lots consumed", (_S,), """
-        SELECT setl_id AS __k0, seq, lot_id, payer_province, amount,
-               row_number() OVER (PARTITION BY setl_id ORDER BY seq) AS __n
-        FROM consumptions WHERE business_date = $day AND setl_id IN (SELECT k0 FROM {keys})"""),
+    "consumed": ("consumed", "扣减的额度批次", "Lots consumed", (_S, _S), """
+        SELECT k.k0 AS __k0, k.k1 AS __k1, c.seq, c.lot_id, c.payer_province, c.amount,
+               row_number() OVER (PARTITION BY k.k0, k.k1 ORDER BY c.seq) AS __n
+        FROM consumptions c JOIN {keys} k ON c.setl_id = k.k0 AND c.province = k.k1
+        WHERE c.business_date = $day"""),
     "event": ("event", "共济关系事件", "Relationship event", (_S,), """
         SELECT event_id AS __k0, event_id, relation_id, event_type, relation_code,
                commitment_signed, channel, sharer_psn_no, beneficiary_psn_no, beneficiary_province,

@@ -26,6 +26,7 @@ error or input that cannot be processed. Errors are one sentence on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -305,7 +306,8 @@ def _paths(a):
 
 
 def _within(inner: Path, outer: Path) -> bool:
-    inner, outer = inner.resolve(), outer.resolve()
+    # realpath never raises (a link loop stays as it is: the run then says it is no folder)
+    inner, outer = Path(os.path.realpath(inner)), Path(os.path.realpath(outer))
     return inner == outer or outer in inner.parents
 
 
@@ -617,6 +619,8 @@ def path_sentence(e: OSError) -> str:
         why = "a part of it is a file where a folder is needed"
     elif isinstance(e, IsADirectoryError):
         why = "it is a folder where a file is needed"
+    elif e.errno == errno.ELOOP:
+        why = "its links lead round in a loop"
     else:
         why = "it or a folder above it does not exist"
     return f"{shown} cannot be used: {why}; give another path or move what is in the way"
@@ -659,45 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         code = COMMANDS[a.command](a)
     except SystemExit as e:  # --help / --version
         code = e.code if isinstance(e.code, int) else 0
-    except (KeyboardInterrupt, duckdb_interrupt()) as e:  # Ctrl-C, SIGTERM, or either inside a query
-        from flows.nightly import PROGRESS
-        print(f"recon: {PROGRESS.interrupted()}", file=sys.stderr)
+    except BaseException as e:  # noqa: BLE001 - never a traceback on the terminal
+        sentence, code = failure(e, a)
+        print(f"recon: {sentence}", file=sys.stderr)
         _release(e)
-        code = 1
-    except InputError as e:
-        print(f"recon: {_one_sentence(e)}", file=sys.stderr)
-        _release(e)
-        code = 2
-    except (NotADirectoryError, IsADirectoryError, FileNotFoundError) as e:
-        # a path given (or planted) where recon needs a folder or a file: a usage error
-        print(f"recon: {_one_sentence(path_sentence(e))}", file=sys.stderr)
-        _release(e)
-        code = 2
-    except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
-        unreachable = prefect_unreachable(e)
-        if unreachable:
-            print(f"recon: {unreachable}", file=sys.stderr)
-            _release(e)
-            sys.stdout.flush()
-            return 2
-        from contracts.reports import ReportContractError
-        from flows import warehouse as wh
-        from flows.nightly import RunFailed
-        if isinstance(e, (RunFailed, ReportContractError)):
-            msg = _one_sentence(e)
-        elif wh.environment_fault(e) is not None:  # disk full, permission, read-only: exit 1
-            duck = type(e).__module__.lstrip("_").startswith("duckdb")  # DuckDB names no file: its own
-            msg = _one_sentence(wh.fault_sentence(e, getattr(a, "warehouse", None) if duck else None))
-        else:
-            first = (str(e).splitlines() or [""])[0][:300]
-            log = _error_log(a)
-            step = getattr(e, "recon_step", None)
-            where = f" in step {step}" if step else ""
-            msg = _one_sentence(f"internal error{where}, {type(e).__name__}: {first}".rstrip(": ")
-                                + (f"; details in {log}" if log else ""))
-        print(f"recon: {msg}", file=sys.stderr)
-        _release(e)
-        code = 1
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
@@ -705,10 +674,48 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def failure(e: BaseException, a) -> tuple[str, int]:
+    """The one sentence and the exit code of a command that raised `e` (outputs.md: 2 a
+    usage error or input that cannot be processed, 1 an internal failure)."""
+    if isinstance(e, (KeyboardInterrupt, duckdb_interrupt())) or _query_interrupted(e):
+        from flows.nightly import PROGRESS   # Ctrl-C, SIGTERM, or either inside a query
+        return PROGRESS.interrupted(), 1
+    if isinstance(e, InputError):
+        return _one_sentence(e), 2
+    if isinstance(e, (NotADirectoryError, IsADirectoryError, FileNotFoundError)) or (
+            isinstance(e, OSError) and e.errno == errno.ELOOP):
+        # a path given (or planted) where recon needs a folder or a file: a usage error
+        return _one_sentence(path_sentence(e)), 2
+    if not isinstance(e, Exception):
+        raise e   # SystemExit and the like are not failures of recon's
+    unreachable = prefect_unreachable(e)
+    if unreachable:
+        return unreachable, 2
+    from contracts.reports import ReportContractError
+    from flows import warehouse as wh
+    from flows.nightly import RunFailed
+    if isinstance(e, (RunFailed, ReportContractError)):
+        return _one_sentence(e), 1
+    if wh.environment_fault(e) is not None:  # disk full, permission, read-only: exit 1
+        duck = type(e).__module__.lstrip("_").startswith("duckdb")  # DuckDB names no file: its own
+        return _one_sentence(wh.fault_sentence(e, getattr(a, "warehouse", None) if duck else None)), 1
+    first = (str(e).splitlines() or [""])[0][:300]
+    log = _error_log(a)
+    step = getattr(e, "recon_step", None)
+    where = f" in step {step}" if step else ""
+    return _one_sentence(f"internal error{where}, {type(e).__name__}: {first}".rstrip(": ")
+                         + (f"; details in {log}" if log else "")), 1
+
+
 def duckdb_interrupt() -> type:
     """DuckDB's exception for a query stopped by Ctrl-C (its own interrupt, not Python's)."""
     import duckdb
     return duckdb.InterruptException
+
+
+def _query_interrupted(e: BaseException) -> bool:
+    """DuckDB 2.0 stops a query that Ctrl-C or SIGTERM interrupts with a RuntimeError."""
+    return isinstance(e, RuntimeError) and str(e).startswith("Query interrupted")
 
 
 def _stop_on_sigterm():

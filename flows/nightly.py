@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import errno
 import functools
 import hashlib
 import itertools
@@ -513,7 +512,7 @@ class Progress:
         if self.committed == d:
             return (f"interrupted after {d.isoformat()} was committed, before its reports were all "
                     f"in place; the next recon run puts them in place (`recon status` shows it).")
-        done = (f" ({self.published.isoformat()} before it was reconciled and published)"
+        done = (f"; {self.published.isoformat()} before it was reconciled and its reports published"
                 if self.published else "")
         return (f"interrupted; the run of {d.isoformat()} left the previous reports and warehouse "
                 f"as they were{done}.")
@@ -551,7 +550,7 @@ def _refuse_before_creating(paths: Paths, d: date) -> None:
         raise InputError(f"The inbox {paths.inbox} has no folder for business date {d.isoformat()}.")
     wh.check_genesis(d, folders)
     if os.path.lexists(paths.out) and not os.path.isdir(paths.out):
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(paths.out))
+        raise InputError(f"The reports folder {paths.out} is not a folder.")
     from flows.inbox import read_reference
     read_reference(paths.inbox)   # a fault in reference/ is exit 2 (reading 7e)
 

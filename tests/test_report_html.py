@@ -662,3 +662,35 @@ def test_a_stale_date_is_marked_once_not_rewritten_by_each_later_re_run(real_run
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
     assert real_run.summary(real_run.stale)["stale_clear_command"].endswith(
         real_run.stale.isoformat())
+
+
+def test_the_drill_down_of_a_settlement_shows_that_provinces_settlement_only():
+    """spec-readings 49: two provinces may deliver the same setl_id. Henan's S1 is held
+    (S14); Guangdong's S1 settled from lot T2. Henan's evidence names neither Guangdong's
+    row, nor its outcome, nor the lot it consumed."""
+    from tests.test_clearing import KIN_GD, run
+    from transforms import findings as findings_mod
+    con = build_warehouse_with_two_s1()
+    ctx = run(con)
+    findings_mod.finalize(con, ctx.d)
+    exceptions = pl.from_arrow(con.sql("SELECT * FROM findings").to_arrow_table())
+    (s14,) = [r for r in exceptions.iter_rows(named=True) if r["rule_code"] == "S14"]
+    assert (s14["province"], s14["record_id"]) == ("41", "S1")
+    data = report_data(con, D, exceptions, pl.DataFrame(), pl.DataFrame(), ctx.policy)
+    tables = {t["key"]: t["rows"] for t in data["evidence"][s14["exception_id"]]["tables"]}
+    assert [r[3] for r in tables["settlement"]] == [BENEFICIARY]          # psn_no: Henan's only
+    assert [r[3] for r in tables["outcome"]] == ["HELD"]
+    assert tables.get("consumed", []) == []
+    assert KIN_GD not in json.dumps(tables)
+
+
+def build_warehouse_with_two_s1():
+    from tests.builders import institution, transfer, warehouse
+    from tests.test_clearing import KIN_GD
+    con = warehouse()
+    add(con, "institutions", [institution(), institution("H44000000001")])
+    add(con, "transfers", [transfer("T1", "300.00", side="IN", at="08:00:00"),
+                           transfer("T2", "300.00", side="IN", beneficiary=KIN_GD, at="08:00:00")])
+    add(con, "settlements", [settlement("S1", "100.00", expense_type="CASH_WITHDRAWAL"),
+                             settlement("S1", "100.00", psn_no=KIN_GD, fixmedins_code="H44000000001")])
+    return con

@@ -690,3 +690,22 @@ def test_a_refused_first_run_creates_no_warehouse(tmp_path):
         r = recon(tmp_path, "run", "--date", D1.isoformat())
         assert r.returncode == 2 and "regions.csv" in one_sentence(r.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "inbox"]
+
+
+def test_an_interrupt_inside_a_query_is_told_as_an_interrupt(done, monkeypatch, capsys):
+    """DuckDB 2.0 stops an interrupted query with RuntimeError('Query interrupted')."""
+    def interrupted(*args, **kw):
+        raise RuntimeError("Query interrupted")
+    monkeypatch.setattr(nightly, "_reconcile_and_commit", interrupted)
+    assert main(run_args(done)) == 1
+    line = one_sentence(capsys.readouterr().err)
+    assert "interrupted; the run of" in line and "Internal error" not in line
+
+
+def test_a_link_loop_given_as_a_folder_is_exit_2(done):
+    (done / "loop").symlink_to("loop")
+    for args in (("status", "--out", "loop"), ("run", "--date", D3.isoformat(), "--out", "loop"),
+                 ("run", "--date", D3.isoformat(), "--inbox", "loop", "--out", "r9")):
+        r = recon(done, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        one_sentence(r.stderr)

@@ -63,6 +63,20 @@ def _add_settlement_provinces(con: duckdb.DuckDBPyConnection) -> None:
         "SELECT table_name || '.' || column_name FROM duckdb_columns() "
         "WHERE table_name IN ('consumptions', 'refund_returns') AND NOT internal").fetchall())
     columns = {c for (c,) in columns}
+    if {"consumptions.province", "refund_returns.orig_province"} <= columns:
+        return
+    # One transaction: a migration cut short must not leave the new columns empty (and
+    # never filled, since they then exist).
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _migrate_settlement_provinces(con, columns)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _migrate_settlement_provinces(con: duckdb.DuckDBPyConnection, columns: set[str]) -> None:
     if "consumptions.province" not in columns:
         con.execute("ALTER TABLE consumptions ADD COLUMN province VARCHAR")
         con.execute("""
