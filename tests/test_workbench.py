@@ -614,3 +614,245 @@ def test_a_real_rerun_of_a_corrected_date_replaces_its_sightings(published, tmp_
     assert [s["business_date"] for s in case["sightings"]] == [d.isoformat() for d in DATES[:2]]
     assert case["case"]["no_longer_seen"] and case["case"]["status"] == "open"
     assert case["case"]["assignee"] == "aud"              # what people did stays
+
+
+# --------------------------------------------------------------------------- review fixes
+
+def _raw_client(app):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(app, follow_redirects=False, raise_server_exceptions=False)
+
+
+def test_a_session_cookie_or_csrf_token_with_non_ascii_characters_is_refused_not_a_crash(
+        published, tmp_path):
+    """No page without a login; without the session's token a change is refused with 403
+    and nothing is written, whatever characters the cookie or token hold."""
+    app, con = make_app(published, tmp_path, ALL)
+    raw = _raw_client(app)
+    r = raw.get("/", headers={"Cookie": "wb_session=a.\u00e9".encode("latin-1")})
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert raw.get("/api/cases", headers={"Cookie": "wb_session=\u00e9.\u00e9".encode("latin-1")}).status_code == 401
+    # the login form's own token
+    logins = con.execute("SELECT count(*) FROM logins").fetchone()[0]
+    raw.get("/login")
+    r = raw.post("/login", data={"csrf": "\u00e9", "name": "sup", "password": "x"})
+    assert r.status_code == 403
+    assert con.execute("SELECT count(*) FROM logins").fetchone()[0] == logins
+    # a signed-in user's changes
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    before = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    r = c.post(f"/api/cases/{cid}/comment", json={"comment": "x"}, headers={"X-CSRF-Token": "\u00e9".encode("latin-1")})
+    assert r.status_code == 403
+    r = c.post(f"/api/cases/{cid}/comment", content=b'{"comment": "x", "csrf": "\\u00e9\\ud800"}',
+               headers={"Content-Type": "application/json"})
+    assert r.status_code == 403
+    r = c.post(f"/cases/{cid}/act", data={"csrf": "\u00e9", "action": "comment", "comment": "x"})
+    assert r.status_code == 403
+    assert c.post("/logout", data={"csrf": "\u4e2d"}).status_code == 403
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == before
+
+
+def test_a_province_scoped_user_may_not_read_the_national_report(published, tmp_path):
+    """Province scope holds for every page, export and API call: a date's report.html
+    holds every province's findings, so it is for national users only."""
+    app, _ = make_app(published, tmp_path, ALL + [("prov", "auditor", published.province)])
+    p, _ = client(app, "prov")
+    for d in DATES:
+        r = p.get(f"/reports/{d.isoformat()}/report.html")
+        assert r.status_code == 403 and "report-data" not in r.text
+    cid = case_of(p, "B01", published.province, published.pair)["case_id"]
+    page = p.get(f"/cases/{cid}").text
+    assert page.count('class="card sighting"') == 3 and "/reports/" not in page
+    n, _ = client(app, "aud")
+    assert n.get(f"/reports/{DATES[0].isoformat()}/report.html").status_code == 200
+
+
+def _second_finding_with_the_same_id(out: Path, day: date) -> tuple[str, int]:
+    """Spec-readings item 15: two F04 `row:<n>` findings in different files of one province
+    share an exception_id. Add such a twin of one finding of `day` (another source file)."""
+    import polars as pl
+    p = out / day.isoformat() / "exceptions.parquet"
+    frame = pl.read_parquet(p)
+    twin = frame.head(1).with_columns(pl.lit("settlements.csv").alias("source_file"),
+                                      (pl.col("source_row").fill_null(0) + 1).alias("source_row"))
+    pl.concat([frame, twin]).write_parquet(p)
+    return frame["exception_id"][0], frame.height + 1
+
+
+def test_two_findings_sharing_an_exception_id_are_two_sightings(published, tmp_path):
+    """Every finding of exceptions.parquet is a sighting; the two of one id show beside it."""
+    import polars as pl
+    out = _copy_out(published, tmp_path)
+    eid, height = _second_finding_with_the_same_id(out, DATES[-1])
+    app, con = make_app(published, tmp_path, ALL, out=out)
+    n = con.execute("SELECT count(*) FROM sightings WHERE business_date = ?",
+                    (DATES[-1].isoformat(),)).fetchone()[0]
+    assert n == height == con.execute("SELECT findings FROM report_dates WHERE business_date = ?",
+                                      (DATES[-1].isoformat(),)).fetchone()[0]
+    total = sum(pl.read_parquet(out / d.isoformat() / "exceptions.parquet").height for d in DATES)
+    assert con.execute("SELECT count(*) FROM sightings").fetchone()[0] == total
+    cid = con.execute("SELECT case_id FROM sightings WHERE exception_id = ?", (eid,)).fetchone()[0]
+    c, _ = client(app, "aud")
+    twins = [s for s in c.get(f"/api/cases/{cid}").json()["sightings"] if s["exception_id"] == eid]
+    assert len(twins) == 2 and len({(s["source_file"], s["source_row"]) for s in twins}) == 2
+    page = c.get(f"/cases/{cid}").text
+    assert "settlements.csv" in page
+
+
+def test_a_workbench_database_of_the_earlier_schema_is_migrated_and_read_again(published, tmp_path):
+    """Sightings were keyed (business_date, exception_id): opening such a database rebuilds
+    them per finding and reads every date again, so the lost twin comes back."""
+    from workbench.ingest import ingest
+    from workbench.store import connect
+    out = _copy_out(published, tmp_path)
+    db = tmp_path / "old.sqlite"
+    con = connect(db)
+    ingest(con, out)
+    n_cases = con.execute("SELECT count(*) FROM cases").fetchone()[0]
+    # the table as the earlier workbench made it
+    old = con.execute("SELECT * FROM sightings").fetchall()
+    cols = [k for k in old[0].keys() if k != "finding_no"]
+    con.execute("DROP TABLE sightings")
+    con.execute("""CREATE TABLE sightings (
+        business_date TEXT NOT NULL, exception_id TEXT NOT NULL, case_id TEXT NOT NULL
+            REFERENCES cases(case_id),
+        rule_code TEXT NOT NULL, rule_name TEXT, severity TEXT, province TEXT NOT NULL,
+        dataset TEXT, record_id TEXT, sharer_psn_no TEXT, beneficiary_psn_no TEXT,
+        amount TEXT, detail TEXT, source_file TEXT, source_row INTEGER, evidence TEXT,
+        PRIMARY KEY (business_date, exception_id))""")
+    con.execute("CREATE INDEX sightings_case ON sightings (case_id, business_date)")
+    con.executemany(f"INSERT INTO sightings VALUES ({','.join('?' * len(cols))})",
+                    [tuple(r[k] for k in cols) for r in old])
+    con.close()
+    eid, height = _second_finding_with_the_same_id(out, DATES[0])
+    con = connect(db)
+    assert "finding_no" in [r[1] for r in con.execute("PRAGMA table_info(sightings)")]
+    assert con.execute("SELECT count(*) FROM sightings").fetchone()[0] == len(old)   # nothing lost
+    assert sorted(ingest(con, out).ingested) == [d.isoformat() for d in DATES]     # read again
+    assert con.execute("SELECT count(*) FROM sightings WHERE exception_id = ?", (eid,)).fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM sightings").fetchone()[0] == len(old) + 1
+    assert con.execute("SELECT count(*) FROM cases").fetchone()[0] == n_cases
+    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sightings_case'").fetchone()[0] == 1
+
+
+def _mark_stale(out: Path, day: date, clear_with: str) -> None:
+    """What a re-run of an earlier date does to the summary.json of a later date."""
+    from contracts import summary as S
+    p = out / day.isoformat() / "summary.json"
+    p.write_text(json.dumps(S.dump(S.mark_stale(S.load(p), clear_with)), indent=2), encoding="utf-8")
+
+
+def test_the_dashboard_and_case_pages_say_when_a_date_is_stale_or_partial(published, tmp_path):
+    """A date's status comes from its summary.json: the overview says when the latest
+    date's findings are out of date (with the command that clears it), and a case page
+    marks each date it shows that is STALE or PARTIAL."""
+    from contracts import summary as S
+    out = _copy_out(published, tmp_path)
+    app, con = make_app(published, tmp_path, ALL, out=out)
+    c, token = client(app, "aud")
+    statuses = {d: S.load(out / d.isoformat() / "summary.json").status for d in DATES}
+    page = c.get("/").text
+    if statuses[DATES[-1]] == "PARTIAL":
+        assert 'id="latest-status"' in page and "PARTIAL" in page
+    else:
+        assert 'id="latest-status"' not in page
+    clear = (f"recon backfill --start {DATES[-1].isoformat()} --end {DATES[-1].isoformat()} "
+             "--inbox x --out y")
+    _mark_stale(out, DATES[-1], clear)
+    c.post("/refresh", data={"csrf": token})
+    assert con.execute("SELECT status FROM report_dates WHERE business_date = ?",
+                       (DATES[-1].isoformat(),)).fetchone()[0] == "STALE"
+    page = c.get("/").text
+    banner = page[page.index('id="latest-status"'):]
+    banner = banner[:banner.index("</div>")]
+    assert "STALE" in banner and "out of date" in banner and clear in banner
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    page = c.get(f"/cases/{cid}").text
+    cards = page.split('class="card sighting"')[1:]
+    assert len(cards) == 3
+    assert "STALE" in cards[-1] and clear in cards[-1]
+    for d, card in zip(DATES[:2], cards[:2]):
+        assert ("PARTIAL" in card) == (statuses[d] == "PARTIAL") and "STALE" not in card
+
+
+def test_an_unreadable_or_removed_date_does_not_move_the_latest_date(published, tmp_path):
+    """An unreadable date folder is a problem banner only: it is not the latest published
+    date, so cases are not 'no longer seen' and ages do not grow. A date folder removed
+    from <out> stops counting and is shown as removed."""
+    out = _copy_out(published, tmp_path)
+    app, con = make_app(published, tmp_path, ALL, out=out)
+    c, token = client(app, "aud")
+    before = case_of(c, "B01", published.province, published.pair)
+    bad = out / (DATES[-1] + timedelta(days=1)).isoformat()
+    bad.mkdir()
+    (bad / "exceptions.parquet").write_text("x")
+    c.post("/refresh", data={"csrf": token})
+    page = c.get("/").text
+    assert f"<b>{DATES[-1].isoformat()}</b>" in page and bad.name in page     # the banner
+    case = case_of(c, "B01", published.province, published.pair)
+    assert not case["no_longer_seen"] and case["age"] == before["age"] == (DATES[-1] - DATES[0]).days
+    assert not any(r["no_longer_seen"] for r in c.get("/api/cases").json()["cases"]
+                   if r["last_seen"] == DATES[-1].isoformat())
+    # the last published date is removed from <out>: it stops counting
+    shutil.rmtree(out / DATES[-1].isoformat())
+    c.post("/refresh", data={"csrf": token})
+    assert con.execute("SELECT count(*) FROM sightings WHERE business_date = ?",
+                       (DATES[-1].isoformat(),)).fetchone()[0] == 0
+    case = case_of(c, "B01", published.province, published.pair)
+    assert case["n_dates"] == 2 and case["last_seen"] == DATES[1].isoformat()
+    assert not case["no_longer_seen"] and case["age"] == (DATES[1] - DATES[0]).days
+    page = c.get("/").text
+    assert f"<b>{DATES[1].isoformat()}</b>" in page and "removed" in page
+    # and a date that comes back is read again
+    shutil.copytree(published.out / DATES[-1].isoformat(), out / DATES[-1].isoformat())
+    c.post("/refresh", data={"csrf": token})
+    assert case_of(c, "B01", published.province, published.pair)["n_dates"] == 3
+    assert "removed" not in c.get("/").text
+
+
+def test_a_resident_id_glued_to_letters_is_masked_in_what_is_stored_and_shown(published, tmp_path):
+    """Free text is stored masked by the project's rule (contracts/privacy.py): letters
+    glued to an ID do not protect it."""
+    from contracts.privacy import is_resident_id
+    from workbench.web import templates
+    glued = "ID110100198603155536"
+    assert is_resident_id(glued[2:])
+    app, con = make_app(published, tmp_path, ALL)
+    c, token = client(app, "aud")
+    cid = case_of(c, "B01", published.province, published.pair)["case_id"]
+    h = {"X-CSRF-Token": token}
+    assert c.post(f"/api/cases/{cid}/comment", json={"comment": f"see {glued}x"}, headers=h).status_code == 200
+    assert c.post(f"/api/cases/{cid}/decide", json={"decision": "explained", "reason": glued},
+                  headers=h).status_code == 200
+    stored = json.dumps([tuple(r) for r in con.execute("SELECT before, after FROM events")])
+    assert "198603155536" not in stored and "ID110100********5536" in stored
+    for text in (c.get(f"/cases/{cid}").text, c.get(f"/cases/{cid}/events.csv").text,
+                 c.get("/export/decided.csv").text, json.dumps(c.get(f"/api/cases/{cid}").json())):
+        assert "198603155536" not in text
+    assert templates().filters["mask"](f"x{glued}") == "xID110100********5536"
+
+
+def test_a_database_that_is_a_folder_a_csv_or_inside_the_reports_is_refused_with_exit_2(
+        published, tmp_path, monkeypatch, capsys):
+    """Errors are one sentence with exit 2; the database lives beside <out>, never inside it."""
+    from flows.cli import main
+    (tmp_path / "afolder").mkdir()
+    csv_file = tmp_path / "cases.csv"
+    csv_file.write_text("case_id,status\n1,open\n", encoding="utf-8")
+    out = _copy_out(published, tmp_path)
+    inside = out / "wb.sqlite"
+
+    def served(*a, **k):
+        raise AssertionError("the workbench was served")
+    monkeypatch.setattr("uvicorn.run", served)   # a wrong answer fails, never hangs
+    for db in (tmp_path / "afolder", csv_file, inside):
+        for extra in ([], ["user", "add", "li", "--role", "auditor", "--password-stdin"]):
+            monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-password\n"))
+            assert main(["audit", "--out", str(out), "--db", str(db), "--port", "1", *extra]) == 2, (db, extra)
+            err = capsys.readouterr().err
+            assert str(db) in err and "Internal error" not in err and len(err.strip().splitlines()) == 1
+    assert csv_file.read_text(encoding="utf-8") == "case_id,status\n1,open\n"
+    assert not inside.exists()

@@ -197,7 +197,12 @@ async def case_act(request: Request, cid: str):
 @router.get("/reports/{day}/report.html")
 async def report(request: Request, day: str):
     w = wb(request)
-    w.who(request)
+    s = w.who(request)
+    if s.user.province is not None:
+        # the date's report.html is the national report (every province's findings):
+        # a province-scoped user sees their province's cases only (docs/workbench.md)
+        raise C.ActionError(403, "全国报告仅限全国用户 The national report is for national users only: "
+                                 "your cases show their findings.")
     folder = w.out / day
     p = folder / "report.html"
     if iso_date(day) is None or folder.is_symlink() or p.is_symlink() or not p.is_file():

@@ -147,7 +147,7 @@ def session(con: sqlite3.Connection, cookie: str | None) -> tuple[User, str, str
         sid.encode("ascii")
     except UnicodeEncodeError:
         return None
-    if not hmac.compare_digest(_sign(con, sid), sig):
+    if not _same(_sign(con, sid), sig):   # a non-ASCII signature is simply wrong
         return None
     r = con.execute("SELECT name, csrf, expires_at, ended_at FROM sessions WHERE sid_hash = ?",
                     (_sid_hash(sid),)).fetchone()
@@ -162,5 +162,13 @@ def end_session(con: sqlite3.Connection, sid_hash: str) -> None:
         con.execute("UPDATE sessions SET ended_at = ? WHERE sid_hash = ?", (now_utc(), sid_hash))
 
 
-def csrf_ok(expected: str, given: str | None) -> bool:
-    return bool(given) and hmac.compare_digest(expected, str(given))
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of two texts, whatever characters they hold (compare_digest
+    refuses str with non-ASCII characters: compare their UTF-8 bytes)."""
+    return hmac.compare_digest(str(a).encode("utf-8", "surrogatepass"),
+                               str(b).encode("utf-8", "surrogatepass"))
+
+
+def csrf_ok(expected: str | None, given: str | None) -> bool:
+    """The token given is the expected one (an absent or non-ASCII token is simply wrong)."""
+    return bool(expected) and bool(given) and _same(expected, given)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from auditview import mask_text
+from workbench.masking import mask
 from workbench.store import append_event, transaction
 
 DECISIONS = {
@@ -87,7 +87,10 @@ def fold(events: list[sqlite3.Row]) -> dict:
 
 
 def latest_date(con: sqlite3.Connection) -> str | None:
-    return con.execute("SELECT max(business_date) FROM report_dates").fetchone()[0]
+    """The latest published date the workbench has read: a date folder it could never read
+    (or one removed from <out>) is a problem banner only, never "the latest"."""
+    return con.execute("SELECT max(business_date) FROM report_dates WHERE status IS NOT NULL"
+                       ).fetchone()[0]
 
 
 def _age_bucket(age: int) -> str:
@@ -217,7 +220,7 @@ def all_events(con: sqlite3.Connection) -> list[dict]:
 
 def sightings_of(con: sqlite3.Connection, cid: str) -> list[dict]:
     out = []
-    for r in con.execute("SELECT * FROM sightings WHERE case_id = ? ORDER BY business_date, exception_id",
+    for r in con.execute("SELECT * FROM sightings WHERE case_id = ? ORDER BY business_date, finding_no",
                          (cid,)):
         d = dict(r)
         d["evidence"] = _loads(d["evidence"]) if d["evidence"] else None
@@ -259,7 +262,7 @@ def act(con: sqlite3.Connection, user: User, cid: str, action: str, params: dict
     with transaction(con):
         case = one_case(con, user, cid)
         # free text is stored masked: no full resident ID in the trail (as in the reports)
-        p = {k: ("" if v is None else mask_text(str(v))) for k, v in params.items()}
+        p = {k: ("" if v is None else mask(str(v))) for k, v in params.items()}
         if action == "assign":
             who = p.get("assignee", "").strip()
             if who:

@@ -55,13 +55,26 @@ def _password(from_stdin: bool) -> str:
     return first
 
 
+def open_db(st):
+    """The workbench's database, or one sentence naming the file (exit 2) when it cannot be
+    opened as one (a CSV file, a folder, a place that cannot be written)."""
+    import sqlite3
+
+    from workbench.store import connect
+    try:
+        return connect(st.db)
+    except (sqlite3.DatabaseError, OSError) as e:
+        raise InputError(f"the workbench database {st.db} cannot be opened as a SQLite database "
+                         f"({str(e).rstrip('.') or type(e).__name__}); point --db (RECON_AUDIT_DB) "
+                         "at a SQLite file or a new file name") from None
+
+
 def run(a) -> int:
     from workbench import settings as S
     st = S.load(out=a.out, db=a.db, port=a.port)
     if getattr(a, "audit_command", None) == "user":
         from workbench import auth
-        from workbench.store import connect
-        con = connect(st.db)
+        con = open_db(st)
         try:
             auth.add_user(con, a.name, a.role, a.province, _password(a.password_stdin))
         finally:
@@ -82,12 +95,14 @@ def serve(st) -> int:
 
     from workbench.app import create_app
     from workbench.settings import HOST
+    con = open_db(st)            # a database that cannot be opened: its own sentence first
     with socket.socket() as s:   # one sentence instead of uvicorn's traceback
         try:
             s.bind((HOST, st.port))
         except OSError:
+            con.close()
             raise InputError(f"port {st.port} on {HOST} is in use; choose another with --port") from None
-    app = create_app(st)
+    app = create_app(st, con)
     print(f"Auditors' workbench on http://{HOST}:{st.port}/ reading {st.out}, cases in {st.db}; "
           "Ctrl-C stops.", flush=True)
     uvicorn.run(app, host=HOST, port=st.port, log_level="warning")

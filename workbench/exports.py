@@ -22,7 +22,7 @@ import xlsxwriter
 
 from contracts.codes import PROVINCE_NAMES, RULES
 from flows.report_xlsx import needs_escape
-from auditview import mask_text
+from workbench.masking import mask
 from workbench.cases import DECISIONS
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -76,7 +76,7 @@ def _values(c: dict) -> dict:
 
 
 def _text(v) -> str:
-    return "" if v is None else mask_text(str(v))
+    return "" if v is None else mask(str(v))
 
 
 def write_xlsx(path: Path, cases: list[dict], title: str) -> None:
@@ -143,5 +143,5 @@ def events_csv(events: list[dict]) -> str:
         cells = [e["event_id"], e["case_id"], e["at"], e["actor"], e["kind"],
                  json.dumps(e["before"], ensure_ascii=False) if e["before"] else "",
                  json.dumps(e["after"], ensure_ascii=False) if e["after"] else "", e["hash"]]
-        w.writerow([("'" + s if needs_escape(s) else s) for s in (mask_text(str(x)) for x in cells)])
+        w.writerow([("'" + s if needs_escape(s) else s) for s in (mask(str(x)) for x in cells)])
     return buf.getvalue()

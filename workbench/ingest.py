@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from auditview import mask_text
+from workbench.masking import mask
 from contracts import summary as summary_contract
 from contracts.dates import iso_date
 from workbench import keys
-from workbench.store import append_event, now_utc, transaction
+from workbench.store import SIGHTING_COLUMNS, append_event, now_utc, transaction
 
 FILES = ("exceptions.parquet", "summary.json", "report.html")
 REQUIRED = ("exception_id", "business_date", "rule_code", "rule_name", "severity", "province",
@@ -182,10 +182,12 @@ def clean_evidence(ev: dict) -> dict:
     return out
 
 
-def read_status(folder: Path, day: str) -> str:
+def read_status(folder: Path, day: str) -> tuple[str, str]:
     """The status of the date from its summary.json, read through contracts/summary.py;
     ValueError with one sentence when the file is absent, not a regular file, too big,
-    of another date or not of that contract (a renamed field is never guessed at)."""
+    of another date or not of that contract (a renamed field is never guessed at).
+    Returns (status, why): why is the summary's own line for a STALE date (with the
+    command that clears it) or a PARTIAL one, '' when COMPLETE."""
     p = folder / "summary.json"
     try:
         if p.is_symlink() or not p.is_file() or p.stat().st_size > MAX_SUMMARY_BYTES:
@@ -194,54 +196,79 @@ def read_status(folder: Path, day: str) -> str:
     except OSError as e:
         raise ValueError(f"summary.json cannot be read ({type(e).__name__})") from None
     except summary_contract.SummaryError as e:  # it may quote a key of the hostile file
-        raise ValueError(mask_text(str(e).rstrip("."))) from None
+        raise ValueError(mask(str(e).rstrip("."))) from None
     except (ValueError, RecursionError):
         raise ValueError("summary.json is not JSON") from None
     if s.business_date.isoformat() != day:
         raise ValueError(f"summary.json is the summary of {s.business_date.isoformat()}, not {day}")
-    return s.status
+    return s.status, mask(s.why()) or ""
 
 
 def _store_date(con: sqlite3.Connection, day: str, rows: list[dict], evidence: dict,
-                fingerprint: str, sha: str, status: str | None) -> None:
+                fingerprint: str, sha: str, status: str | None, why: str | None = None) -> None:
     at = now_utc()
     with transaction(con):
         con.execute("DELETE FROM sightings WHERE business_date = ?", (day,))
-        for r in rows:
+        for n, r in enumerate(rows):
             kind, subject, text = keys.case_key(r["rule_code"], r["province"], r["record_id"],
                                                 r["sharer_psn_no"], r["detail"])
             cid = keys.case_id(text)
             if con.execute("SELECT 1 FROM cases WHERE case_id = ?", (cid,)).fetchone() is None:
                 con.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?)",
-                            (cid, kind, r["rule_code"], r["province"], mask_text(subject), at))
+                            (cid, kind, r["rule_code"], r["province"], mask(subject), at))
                 append_event(con, cid, "system", "created", None,
                              {"status": "open", "first_seen": day, "rule_code": r["rule_code"],
                               "province": r["province"]}, at)
             ev = evidence.get(r["exception_id"])
+            # one sighting per finding: exception_id is not unique (spec-readings item 15)
             con.execute(
-                "INSERT OR REPLACE INTO sightings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO sightings ({', '.join(SIGHTING_COLUMNS)}, finding_no) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (day, r["exception_id"], cid, r["rule_code"], r["rule_name"], r["severity"],
-                 r["province"], r["dataset"], mask_text(r["record_id"]), r["sharer_psn_no"],
-                 r["beneficiary_psn_no"], r["amount"], mask_text(r["detail"]),
-                 mask_text(r["source_file"]), r["source_row"],
-                 None if ev is None else mask_text(json.dumps(ev, ensure_ascii=False))))
-        con.execute("INSERT OR REPLACE INTO report_dates VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                    (day, fingerprint, sha, status, len(rows), at))
+                 r["province"], r["dataset"], mask(r["record_id"]), r["sharer_psn_no"],
+                 r["beneficiary_psn_no"], r["amount"], mask(r["detail"]),
+                 mask(r["source_file"]), r["source_row"],
+                 None if ev is None else mask(json.dumps(ev, ensure_ascii=False)), n))
+        con.execute("INSERT OR REPLACE INTO report_dates (business_date, fingerprint, content_sha256, "
+                    "status, findings, ingested_at, problem, status_why) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (day, fingerprint, sha, status, len(rows), at, why or None))
 
 
 def _note_problem(con: sqlite3.Connection, day: str, fingerprint: str, sha: str, problem: str) -> None:
     with transaction(con):
-        old = con.execute("SELECT status, findings, ingested_at FROM report_dates WHERE business_date = ?",
-                          (day,)).fetchone()
-        con.execute("INSERT OR REPLACE INTO report_dates VALUES (?, ?, ?, ?, ?, ?, ?)",
+        old = con.execute("SELECT status, findings, ingested_at, status_why FROM report_dates "
+                          "WHERE business_date = ?", (day,)).fetchone()
+        con.execute("INSERT OR REPLACE INTO report_dates (business_date, fingerprint, content_sha256, "
+                    "status, findings, ingested_at, problem, status_why) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (day, fingerprint, sha, old["status"] if old else None,
-                     old["findings"] if old else 0, old["ingested_at"] if old else now_utc(), problem))
+                     old["findings"] if old else 0, old["ingested_at"] if old else now_utc(), problem,
+                     old["status_why"] if old else None))
+
+
+REMOVED = "报告已从发布目录中删除 removed from the reports folder: its findings no longer count"
+
+
+def _note_removed(con: sqlite3.Connection, day: str) -> None:
+    """A date folder that was published and is gone: its sightings stop counting (they
+    mirror a file that no longer exists), its cases and their events stay, and the date
+    is shown as removed (never the latest published date). Read again if it comes back."""
+    with transaction(con):
+        con.execute("DELETE FROM sightings WHERE business_date = ?", (day,))
+        con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = '', status = NULL, "
+                    "status_why = NULL, findings = 0, problem = ? WHERE business_date = ?", (REMOVED, day))
 
 
 def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:
     """Bring the cases up to date with every date published under <out>."""
     res = IngestResult()
-    for day, folder in published_dates(out):
+    dates = published_dates(out)
+    if Path(out).is_dir():   # a reports folder that is not there (unmounted) removes nothing
+        present = {d for d, _ in dates}
+        for r in con.execute("SELECT business_date, problem FROM report_dates").fetchall():
+            if r["business_date"] not in present and r["problem"] != REMOVED:
+                _note_removed(con, r["business_date"])
+                res.problems[r["business_date"]] = REMOVED
+    for day, folder in dates:
         fp = _fingerprint(folder)
         known = con.execute("SELECT fingerprint, content_sha256 FROM report_dates WHERE business_date = ?",
                             (day,)).fetchone()
@@ -256,11 +283,11 @@ def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:
             continue
         try:
             rows = read_findings(folder, day)
-            status = read_status(folder, day)
+            status, why = read_status(folder, day)
         except ValueError as e:
-            _note_problem(con, day, fp, sha, str(e))
-            res.problems[day] = str(e)
+            _note_problem(con, day, fp, sha, mask(str(e)))
+            res.problems[day] = mask(str(e))
             continue
-        _store_date(con, day, rows, read_evidence(folder), fp, sha, status)
+        _store_date(con, day, rows, read_evidence(folder), fp, sha, status, why)
         res.ingested.append(day)
     return res

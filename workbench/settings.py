@@ -10,7 +10,9 @@
 | lockout (minutes) | RECON_AUDIT_LOCKOUT_MINUTES | 15 |
 | session lifetime (hours) | RECON_AUDIT_SESSION_HOURS | 8 |
 
-The server listens on 127.0.0.1 only (outputs.md).
+The database is never inside <out> nor a folder (check_db_place); a file that is not a
+SQLite database is refused when it is opened (cli.open_db). The server listens on
+127.0.0.1 only (outputs.md).
 """
 from __future__ import annotations
 
@@ -47,6 +49,18 @@ def default_db(out: Path) -> Path:
     return out.resolve().parent / f"{name}-workbench.sqlite"
 
 
+def check_db_place(out: Path, db: Path) -> None:
+    """The database is a file beside <out>, never inside it (the runs own <out>) and never
+    a folder: one sentence naming the file otherwise (exit 2)."""
+    o, d = Path(out).resolve(), Path(db).resolve()
+    if d == o or d.is_relative_to(o):
+        raise InputError(f"the workbench database {db} is inside the reports folder {out}, which "
+                         "belongs to the runs; put it beside it (--db, RECON_AUDIT_DB)")
+    if d.is_dir():
+        raise InputError(f"the workbench database {db} is a folder, not a file; point --db "
+                         "(RECON_AUDIT_DB) at a SQLite file")
+
+
 def _int(name: str, value, low: int) -> int:
     try:
         n = int(str(value))
@@ -78,6 +92,7 @@ def load(out=None, db=None, port=None, env=None) -> Settings:
                 else env.get("RECON_AUDIT_PORT", DEFAULT_PORT), 1)
     if port > 65535:
         raise InputError(f"the port must be at most 65535, not {port}")
+    check_db_place(out, db)
     return Settings(
         out=out, db=db, port=port,
         supervisor_limit=_money("RECON_AUDIT_SUPERVISOR_LIMIT",

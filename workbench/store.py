@@ -3,12 +3,18 @@
 Tables:
     cases      one row per case, written once (key, rule, province, subject)
     sightings  the findings of the published reports, per business date, that belong to
-               a case: a mirror of exceptions.parquet, replaced as a whole when a date
-               is re-published (so re-ingesting never duplicates)
+               a case: a mirror of exceptions.parquet, one row per finding keyed by
+               (business_date, finding_no: its position in the file) -- exception_id
+               alone is not unique (docs/spec-readings.md item 15) -- replaced as a
+               whole when a date is re-published (so re-ingesting never duplicates)
     events     every change to a case (created, assigned, commented, decided, reopened):
                who, when, before, after; append-only, enforced by triggers, and
                hash-chained so that a row changed outside SQLite shows in verify_events()
-    users, logins, sessions, report_dates, meta
+    report_dates  per published date: its files' fingerprint, the run's status (STALE,
+               PARTIAL, COMPLETE) and why, its findings, and a problem when the date
+               cannot be read or was removed from <out> (status NULL: it was never read,
+               or no longer counts; such a date is never "the latest published date")
+    users, logins, sessions, meta
 
 The current state of a case (status, decision, assignee) is never stored: it is
 folded from its events (cases.state_of).
@@ -21,22 +27,30 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS report_dates (
-    business_date TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, content_sha256 TEXT NOT NULL,
-    status TEXT, findings INTEGER NOT NULL, ingested_at TEXT NOT NULL, problem TEXT);
-CREATE TABLE IF NOT EXISTS cases (
-    case_id TEXT PRIMARY KEY, key_kind TEXT NOT NULL, rule_code TEXT NOT NULL,
-    province TEXT NOT NULL, subject TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sightings (
+SIGHTINGS = """CREATE TABLE IF NOT EXISTS sightings (
     business_date TEXT NOT NULL, exception_id TEXT NOT NULL, case_id TEXT NOT NULL
         REFERENCES cases(case_id),
     rule_code TEXT NOT NULL, rule_name TEXT, severity TEXT, province TEXT NOT NULL,
     dataset TEXT, record_id TEXT, sharer_psn_no TEXT, beneficiary_psn_no TEXT,
     amount TEXT, detail TEXT, source_file TEXT, source_row INTEGER, evidence TEXT,
-    PRIMARY KEY (business_date, exception_id));
-CREATE INDEX IF NOT EXISTS sightings_case ON sightings (case_id, business_date);
+    finding_no INTEGER NOT NULL,
+    PRIMARY KEY (business_date, finding_no))"""
+SIGHTINGS_INDEX = "CREATE INDEX IF NOT EXISTS sightings_case ON sightings (case_id, business_date)"
+SIGHTING_COLUMNS = ("business_date", "exception_id", "case_id", "rule_code", "rule_name", "severity",
+                    "province", "dataset", "record_id", "sharer_psn_no", "beneficiary_psn_no",
+                    "amount", "detail", "source_file", "source_row", "evidence")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS report_dates (
+    business_date TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, content_sha256 TEXT NOT NULL,
+    status TEXT, findings INTEGER NOT NULL, ingested_at TEXT NOT NULL, problem TEXT,
+    status_why TEXT);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT PRIMARY KEY, key_kind TEXT NOT NULL, rule_code TEXT NOT NULL,
+    province TEXT NOT NULL, subject TEXT NOT NULL, created_at TEXT NOT NULL);
+{SIGHTINGS};
+{SIGHTINGS_INDEX};
 CREATE TABLE IF NOT EXISTS events (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL REFERENCES cases(case_id),
     at TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL,
@@ -79,8 +93,41 @@ def connect(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA foreign_keys=ON")
     con.execute("PRAGMA busy_timeout=30000")
+    _migrate_sightings(con)
     con.executescript(SCHEMA + TRIGGERS)
+    _migrate_report_dates(con)
     return con
+
+
+def _migrate_report_dates(con: sqlite3.Connection) -> None:
+    """report_dates of an earlier workbench lack status_why (why a date is STALE or
+    PARTIAL, from its summary.json): add it and have every date read again."""
+    if "status_why" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]:
+        return
+    with transaction(con):
+        con.execute("ALTER TABLE report_dates ADD COLUMN status_why TEXT")
+        con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = ''")
+
+
+def _migrate_sightings(con: sqlite3.Connection) -> None:
+    """A database of an earlier workbench keyed sightings by (business_date, exception_id),
+    so two findings sharing an id kept one sighting. Rebuild the table keyed by the
+    finding's position (the kept rows numbered in exception_id order) and have every
+    date read again at the next ingest, which restores the lost findings (a date that
+    can no longer be read keeps its rows, as for any problem)."""
+    cols = [r[1] for r in con.execute("PRAGMA table_info(sightings)")]
+    if not cols or "finding_no" in cols:
+        return
+    with transaction(con):
+        con.execute("DROP INDEX IF EXISTS sightings_case")
+        con.execute("ALTER TABLE sightings RENAME TO sightings_v1")
+        con.execute(SIGHTINGS)
+        con.execute(SIGHTINGS_INDEX)
+        cols = ", ".join(SIGHTING_COLUMNS)
+        con.execute(f"INSERT INTO sightings ({cols}, finding_no) SELECT {cols}, row_number() OVER "
+                    "(PARTITION BY business_date ORDER BY exception_id) - 1 FROM sightings_v1")
+        con.execute("DROP TABLE sightings_v1")
+        con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = ''")
 
 
 class transaction:

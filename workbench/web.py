@@ -19,11 +19,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from contracts.codes import PROVINCE_NAMES, RULES
-from auditview import mask_text
+from workbench.masking import mask
 from workbench import auth, cases as C
 from workbench.exports import SHANGHAI
 from contracts.dates import iso_date
-from workbench.ingest import ingest
+from workbench.ingest import REMOVED, ingest
 from workbench.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,11 +69,16 @@ class Workbench:
         return HTMLResponse(self.env.get_template(name).render(**ctx), status_code=code)
 
     def common(self, s: Signed) -> dict:
-        """What every signed-in page shows: the user, the CSRF token, names, report problems."""
+        """What every signed-in page shows: the user, the CSRF token, names, report problems,
+        and the run status of the dates (STALE, PARTIAL) with why, from their summary.json."""
+        latest = C.latest_date(self.con)
+        dates = date_statuses(self.con)
         return {"user": s.user, "csrf": s.csrf, "rules": RULES, "provinces": PROVINCE_NAMES,
-                "decisions": C.DECISIONS, "latest": C.latest_date(self.con),
-                "problems": [dict(r) for r in self.con.execute(
-                    "SELECT business_date, problem FROM report_dates WHERE problem IS NOT NULL")]}
+                "decisions": C.DECISIONS, "latest": latest, "date_status": dates,
+                "latest_status": dates.get(latest) if latest else None,
+                "problems": [{**dict(r), "removed": r["problem"] == REMOVED} for r in self.con.execute(
+                    "SELECT business_date, problem FROM report_dates WHERE problem IS NOT NULL "
+                    "ORDER BY business_date")]}
 
     def listed(self, user: C.User, f: dict) -> list[dict]:
         rows = C.all_cases(self.con, user)
@@ -85,6 +90,14 @@ class Workbench:
 
     def act(self, s: Signed, cid: str, f: dict) -> int:
         return C.act(self.con, s.user, cid, one(f, "action"), fields(f), self.settings.supervisor_limit)
+
+
+def date_statuses(con: sqlite3.Connection) -> dict[str, dict]:
+    """{date: {status, why}} of every date read whose run is not COMPLETE: STALE (an
+    earlier date was re-run; why holds the command that clears it) or PARTIAL."""
+    return {r["business_date"]: {"status": r["status"], "why": r["status_why"] or ""}
+            for r in con.execute("SELECT business_date, status, status_why FROM report_dates "
+                                 "WHERE status IN ('STALE', 'PARTIAL') ORDER BY business_date")}
 
 
 async def body(request: Request) -> dict[str, list]:
@@ -200,7 +213,7 @@ def templates() -> jinja2.Environment:
                              undefined=jinja2.ChainableUndefined)
     env.filters.update({
         "money": fmt_money,
-        "mask": lambda s: "" if s is None else mask_text(str(s)),
+        "mask": lambda s: "" if s is None else mask(str(s)),
         "prov": lambda p: f"{p} {PROVINCE_NAMES.get(p, ('', ''))[0]}".strip() if p else "",
         "prov_en": lambda p: PROVINCE_NAMES.get(p, ("", ""))[1] if p else "",
         "rule_zh": lambda c: RULES[c].zh if c in RULES else "",
