@@ -443,6 +443,9 @@ def test_null_file_list_gives_f02_for_every_stem(tmp_path):
      "sharer_province '45' is not the file's province 44 on an OUT record"),
     ("persons", {"insu_admdvs": "450100"}, "insu_admdvs '450100' is not in the file's province 44"),
     ("persons", {"insu_admdvs": "44010"}, "is not 6 digits"),
+    # every broken rule: not 6 digits, and not in the file's province either
+    ("persons", {"insu_admdvs": "4501"}, "insu_admdvs '4501' is not 6 digits; "
+                                         "insu_admdvs '4501' is not in the file's province 44"),
     ("persons", {"as_of": "2026-11-19"}, "as_of '2026-11-19' is not 2026-11-20"),
     ("persons", {"as_of": "2026/11/20"}, "is not a date YYYY-MM-DD"),
     # conditional requirements
