@@ -51,15 +51,22 @@ class IngestResult:
 def published_dates(out: Path) -> list[tuple[str, Path]]:
     """(YYYY-MM-DD, folder) of every published date under <out>, in date order."""
     out = Path(out)
-    if not out.is_dir():
+    try:
+        if not out.is_dir():
+            return []
+        entries = list(out.iterdir())
+    except OSError:   # <out> cannot be listed: nothing is published, as far as we can tell
         return []
     found = []
-    for entry in out.iterdir():
-        if iso_date(entry.name) is None or entry.is_symlink() or not entry.is_dir():
+    for entry in entries:
+        try:   # a folder recon cannot enter (permissions) is no published date: never a 500
+            if iso_date(entry.name) is None or entry.is_symlink() or not entry.is_dir():
+                continue
+            p = entry / "exceptions.parquet"
+            if p.is_file() and not p.is_symlink():
+                found.append((entry.name, entry))
+        except OSError:
             continue
-        p = entry / "exceptions.parquet"
-        if p.is_file() and not p.is_symlink():
-            found.append((entry.name, entry))
     return sorted(found)
 
 
@@ -245,17 +252,19 @@ def _note_problem(con: sqlite3.Connection, day: str, fingerprint: str, sha: str,
                      old["status_why"] if old else None))
 
 
-REMOVED = "报告已从发布目录中删除 removed from the reports folder: its findings no longer count"
+REMOVED = ("报告目录中暂未找到该日期 not found in the reports folder: its findings are kept as "
+           "last read until it is published again")
 
 
 def _note_removed(con: sqlite3.Connection, day: str) -> None:
-    """A date folder that was published and is gone: its sightings stop counting (they
-    mirror a file that no longer exists), its cases and their events stay, and the date
-    is shown as removed (never the latest published date). Read again if it comes back."""
+    """A date folder that was read and is not in <out> now: a problem banner, nothing more.
+    A publish moves <out>/<D> aside for a moment (and a killed run leaves it aside until
+    the next run recovers), and an unmounted <out> looks empty: deleting the date's
+    sightings then would change case amounts (and the supervisor limit's check) on a
+    transient absence. Its sightings stay as last read; it is read again when it is back."""
     with transaction(con):
-        con.execute("DELETE FROM sightings WHERE business_date = ?", (day,))
-        con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = '', status = NULL, "
-                    "status_why = NULL, findings = 0, problem = ? WHERE business_date = ?", (REMOVED, day))
+        con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = '', problem = ? "
+                    "WHERE business_date = ?", (REMOVED, day))
 
 
 def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:

@@ -19,3 +19,14 @@ def mask(text) -> str | None:
         return None
     from contracts.privacy import scrub_text   # polars comes with it: import when needed
     return mask_text(scrub_text(str(text)))
+
+
+def masked(obj):
+    """`obj` (JSON-like: dicts, lists, text) with every text masked as `mask` does."""
+    if isinstance(obj, str):
+        return mask(obj)
+    if isinstance(obj, dict):
+        return {k: masked(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [masked(v) for v in obj]
+    return obj

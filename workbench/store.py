@@ -104,7 +104,9 @@ def _migrate_report_dates(con: sqlite3.Connection) -> None:
     PARTIAL, from its summary.json): add it and have every date read again."""
     if "status_why" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]:
         return
-    with transaction(con):
+    with transaction(con):   # checked again under the write lock: another process may have
+        if "status_why" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]:
+            return           # migrated in between
         con.execute("ALTER TABLE report_dates ADD COLUMN status_why TEXT")
         con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = ''")
 
@@ -119,6 +121,8 @@ def _migrate_sightings(con: sqlite3.Connection) -> None:
     if not cols or "finding_no" in cols:
         return
     with transaction(con):
+        if "finding_no" in [r[1] for r in con.execute("PRAGMA table_info(sightings)")]:
+            return   # another process migrated it in between
         con.execute("DROP INDEX IF EXISTS sightings_case")
         con.execute("ALTER TABLE sightings RENAME TO sightings_v1")
         con.execute(SIGHTINGS)
