@@ -714,8 +714,18 @@ def duckdb_interrupt() -> type:
 
 
 def _query_interrupted(e: BaseException) -> bool:
-    """DuckDB 2.0 stops a query that Ctrl-C or SIGTERM interrupts with a RuntimeError."""
-    return isinstance(e, RuntimeError) and str(e).startswith("Query interrupted")
+    """Was `e` (or what it was raised while handling) an interrupt? DuckDB 2.0 stops a query
+    that Ctrl-C or SIGTERM interrupts with a RuntimeError; Prefect turns SIGTERM into its
+    TerminationSignal, which DuckDB may wrap, and a clean-up may then fail in its turn."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, KeyboardInterrupt) or type(e).__name__ == "TerminationSignal" or (
+                isinstance(e, Exception) and str(e).startswith("Query interrupted")) or \
+                "TerminationSignal" in str(e)[:500]:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _stop_on_sigterm():

@@ -397,3 +397,20 @@ def test_every_date_written_yyyy_mm_dd_reads_back_as_itself(d):
 def test_what_is_not_a_real_yyyy_mm_dd_date_is_none(text):
     from contracts.dates import iso_date
     assert iso_date(text) is None
+
+
+def test_a_failure_raised_while_handling_an_interrupt_is_told_as_the_interrupt():
+    """Prefect turns SIGTERM into its TerminationSignal; DuckDB may wrap it, and a clean-up
+    (closing a cursor) then fails with an error of its own: still an interrupt (exit 1)."""
+    from flows.cli import failure
+
+    class TerminationSignal(Exception):
+        pass
+    try:
+        try:
+            raise TerminationSignal("SIGTERM")
+        except TerminationSignal:
+            raise RuntimeError("TransactionContext Error: Current transaction is aborted")
+    except RuntimeError as e:
+        sentence, code = failure(e, None)
+    assert code == 1 and sentence.startswith("interrupted") and "Internal error" not in sentence
