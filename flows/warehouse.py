@@ -55,7 +55,7 @@ import duckdb
 
 from contracts.errors import InputError, RunLockedError
 from contracts.privacy import scrub_json
-from transforms.context import DATE_PARTITIONED, create_warehouse
+from transforms.context import ADDED_LATER, DATE_PARTITIONED, create_warehouse
 from contracts.resources import release_cached_blocks  # noqa: F401 - run_date calls it between steps
 
 STAGING = ".staging"
@@ -218,11 +218,6 @@ def open_warehouse(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyC
     return con
 
 
-# Columns a warehouse of an earlier version may lack: create_warehouse adds them.
-_ADDED_LATER = {("consumptions", "province"), ("refund_returns", "orig_business_date"),
-                ("refund_returns", "orig_province")}
-
-
 @functools.lru_cache(maxsize=1)
 def _contract_columns() -> dict[str, list[str]]:
     """Every table of contracts/warehouse.sql with its columns, in order."""
@@ -261,7 +256,7 @@ def _check_is_a_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Path) -> No
     for table, columns in present.items():
         want = contract.get(table)
         if want is not None and columns != [c for c in want if c in columns or
-                                            (table, c) not in _ADDED_LATER]:
+                                            (table, c) not in ADDED_LATER]:
             foreign.append(table)
     if foreign:
         raise InputError(f"The warehouse {warehouse} is a DuckDB database but not a recon "

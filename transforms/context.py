@@ -54,6 +54,12 @@ def create_warehouse(con: duckdb.DuckDBPyConnection) -> None:
     _add_settlement_provinces(con)
 
 
+# The columns a warehouse of an earlier version lacks, which _add_settlement_provinces adds
+# (flows/warehouse.py accepts a warehouse without them as one of recon's).
+ADDED_LATER = frozenset({("consumptions", "province"), ("refund_returns", "orig_business_date"),
+                         ("refund_returns", "orig_province")})
+
+
 def _add_settlement_provinces(con: duckdb.DuckDBPyConnection) -> None:
     """A warehouse made before a settlement was keyed by (date, province, setl_id) has
     consumptions without `province` and refund_returns without `orig_business_date`,
