@@ -54,8 +54,10 @@ def archive_before(paths: Paths, before: date, lookback_days: int) -> dict[str, 
         con = wh.open_warehouse(paths.warehouse)
         try:
             _check_boundary(con, before, lookback_days)
-            root = archive_root(paths.warehouse)
             plan = {t: archive.dates_to_move(con, t, before) for t in archive.ARCHIVED_TABLES}
+            if not any(plan.values()):   # no boundary either: every date still re-runs
+                return {t: 0 for t in plan}
+            root = archive_root(paths.warehouse)
             for table, dates in plan.items():
                 folder = _own_folder(root / table)
                 for d in dates:

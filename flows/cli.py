@@ -593,11 +593,16 @@ def cmd_archive(a) -> int:
     wh.require_warehouse(paths.warehouse)   # nothing to archive: never create an empty one
     lookback = OpsConfig.from_env(lookback_days=a.lookback_days).lookback_days
     moved = archive_before(paths, a.before, lookback)
+    if not any(moved.values()):
+        print(f"Nothing to archive: no processed date before {a.before.isoformat()} holds rows "
+              "that no rule reads any more; nothing was moved and every date re-runs as before.")
+        return 0
     root = archive_root(paths.warehouse)
     print(f"Archived {sum(moved.values()):,} rows of the dates before {a.before.isoformat()} "
           f"into {root}: " + ", ".join(f"{t} {n:,}" for t, n in moved.items()) + ".")
-    print(f"Query them with DuckDB: SELECT * FROM read_parquet('{root}/lots/*.parquet'); "
-          f"{a.before.isoformat()} and later dates run as before, earlier ones no longer re-run.")
+    for table in (t for t, n in moved.items() if n):   # a glob of no file fails in DuckDB
+        print(f"Query them with DuckDB: SELECT * FROM read_parquet('{root / table}/*.parquet');")
+    print(f"{a.before.isoformat()} and later dates run as before, earlier ones no longer re-run.")
     return 0
 
 

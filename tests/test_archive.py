@@ -108,18 +108,41 @@ def test_a_boundary_inside_the_nightly_look_back_is_refused_and_nothing_moves(
     assert not Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}").exists()
 
 
-def test_the_command_says_what_moved_and_where_to_query_it(inbox, tmp_path, capsys):
+def printed_queries(out: str) -> list[str]:
+    return [line.split("DuckDB: ", 1)[1] for line in out.splitlines() if "read_parquet(" in line]
+
+
+@pytest.mark.parametrize("before", [DATES[1], DATES[2]], ids=["one date before", "two dates before"])
+def test_the_command_says_what_moved_and_every_query_it_prints_reads_those_rows(
+        inbox, tmp_path, capsys, before):
+    """With one date before B its lots and balances stay (B opens from them): the command
+    then offers no query of a folder that holds no file (DuckDB refuses such a glob)."""
     paths = processed(inbox, tmp_path, DATES[3])
-    rc = recon_archive(paths, DATES[2])
+    rc = recon_archive(paths, before)
     out = capsys.readouterr().out
     assert rc == 0
-    assert "read_parquet(" in out and f"{paths.warehouse}{ARCHIVE_SUFFIX}" in out
-    con = wh.open_warehouse(paths.warehouse, read_only=True)
+    moved = {t: int(n.replace(",", "")) for t, n in
+             (part.split() for part in out.split(": ", 1)[1].split(".\n", 1)[0].split(", "))}
+    queries = printed_queries(out)
+    assert [q.split("/")[-2] for q in queries] == [t for t, n in moved.items() if n]
+    assert ("lots" in moved and moved["lots"] > 0) == (before == DATES[2])
+    con = duckdb.connect()
     try:
-        assert con.execute("SELECT count(*) FROM lots WHERE business_date < ?",
-                           [DATES[1]]).fetchone() == (0,)
+        for q in queries:
+            table = q.split("/")[-2]
+            assert con.execute(q.replace("SELECT *", "SELECT count(*)").rstrip(";")
+                               ).fetchone()[0] == moved[table]
     finally:
         con.close()
+
+
+def test_an_archive_with_nothing_to_move_says_so_and_sets_no_boundary(inbox, tmp_path, capsys):
+    paths = processed(inbox, tmp_path, DATES[3])
+    rc = recon_archive(paths, DATES[0])   # no processed date before it
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("Nothing to archive") and printed_queries(out) == []
+    assert not Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}").exists()
+    run_date_plain(inbox, paths.out, paths.warehouse, DATES[0])   # still re-runs
 
 
 def test_a_link_planted_as_the_archive_folder_is_refused_and_its_target_untouched(

@@ -72,5 +72,5 @@ def refuses_rerun(con: duckdb.DuckDBPyConnection, d: date) -> str | None:
     if boundary is None or d >= boundary:
         return None
     return (f"{d.isoformat()} lies before {boundary.isoformat()}, the boundary of `recon archive "
-            f"--before {boundary.isoformat()}`: its closing lots and delivered balances are no "
-            "longer in the warehouse, so it cannot be re-run.")
+            f"--before {boundary.isoformat()}`: the closing lots it would open from and its own "
+            "quarantined rows and file loads have moved to the archive, so it cannot be re-run.")
