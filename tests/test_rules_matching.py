@@ -1,4 +1,5 @@
 """rules.md §5 two-sided matching X01-X04, all provinces of D together."""
+from datetime import timedelta
 from decimal import Decimal
 
 from transforms import rules_matching
@@ -67,6 +68,14 @@ def test_x04_detail_lists_every_differing_field():
     in_.update(status="FAILED", relation_id="R2")
     (f,) = findings(match([out, in_]))
     assert "relation_id OUT R1 vs IN R2" in f["detail"] and "status OUT SUCCESS vs IN FAILED" in f["detail"]
+
+
+def test_x04_detail_shows_the_fraction_of_a_second_that_differs():
+    """The detail gives the values compared: half a second apart must not read alike."""
+    out, in_ = both_sides("T1")
+    in_["transfer_time"] = ts("10:00:00") + timedelta(microseconds=500_000)
+    (f,) = findings(match([out, in_]))
+    assert "transfer_time OUT 2026-11-20 10:00:00 vs IN 2026-11-20 10:00:00.500000" in f["detail"]
 
 
 def test_amount_and_field_mismatch_can_both_fire():

@@ -15,6 +15,7 @@ from transforms.findings import record
 _OUT_COMMON = """o.file_province AS province, 'transfers' AS dataset, o.transfer_id AS record_id,
                  o.sharer_psn_no, o.beneficiary_psn_no, o.amount"""
 _FMT = "'%Y-%m-%d %H:%M:%S'"
+_FMT_FRACTION = "'%Y-%m-%d %H:%M:%S.%f'"
 
 # The fields of X04, compared as text ("transfer_time compared as timestamps": the
 # warehouse holds one TIMESTAMP type, so equal instants give equal text).
@@ -87,8 +88,11 @@ def x04_field_mismatch(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     """X04 FIELD_MISMATCH: "both present, any of relation_id, sharer_psn_no,
     beneficiary_psn_no, sharer_province, beneficiary_province, status, transfer_time
     differ". Province: the OUT file's."""
-    def show(col: str) -> str:
-        return f"strftime({col}, {_FMT})" if col.endswith("transfer_time") else col
+    def show(col: str) -> str:   # a fraction of a second shows when it is there to compare
+        if not col.endswith("transfer_time"):
+            return col
+        return (f"CASE WHEN microsecond({col}) % 1000000 = 0 THEN strftime({col}, {_FMT}) "
+                f"ELSE strftime({col}, {_FMT_FRACTION}) END")
     diffs = ",\n".join(
         f"CASE WHEN o.{f} IS DISTINCT FROM o.in_{f} THEN '{f} OUT ' || coalesce({show('o.' + f)}, 'null')"
         f" || ' vs IN ' || coalesce({show('o.in_' + f)}, 'null') END"
