@@ -229,6 +229,18 @@ def test_a_refund_naming_only_another_persons_setl_id_is_s20():
     assert f"belongs to {KIN_GD}" in detail
 
 
+def test_a_refund_naming_another_persons_settlement_of_the_same_day_says_whose_it_is():
+    con = warehouse()
+    add(con, "institutions", [institution(), institution("H44000000001")])
+    add(con, "transfers", [transfer("T2", "300.00", side="IN", beneficiary=KIN_GD, at="08:00:00")])
+    add(con, "settlements", [
+        settlement("S1", "100.00", psn_no=KIN_GD, fixmedins_code="H44000000001", at="09:00:00"),
+        settlement("RB", "10.00", status="REFUND", orig_setl_id="S1", at="10:00:00")])
+    run(con)
+    (detail,) = con.execute("SELECT detail FROM d_findings WHERE rule_code = 'S20'").fetchone()
+    assert f"orig_setl_id S1 belongs to {KIN_GD}, not to 41000000000000000002" in detail
+
+
 def test_a_warehouse_made_before_settlement_provinces_is_brought_up_to_date():
     """Its consumptions gain `province`, its refund_returns `orig_business_date` and
     `orig_province`, filled from settlement_outcomes; its next dates then run as usual."""

@@ -312,7 +312,7 @@ class _Wallet:
     today: dict[str, Original] = field(default_factory=dict)
 
 
-def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
+def replay(wallets: dict, priors: dict, sharer_of: dict, owners: dict | None = None) -> Result:
     """Apply each wallet's events in (time, rank, id) order; amounts in integer fen.
 
     wallets: w -> (opening lots [Lot] in lot order, events [(time, rank, id, payload)])
@@ -321,6 +321,8 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
     priors: (w, orig setl_id) -> the Original settled before D that a refund of wallet w
       naming orig setl_id reverses (mutated: refunded grows).
     sharer_of: lot_id -> sharer_psn_no for lots closed before D.
+    owners: (w, orig setl_id) -> another person whose NORMAL settlement of D carries that
+      setl_id, when w has none (only the S20 detail names them).
     """
     out = Result()
     for w in sorted(wallets):
@@ -334,7 +336,7 @@ def replay(wallets: dict, priors: dict, sharer_of: dict) -> Result:
             elif rank == 2:
                 _settle(wallet, t, ident, payload, out)
             elif rank == 3:
-                _refund(wallet, ident, payload, priors, sharer_of, out)
+                _refund(wallet, ident, payload, priors, sharer_of, out, owners or {})
             else:
                 _dissolve(wallet, ident, payload, out)
         out.lots.extend((w, lot) for lot in wallet.lots if not lot.dormant)
@@ -379,13 +381,13 @@ def _consume_fifo(lots: list[Lot], ident: str, province: str, pay: int, out: Res
 
 
 def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of: dict,
-            out: Result) -> None:
+            out: Result, owners: dict) -> None:
     """A REFUND: held with S20 when its original cannot take it back, else given back to its lots."""
     rk, pay, orig_id = payload
     orig = wallet.today.get(orig_id) if orig_id is not None else None
     if orig is None and orig_id is not None:
         orig = priors.get((wallet.psn_no, orig_id))
-    reason = _s20_reason(wallet.psn_no, pay, orig_id, orig)
+    reason = _s20_reason(wallet.psn_no, pay, orig_id, orig, owners.get((wallet.psn_no, orig_id)))
     if reason is not None:
         out.outcomes.append((rk, "HELD"))
         out.findings.append((rk, "S20", f"refund of {_fmt(pay)}: {reason}"))
@@ -395,10 +397,13 @@ def _refund(wallet: _Wallet, ident: str, payload: tuple, priors: dict, sharer_of
     out.outcomes.append((rk, "REFUNDED"))
 
 
-def _s20_reason(w: str, pay: int, orig_id: str | None, orig: Original | None) -> str | None:
+def _s20_reason(w: str, pay: int, orig_id: str | None, orig: Original | None,
+                owner: str | None = None) -> str | None:
     """Why a refund cannot be matched to its original (S20); None when it can."""
     if orig_id is None:
         return "names no orig_setl_id"
+    if orig is None and owner is not None:   # another person's settlement of D
+        return f"orig_setl_id {orig_id} belongs to {owner}, not to {w}"
     if orig is None:
         return f"orig_setl_id {orig_id} is not a settlement settled before it"
     if orig.psn_no != w:
@@ -549,8 +554,20 @@ def _slow(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
                 SELECT *, TRUE FROM lg_dormant)
             ORDER BY w, {_LOT_ORDER}""").fetchall():
         wallets[r[0]][0].append(lot_of(r, r[10]))
-    res = replay(dict(wallets), priors, sharer_of)
+    res = replay(dict(wallets), priors, sharer_of, _owners_today(con))
     _write(con, ctx, res)
+
+
+def _owners_today(con: duckdb.DuckDBPyConnection) -> dict:
+    """(w, orig setl_id) -> the person whose NORMAL settlement of D carries the setl_id a
+    refund of wallet w names, when w has no NORMAL settlement of D of that id (S20's
+    detail then says whose it is)."""
+    return {(w, setl_id): owner for w, setl_id, owner in con.execute("""
+        SELECT r.w, r.setl_id, min(s.w)
+        FROM lg_refd r JOIN lg_setl s ON s.setl_id = r.setl_id AND s.status = 'NORMAL' AND s.w <> r.w
+        WHERE NOT EXISTS (SELECT 1 FROM lg_setl x
+                          WHERE x.w = r.w AND x.setl_id = r.setl_id AND x.status = 'NORMAL')
+        GROUP BY ALL""").fetchall()}
 
 
 def _priors(con: duckdb.DuckDBPyConnection, d: str, since: str) -> tuple[dict, dict]:
