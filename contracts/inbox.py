@@ -107,7 +107,7 @@ class Env:
 class Col:
     """One column of a data file: its kind decides its parse and its rules."""
     name: str
-    kind: str            # id psn certno code admdvs province fixmedins date bool money timestamp
+    kind: str            # id psn certno code admdvs province date bool money timestamp
     required: bool = True
     codes: tuple[str, ...] = ()
     sign: str = ""       # '>0' or '>=0' for money
@@ -151,7 +151,8 @@ DATASET_COLUMNS: dict[str, tuple[Col, ...]] = {
         _c("status", "code", codes=codes.SETTLEMENT_STATUSES),
         _c("orig_setl_id", "id", required=False),           # REFUND only (cross rule)
         _c("expense_type", "code", codes=codes.EXPENSE_TYPES),
-        _c("fixmedins_code", "fixmedins", required=False),  # by expense_type (cross rule)
+        # by expense_type (cross rule); no pattern here (reading 7l): an odd code is unknown, S15
+        _c("fixmedins_code", "id", required=False),
         _c("total_amount", "money"), _c("personal_burden", "money", sign=">=0"),
         _c("wallet_pay", "money", sign=">0"), _c("setl_time", "timestamp"),
     ),
@@ -363,15 +364,6 @@ def _province_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
               lambda e: _q(n) + " is not a province code")]
 
 
-def _fixmedins_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
-    """A medical institution or pharmacy code: H or P and 11 digits."""
-    n = col.name
-    c = pl.col(n)
-    return [R(f"{n} is H or P and 11 digits",
-              lambda e: c.is_null() | c.str.contains(RE_FIXMEDINS),
-              lambda e: _q(n) + " is not H or P followed by 11 digits")]
-
-
 def _date_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
     """A calendar date YYYY-MM-DD."""
     n = col.name
@@ -430,7 +422,7 @@ def _timestamp_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
 # Col.kind -> the rules of that kind (kind "id" has only the length and required rules).
 _KIND_RULES: dict[str, Callable[[Col, _RuleMaker], list[ColumnRule]]] = {
     "psn": _psn_rules, "certno": _certno_rules, "code": _code_rules, "admdvs": _admdvs_rules,
-    "province": _province_rules, "fixmedins": _fixmedins_rules, "date": _date_rules,
+    "province": _province_rules, "date": _date_rules,
     "bool": _bool_rules, "money": _money_rules, "timestamp": _timestamp_rules,
 }
 
@@ -478,14 +470,15 @@ def _row_rules(dataset: str) -> list[ColumnRule]:
               lambda e: _q("fixmedins_code") + " is given for expense_type " + col("expense_type")),
         ]
     if dataset == "balances":
-        out = []
-        for n in ("sharer_psn_no", "sharer_province"):
-            out.append(R(n, f"{n} is required for QUOTA",
-                         lambda e, n=n: (col("account") != "QUOTA").fill_null(True) | col(n).is_not_null(),
-                         lambda e, n=n: pl.lit(f"{n} is missing for a QUOTA row")))
-            out.append(R(n, f"{n} is null for PERSONAL",
-                         lambda e, n=n: (col("account") != "PERSONAL").fill_null(True) | col(n).is_null(),
-                         lambda e, n=n: _q(n) + " is given for a PERSONAL row"))
+        out = [R(n, f"{n} is required for QUOTA",
+                 lambda e, n=n: (col("account") != "QUOTA").fill_null(True) | col(n).is_not_null(),
+                 lambda e, n=n: pl.lit(f"{n} is missing for a QUOTA row"))
+               for n in ("sharer_psn_no", "sharer_province")]
+        # inbox.md: sharer_psn_no is "null for PERSONAL"; sharer_province is only
+        # "required for QUOTA", so a PERSONAL row may carry one (reading 7d).
+        out.append(R("sharer_psn_no", "sharer_psn_no is null for PERSONAL",
+                     lambda e: (col("account") != "PERSONAL").fill_null(True) | col("sharer_psn_no").is_null(),
+                     lambda e: _q("sharer_psn_no") + " is given for a PERSONAL row"))
         return out
     return []
 

@@ -435,8 +435,10 @@ def test_null_file_list_gives_f02_for_every_stem(tmp_path):
     ("transfers", {"beneficiary_psn_no": "4100000000000000000２"}, "is not 20 digits"),  # full-width digit
     ("transfers", {"beneficiary_province": "99"}, "beneficiary_province '99' is not a province code"),
     ("relationships", {"beneficiary_province": "4"}, "is not a province code"),
-    ("settlements", {"fixmedins_code": "H4100000001"}, "is not H or P followed by 11 digits"),
-    ("settlements", {"fixmedins_code": "X41000000001"}, "is not H or P followed by 11 digits"),
+    # inbox.md gives settlements' fixmedins_code no pattern: an odd code loads and is
+    # an unknown institution for S15 (reading 7l)
+    ("settlements", {"fixmedins_code": "H4100000001"}, ""),
+    ("settlements", {"fixmedins_code": "YB4101000001"}, ""),
     ("settlements", {"fixmedins_code": "P41000000001", "expense_type": "PHARMACY"}, ""),
     # province of the file
     ("transfers", {"sharer_province": "45", "sharer_psn_no": "45000000000000000001"},
@@ -460,6 +462,9 @@ def test_null_file_list_gives_f02_for_every_stem(tmp_path):
     ("balances", {"account": "QUOTA"}, "sharer_psn_no is missing for a QUOTA row; "
                                        "sharer_province is missing for a QUOTA row"),
     ("balances", {"sharer_psn_no": SHARER}, "sharer_psn_no '44000000000000000001' is given for a PERSONAL row"),
+    # sharer_province is only "required for QUOTA" (not "null for PERSONAL"): reading 7d
+    ("balances", {"sharer_province": "44"}, ""),
+    ("balances", {"sharer_province": "99"}, "sharer_province '99' is not a province code"),
     ("relationships", {"commitment_signed": "false"}, ""),
     ("relationships", {"commitment_signed": "True"}, "commitment_signed 'True' is not true or false"),
     ("relationships", {"commitment_signed": ""}, "commitment_signed is missing for ESTABLISH"),
@@ -472,6 +477,29 @@ def test_f04_column_rule_boundaries(dataset, override, expect):
         assert expect in got
     else:
         assert got == ""
+
+
+def test_an_odd_institution_code_is_s15_and_held_and_a_personal_sharer_province_is_read(tmp_path):
+    """inbox.md gives settlements' fixmedins_code no pattern and balances' sharer_province
+    only "required for QUOTA": such rows load, and the rules judge them (readings 7d, 7l)."""
+    import csv
+
+    from flows.nightly import run_date_plain
+    clean_day(tmp_path / "inbox")
+    write_province(tmp_path / "inbox", D, "44", persons=[person_row(SHARER)],
+                   relationships=[relationship_row(relation_code="CHILD")],
+                   transfers=[transfer_row("T1", "OUT")],
+                   balances=[balance_row(SHARER, sharer_province="44")])
+    write_province(tmp_path / "inbox", D, "41",
+                   persons=[person_row(BENEFICIARY, birth="20050101", male=False, insutype="390")],
+                   transfers=[transfer_row("T1", "IN")],
+                   settlements=[settlement_row("S1", fixmedins_code="YB4101000001")],
+                   balances=[balance_row(BENEFICIARY, "QUOTA", "0.00", "500.00", sharer=SHARER)])
+    summary = run_date_plain(tmp_path / "inbox", tmp_path / "out", tmp_path / "wh.duckdb", D)
+    with open(tmp_path / "out" / D.isoformat() / "exceptions.csv", encoding="utf-8") as f:
+        found = [(r["rule_code"], r["record_id"]) for r in csv.DictReader(f)]
+    assert found == [("S15", "S1")]   # no F04, and no S10 (the PERSONAL opening was read)
+    assert summary["amounts"]["held"] == "100.00"
 
 
 def test_certno_rules_and_masking():
