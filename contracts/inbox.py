@@ -389,9 +389,9 @@ def _money_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
     rules = [R(f"{n} is a decimal number", lambda e: c.is_null() | dec(),
                lambda e: _q(n) + " is not a decimal number"),
              R(f"{n} has at most 2 decimals", lambda e: c.is_null() | ~dec() | two(),
-               lambda e: _q(n) + " has more than 2 decimals"),
+               lambda e: _q(n) + " has more than 2 decimals" + _sign_of_text(col)),
              R(f"{n} fits DECIMAL(18,2)", lambda e: c.is_null() | ~two() | v(n).is_not_null(),
-               lambda e: _q(n) + " is too large")]
+               lambda e: _q(n) + " is too large" + _sign_of_text(col))]
     if col.sign == ">0":
         rules.append(R(f"{n} > 0", lambda e: v(n).is_null() | (v(n) > 0),
                        lambda e: _q(n) + " is not > 0"))
@@ -399,6 +399,22 @@ def _money_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:
         rules.append(R(f"{n} >= 0", lambda e: v(n).is_null() | (v(n) >= 0),
                        lambda e: _q(n) + " is negative"))
     return rules
+
+
+def _sign_of_text(col: Col) -> pl.Expr:
+    """The sign rule's reason for an amount that has no value (more than 2 decimals, or too
+    large), read off its decimal text: F04 lists every broken rule. Built for failing rows
+    only, so the national day's clean amounts pay nothing for it."""
+    c = pl.col(col.name)
+    nonzero = c.str.strip_chars("-0.").str.len_bytes() > 0   # the text of a decimal number
+    negative = c.str.starts_with("-") & nonzero
+    if col.sign == ">0":
+        broken, says = negative | ~nonzero, " is not > 0"
+    elif col.sign == ">=0":
+        broken, says = negative, " is negative"
+    else:
+        return pl.lit("")
+    return pl.when(broken).then(pl.lit("; ") + _q(col.name) + says).otherwise(pl.lit(""))
 
 
 def _timestamp_rules(col: Col, R: _RuleMaker) -> list[ColumnRule]:

@@ -392,6 +392,16 @@ def test_null_file_list_gives_f02_for_every_stem(tmp_path):
     ("transfers", {"amount": "1999"}, ""),
     ("transfers", {"amount": "0.01"}, ""),
     ("transfers", {"amount": "0.001"}, "amount '0.001' has more than 2 decimals"),
+    # every broken rule of the value, though it has none (reading 7m)
+    ("transfers", {"amount": "-1.234"}, "amount '-1.234' has more than 2 decimals; "
+                                        "amount '-1.234' is not > 0"),
+    ("transfers", {"amount": "0.000"}, "amount '0.000' has more than 2 decimals; "
+                                       "amount '0.000' is not > 0"),
+    ("balances", {"opening_balance": "-0.001"}, "opening_balance '-0.001' has more than 2 "
+                                                "decimals; opening_balance '-0.001' is negative"),
+    ("balances", {"opening_balance": "-0.000"}, "opening_balance '-0.000' has more than 2 decimals"),
+    ("settlements", {"wallet_pay": "-12345678901234567.00"}, "is too large; "
+                                                            "wallet_pay '-12345678901234567.00' is not > 0"),
     ("transfers", {"amount": "0"}, "amount '0' is not > 0"),
     ("transfers", {"amount": "-5.00"}, "is not > 0"),
     ("transfers", {"amount": "1e3"}, "is not a decimal number"),
