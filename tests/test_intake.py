@@ -571,10 +571,44 @@ def test_ragged_row_is_quarantined_and_rows_keep_their_numbers():
                                         files=files), D)
     assert it.transfers.select("transfer_id", "source_row").rows() == [("T1", 1), ("T3", 3)]
     f4 = it.findings.to_dicts()
-    assert [(f["record_id"], f["source_row"]) for f in f4] == [("row:2", 2)]
+    # F04's record_id: "the row's id column if readable (non-empty)": it is, where it stands
+    assert [(f["record_id"], f["source_row"]) for f in f4] == [("T2", 2)]
     assert "11 fields" in f4[0]["detail"]
     st = next(s for s in it.files if s.dataset == "transfers")
     assert (st.rows_read, st.rows_loaded, st.rows_quarantined) == (3, 2, 1)
+
+
+def ragged_ids(dataset: str, header: list[str], rows: list[str]) -> list[str]:
+    """The F04 record_ids of `rows` (CSV lines under `header`), each with the wrong field count."""
+    data = ("\r\n".join([",".join(header), *rows]) + "\r\n").encode()
+    files = {f"{ds}.csv": csv_bytes([], COLUMNS[ds]) for ds in COLUMNS}
+    files[f"{dataset}.csv"] = data
+    manifest = manifest_for("44", D, {n: (len(rows) if n == f"{dataset}.csv" else 0, b)
+                                      for n, b in files.items()})
+    it = load_province(ProvinceDelivery("44", D, manifest_bytes=json.dumps(manifest).encode(),
+                                        files=files), D)
+    f4 = it.findings.filter(pl.col("rule_code") == "F04")
+    assert f4["detail"].str.contains("fields, the header has").all()
+    return f4["record_id"].to_list()
+
+
+def test_a_ragged_rows_record_id_is_its_id_field_where_the_header_puts_it_else_its_row():
+    # setl_id last in the header: a short row lacks it, a long row has a field there
+    header = [c for c in COLUMNS["settlements"] if c != "setl_id"] + ["setl_id"]
+    assert ragged_ids("settlements", header, [
+        "41000000000000000002,NORMAL",                      # too short: no setl_id
+        ",".join(["x"] * (len(header) - 1)) + ',S9,"extra"',  # a field too many
+        '"S,1",a',                                          # quoted comma, too short
+    ]) == ["row:1", "S9", "row:3"]
+    assert ragged_ids("transfers", COLUMNS["transfers"], ['"T,1",OUT']) == ["T,1"]
+    # balances: psn_no:sharer_psn_no (QUOTA) or psn_no:PERSONAL, as any F04 row
+    header = COLUMNS["balances"]
+    short = {"psn_no": SHARER, "account": "PERSONAL"}
+    assert ragged_ids("balances", header, [
+        ",".join(short.get(c, "") for c in header[:3]),
+        ",".join({"psn_no": SHARER, "account": "QUOTA", "sharer_psn_no": BENEFICIARY}.get(c, "1")
+                 for c in header) + ",extra",
+    ]) == [f"{SHARER}:PERSONAL", f"{SHARER}:{BENEFICIARY}"]
 
 
 def test_quoted_newline_is_a_value_not_a_row():

@@ -29,6 +29,7 @@ identity rows_read = rows_loaded + rows_quarantined holds for every file.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -46,7 +47,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from contracts import codes
-from contracts.inbox import (AMOUNT_COLUMN, DATA_FILE_NAMES, DATASET_COLUMNS, KEY_COLUMNS,
+from contracts.inbox import (AMOUNT_COLUMN, DATA_FILE_NAMES, DATASET_COLUMNS, ID_COLUMN, KEY_COLUMNS,
                              LOADED_SCHEMAS, LOADED_SCHEMAS_ONE_PASS, MANIFEST, MAX_HEADER_FIELDS,
                              MAX_PARQUET_UNPACKED_BYTES, MAX_RECORD_BYTES, MONEY, RE_PSN,
                              REQUIRED_COLUMNS, SHANGHAI, Env, InboxDate, ProvinceDelivery, derived_columns, key_label,
@@ -89,9 +90,11 @@ class FileRejected(Exception):
 class ParsedFile:
     """A file as canonical text: the required columns (String, null = empty
     field) plus source_row (1-based data row), and the rows the CSV parser had
-    to skip (data row, text, why), which are quarantined."""
+    to skip (data row, text, why), which are quarantined, with the fields of each
+    that stand at a required column's place in the header (its record_id reads them)."""
     frame: pl.DataFrame
     bad_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    bad_fields: list[dict[str, str | None]] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
@@ -310,12 +313,25 @@ def _csv_rows(table: paw.Table, names: list[str], required: tuple[str, ...],
     total = frame.height + len(skipped)
     bad = [(n - 1, text, f"the row has {act} fields, the header has {exp}")
            for n, exp, act, text in skipped]
+    fields = [_fields_at(text, names, required) for _n, _exp, _act, text in skipped]
     if bad:
         rows = pl.int_range(1, total + 1, dtype=pl.Int32, eager=True)
         rows = rows.filter(~rows.is_in(pl.Series([b[0] for b in bad], dtype=pl.Int32).implode()))
     else:
         rows = pl.int_range(1, total + 1, dtype=pl.Int32, eager=True)
-    return ParsedFile(frame.with_columns(rows.alias("source_row")), bad)
+    return ParsedFile(frame.with_columns(rows.alias("source_row")), bad, fields)
+
+
+def _fields_at(text: str, names: list[str], required: tuple[str, ...]) -> dict[str, str | None]:
+    """The fields of a row with the wrong field count that stand where the header puts
+    each required column (None where the row is too short or the field empty): rules.md
+    F04 takes "the row's id column if readable (non-empty)", and it is, where it stands."""
+    try:
+        row = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:   # the kept text is cut at 1,000 characters, maybe inside quotes
+        row = []
+    at = {c: names.index(c) for c in required}
+    return {c: (row[i] or None) if i < len(row) else None for c, i in at.items()}
 
 
 def _canonical_text(s: pl.Series) -> pl.Series:
@@ -539,7 +555,7 @@ def validate_rows(dataset: str, parsed: ParsedFile, env: Env, source_file: str
     if dup is not None:
         # a filter keeps the file order and costs far less than an anti join
         valid = valid.filter(~pl.col("source_row").is_in(dup["source_row"].implode()))
-    q_parts, f_parts = _held_back(dataset, env, source_file, invalid, dup, parsed.bad_rows)
+    q_parts, f_parts = _held_back(dataset, env, source_file, invalid, dup, parsed)
     loaded = _loaded_rows(valid, dataset, env, source_file)
     if not q_parts:
         return loaded, _empty(QUARANTINE_SCHEMA), _empty(FINDINGS_SCHEMA)
@@ -585,15 +601,21 @@ def _finding_rows(frame: pl.LazyFrame, rule: str, dataset: str, env: Env,
         amount.cast(MONEY).alias("amount"), pl.col("reasons").alias("detail"), *_file_row(source_file))
 
 
-def _ragged_rows(bad_rows: list[tuple[int, str, str]], dataset: str, env: Env,
+def _ragged_rows(parsed: ParsedFile, dataset: str, env: Env,
                  source_file: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """The CSV rows with the wrong number of fields (F04) as (quarantine, findings) parts."""
+    """The CSV rows with the wrong number of fields (F04) as (quarantine, findings) parts;
+    record_id as any F04 row's, from the fields where the header puts them."""
+    bad_rows = parsed.bad_rows
+    id_columns = ("psn_no", "account", "sharer_psn_no") if dataset == "balances" else (ID_COLUMN[dataset],)
+    fields = parsed.bad_fields or [{} for _ in bad_rows]
     ragged = pl.LazyFrame({
         "source_row": [b[0] for b in bad_rows],
         "line": [b[1] for b in bad_rows],
-        "reasons": [b[2] for b in bad_rows]},
-        schema={"source_row": pl.Int32, "line": pl.String, "reasons": pl.String})
-    ragged = ragged.with_columns((pl.lit("row:") + pl.col("source_row").cast(pl.String)).alias("record_id"))
+        "reasons": [b[2] for b in bad_rows],
+        **{c: [f.get(c) for f in fields] for c in id_columns}},
+        schema={"source_row": pl.Int32, "line": pl.String, "reasons": pl.String,
+                **{c: pl.String for c in id_columns}})
+    ragged = ragged.with_columns(record_id_expr(dataset))
     return (ragged.select(
                 pl.lit(env.business_date).alias("business_date"), pl.lit(env.province).alias("file_province"),
                 pl.lit(dataset).alias("dataset"), *_file_row(source_file), pl.col("record_id"),
@@ -607,7 +629,7 @@ def _ragged_rows(bad_rows: list[tuple[int, str, str]], dataset: str, env: Env,
 
 
 def _held_back(dataset: str, env: Env, source_file: str, invalid: pl.DataFrame,
-               dup: pl.DataFrame | None, bad_rows: list[tuple[int, str, str]]
+               dup: pl.DataFrame | None, parsed: ParsedFile
                ) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame]]:
     """The quarantine and finding parts of a file's held-back rows: F04, F05, ragged."""
     # Only the parts that have rows, each built lazily and collected once: most
@@ -619,8 +641,8 @@ def _held_back(dataset: str, env: Env, source_file: str, invalid: pl.DataFrame,
         if frame is not None and frame.height:
             q_parts.append(_quarantine_rows(frame.lazy(), rule, dataset, env, source_file))
             f_parts.append(_finding_rows(frame.lazy(), rule, dataset, env, source_file))
-    if bad_rows:
-        q_ragged, f_ragged = _ragged_rows(bad_rows, dataset, env, source_file)
+    if parsed.bad_rows:
+        q_ragged, f_ragged = _ragged_rows(parsed, dataset, env, source_file)
         q_parts.append(q_ragged)
         f_parts.append(f_ragged)
     return q_parts, f_parts
