@@ -105,6 +105,7 @@ class _Book:
         self.wrap = f({"valign": "top", "text_wrap": True})
         self.wrap_q = f({"valign": "top", "text_wrap": True, "quote_prefix": True})
         self.money = f({"num_format": "#,##0.00", "valign": "top"})
+        self.money_text = f({"valign": "top", "align": "right"})   # beyond Excel's 15 digits
         self.int = f({"num_format": "0", "valign": "top"})
         self.count = f({"num_format": "#,##0", "valign": "top"})
         self.title = f({"bold": True, "font_size": 14, "font_color": "#1F4E79"})
@@ -113,7 +114,8 @@ class _Book:
         self.ok = f({"font_color": "#1E8449", "bold": True})
         # the data formats of the findings sheets are in the rows written after close:
         # give them their style index now, so that styles.xml holds them
-        for fmt in (self.text, self.text_q, self.wrap, self.wrap_q, self.money, self.int):
+        for fmt in (self.text, self.text_q, self.wrap, self.wrap_q, self.money, self.money_text,
+                    self.int):
             fmt._get_xf_index()
         self.pending: list[tuple] = []
 
@@ -129,10 +131,17 @@ class _Book:
             ws.write_blank(r, c, None, self.money)
             return
         d = Decimal(str(value)).quantize(Decimal("0.01"))
-        # the last formatting step: Excel holds a double; two decimals are exact to the cent
+        if abs(d) >= EXACT_IN_EXCEL:   # a double (and Excel's 15 digits) would lose the cents
+            ws.write_string(r, c, str(d), self.money_text)
+            return
+        # the last formatting step: Excel holds a double; up to 15 digits are exact to the cent
         ws.write_number(r, c, float(d), self.money)
 
 
+# Excel keeps 15 significant digits: an amount of 14 or more integer digits and its cents
+# is written as its exact text instead (DECIMAL(18,2) allows 16 integer digits).
+EXACT_IN_EXCEL = Decimal(10) ** 13
+_BEYOND_EXCEL_RE = r"^-?[0-9]{14,}"
 _CANDIDATE_ID = r"\d{15}"                        # may hold a resident ID (mask_text decides)
 _FORMULA_RE = r"^[=+\-@\t\r]"                     # needs_escape, vectorised
 _CONTROL_RE = r"[\x00-\x08\x0b-\x1f]"
@@ -237,7 +246,7 @@ def _int_text(frame: pl.DataFrame, key: str) -> pl.Series:
 def sheet_rows_xml(frame: pl.DataFrame, styles: dict[str, int], first_row: int = 2) -> str:
     """The <row> elements of the findings in `frame` (Excel rows from first_row), as XML text.
 
-    styles: xf index of 'text', 'text_q', 'wrap', 'wrap_q', 'money', 'int'.
+    styles: xf index of 'text', 'text_q', 'wrap', 'wrap_q', 'money', 'money_text', 'int'.
     """
     if frame.height == 0:
         return ""
@@ -266,10 +275,15 @@ def sheet_rows_xml(frame: pl.DataFrame, styles: dict[str, int], first_row: int =
         else:
             v = _money_text(frame, key) if kind == "money" else _int_text(frame, key)
             s = str(styles["money" if kind == "money" else "int"])
+            exact = (pl.lit(kind == "money") & pl.col("v").str.contains(_BEYOND_EXCEL_RE)).fill_null(False)
             df = pl.DataFrame({"r": rownum, "v": v})
             cells[key] = df.select(
                 pl.when(pl.col("v").is_null())
                 .then(pl.concat_str([pl.lit(f'<c r="{ref}'), pl.col("r"), pl.lit(f'" s="{s}"/>')]))
+                .when(exact)   # as money_cell: the exact text where a double loses the cents
+                .then(pl.concat_str([pl.lit(f'<c r="{ref}'), pl.col("r"),
+                                     pl.lit(f'" s="{styles.get("money_text", s)}" t="inlineStr"><is><t>'),
+                                     pl.col("v"), pl.lit("</t></is></c>")]))
                 .otherwise(pl.concat_str([pl.lit(f'<c r="{ref}'), pl.col("r"), pl.lit(f'" s="{s}"><v>'),
                                           pl.col("v"), pl.lit("</v></c>")]))).to_series()
     spans = f"1:{len(COLUMNS)}"
@@ -299,7 +313,8 @@ def _fill_rows(path: Path, book: "_Book") -> None:
     pending = [(ws, frame) for ws, frame in book.pending if frame.height]
     if not pending:
         return
-    styles = {k: getattr(book, k).xf_index for k in ("text", "text_q", "wrap", "wrap_q", "money", "int")}
+    styles = {k: getattr(book, k).xf_index
+              for k in ("text", "text_q", "wrap", "wrap_q", "money", "money_text", "int")}
     by_part = {f"xl/worksheets/sheet{ws.index + 1}.xml": frame for ws, frame in pending}
     out = path.with_name(path.name + ".rows")
     with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED,

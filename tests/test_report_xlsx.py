@@ -116,6 +116,21 @@ def test_amounts_are_numbers_with_two_decimals(book):
     assert isinstance(f04.cell(2, 16).value, (int, type(None)))
 
 
+def test_amounts_beyond_excels_fifteen_digits_keep_their_cents_as_exact_text(tmp_path, real_run):
+    """DECIMAL(18,2) allows 16 integer digits; Excel holds 15 significant digits."""
+    path = tmp_path / "exceptions.xlsx"
+    write(path, frame([{"rule_code": "S08", "amount": Decimal("1234567890123456.78")},
+                       {"rule_code": "S08", "amount": Decimal("-9999999999999.99")}]),
+          real_run.summary(D))
+    wb = openpyxl.load_workbook(path)
+    ws = wb[FAMILY_SHEETS["S"]]
+    big, edge = ws.cell(2, 13), ws.cell(3, 13)
+    assert (big.data_type, big.value) == ("s", "1234567890123456.78")
+    assert edge.data_type == "n" and Decimal(repr(edge.value)) == Decimal("-9999999999999.99")
+    summary_values = [c.value for row in wb[SUMMARY_SHEET].iter_rows() for c in row]
+    assert "1224567890123456.79" in summary_values     # S08's sum and the total, exact
+
+
 def test_formula_like_text_is_written_as_text(book):
     path, wb = book
     seen = 0
