@@ -676,7 +676,17 @@ def main(argv: list[str] | None = None) -> int:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
     sys.stdout.flush()
+    if argv is None and on_term is not None:
+        _exit_on_sigterm(code)
     return code
+
+
+def _exit_on_sigterm(code: int) -> None:
+    """The command is done (committed, published, its result printed): a SIGTERM during
+    the interpreter's shutdown ends the process at once with the command's own exit code,
+    not 143, which would tell the service manager a finished run was killed."""
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(code))
 
 
 def failure(e: BaseException, a) -> tuple[str, int]:

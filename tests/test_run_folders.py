@@ -659,6 +659,23 @@ def test_sigterm_stops_a_run_like_ctrl_c(done, monkeypatch, capsys):
     assert signal.getsignal(signal.SIGTERM) is previous   # handed back when recon returns
 
 
+def test_a_sigterm_after_the_command_finished_exits_with_its_own_code_not_143(tmp_path):
+    """The process entry (`recon`): once the result is printed, a SIGTERM (a service manager
+    stopping the job) ends the process with the command's exit code; before, it was 143."""
+    code = ("import os, signal, sys, time\n"
+            "from flows.cli import main\n"
+            f"sys.argv = ['recon', 'status', '--inbox', {str(tmp_path / 'inbox')!r}, "
+            f"'--out', {str(tmp_path / 'out')!r}, '--warehouse', {str(tmp_path / 'wh.duckdb')!r}]\n"
+            "rc = main()\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(10)\n"
+            "sys.exit(99)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    # status of a warehouse that does not exist: exit 2, its own code, not 143 (killed) or 99
+    assert done.returncode == 2 and "There is no warehouse" in done.stderr
+
+
 def test_reports_that_could_not_be_put_in_place_stop_the_run_before_its_commit(done, monkeypatch,
                                                                                capsys):
     """<out>/<D> that cannot be moved aside (no write permission on it) had failed the publish
