@@ -738,6 +738,21 @@ def test_a_workbench_database_of_the_earlier_schema_is_migrated_and_read_again(p
     assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sightings_case'").fetchone()[0] == 1
 
 
+def test_report_dates_without_status_reasons_gain_them_and_every_date_is_read_again(
+        published, tmp_path):
+    from workbench.ingest import ingest
+    from workbench.store import connect
+    db = tmp_path / "old.sqlite"
+    con = connect(db)
+    ingest(con, published.out)
+    con.execute("ALTER TABLE report_dates DROP COLUMN status_reasons")   # as an earlier workbench
+    con.close()
+    con = connect(db)
+    assert "status_reasons" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]
+    assert sorted(ingest(con, published.out).ingested) == [d.isoformat() for d in DATES]
+    assert con.execute("SELECT count(*) FROM report_dates WHERE status_reasons IS NULL").fetchone()[0] == 0
+
+
 def _mark_stale(out: Path, day: date, clear_with: str) -> None:
     """What a re-run of an earlier date does to the summary.json of a later date."""
     from contracts import summary as S
@@ -776,6 +791,33 @@ def test_the_dashboard_and_case_pages_say_when_a_date_is_stale_or_partial(publis
     assert "STALE" in cards[-1] and clear in cards[-1]
     for d, card in zip(DATES[:2], cards[:2]):
         assert ("PARTIAL" in card) == (statuses[d] == "PARTIAL") and "STALE" not in card
+
+
+def test_a_province_scoped_user_reads_why_a_date_is_partial_for_their_province_only(
+        published, tmp_path):
+    """Which other provinces missed or broke a delivery is the national operators' business:
+    a scoped user reads their own province's reasons and how many other provinces there are."""
+    from contracts import summary as S
+    out = _copy_out(published, tmp_path)
+    p = out / DATES[-1].isoformat() / "summary.json"
+    doc = S.dump(S.load(p))
+    doc.update(status="PARTIAL", partial_because=[
+        {"rule_code": "F01", "province": "54", "file": None, "reason": "province 54 delivered nothing."},
+        {"rule_code": "F03", "province": "63", "file": "settlements.csv", "reason": "cannot be decoded."},
+        {"rule_code": "F02", "province": published.province, "file": "balances.csv",
+         "reason": "balances.csv has 3 data rows, manifest.json says 4."}])
+    p.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    app, _ = make_app(published, tmp_path, ALL + [("prov", "auditor", published.province)], out=out)
+    banners = {}
+    for name in ("aud", "prov"):
+        c, _ = client(app, name)
+        page = c.get("/").text
+        banner = page[page.index('id="latest-status"'):]
+        banners[name] = banner[:banner.index("</div>")]
+    assert "54 (F01)" in banners["aud"] and "63/settlements.csv" in banners["aud"]
+    assert f"{published.province}/balances.csv rejected" in banners["prov"]
+    assert "54" not in banners["prov"] and "63/" not in banners["prov"]
+    assert "and 2 other province(s)" in banners["prov"]
 
 
 def test_an_unreadable_or_removed_date_does_not_move_the_latest_date(published, tmp_path):

@@ -189,12 +189,13 @@ def clean_evidence(ev: dict) -> dict:
     return out
 
 
-def read_status(folder: Path, day: str) -> tuple[str, str]:
+def read_status(folder: Path, day: str) -> tuple[str, str, str]:
     """The status of the date from its summary.json, read through contracts/summary.py;
     ValueError with one sentence when the file is absent, not a regular file, too big,
     of another date or not of that contract (a renamed field is never guessed at).
-    Returns (status, why): why is the summary's own line for a STALE date (with the
-    command that clears it) or a PARTIAL one, '' when COMPLETE."""
+    Returns (status, why, reasons): why is the summary's own line for a STALE date (with
+    the command that clears it) or a PARTIAL one, '' when COMPLETE; reasons the same as
+    JSON by province (status_reasons), from which a province-scoped user's line is made."""
     p = folder / "summary.json"
     try:
         if p.is_symlink() or not p.is_file() or p.stat().st_size > MAX_SUMMARY_BYTES:
@@ -208,11 +209,15 @@ def read_status(folder: Path, day: str) -> tuple[str, str]:
         raise ValueError("summary.json is not JSON") from None
     if s.business_date.isoformat() != day:
         raise ValueError(f"summary.json is the summary of {s.business_date.isoformat()}, not {day}")
-    return s.status, mask(s.why()) or ""
+    reasons = {"status_before_stale": s.status_before_stale,
+               "stale_clear_command": s.stale_clear_command,
+               "partial_because": [r.model_dump() for r in s.partial_because]}
+    return s.status, mask(s.why()) or "", mask(json.dumps(reasons, ensure_ascii=False))
 
 
 def _store_date(con: sqlite3.Connection, day: str, rows: list[dict], evidence: dict,
-                fingerprint: str, sha: str, status: str | None, why: str | None = None) -> None:
+                fingerprint: str, sha: str, status: str | None, why: str | None = None,
+                reasons: str | None = None) -> None:
     at = now_utc()
     with transaction(con):
         con.execute("DELETE FROM sightings WHERE business_date = ?", (day,))
@@ -237,19 +242,21 @@ def _store_date(con: sqlite3.Connection, day: str, rows: list[dict], evidence: d
                  mask(r["source_file"]), r["source_row"],
                  None if ev is None else mask(json.dumps(ev, ensure_ascii=False)), n))
         con.execute("INSERT OR REPLACE INTO report_dates (business_date, fingerprint, content_sha256, "
-                    "status, findings, ingested_at, problem, status_why) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (day, fingerprint, sha, status, len(rows), at, why or None))
+                    "status, findings, ingested_at, problem, status_why, status_reasons) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (day, fingerprint, sha, status, len(rows), at, why or None, reasons))
 
 
 def _note_problem(con: sqlite3.Connection, day: str, fingerprint: str, sha: str, problem: str) -> None:
     with transaction(con):
-        old = con.execute("SELECT status, findings, ingested_at, status_why FROM report_dates "
-                          "WHERE business_date = ?", (day,)).fetchone()
+        old = con.execute("SELECT status, findings, ingested_at, status_why, status_reasons "
+                          "FROM report_dates WHERE business_date = ?", (day,)).fetchone()
         con.execute("INSERT OR REPLACE INTO report_dates (business_date, fingerprint, content_sha256, "
-                    "status, findings, ingested_at, problem, status_why) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "status, findings, ingested_at, problem, status_why, status_reasons) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (day, fingerprint, sha, old["status"] if old else None,
                      old["findings"] if old else 0, old["ingested_at"] if old else now_utc(), problem,
-                     old["status_why"] if old else None))
+                     old["status_why"] if old else None, old["status_reasons"] if old else None))
 
 
 REMOVED = ("报告目录中暂未找到该日期 not found in the reports folder: its findings are kept as "
@@ -292,11 +299,11 @@ def ingest(con: sqlite3.Connection, out: Path) -> IngestResult:
             continue
         try:
             rows = read_findings(folder, day)
-            status, why = read_status(folder, day)
+            status, why, reasons = read_status(folder, day)
         except ValueError as e:
             _note_problem(con, day, fp, sha, mask(str(e)))
             res.problems[day] = mask(str(e))
             continue
-        _store_date(con, day, rows, read_evidence(folder), fp, sha, status, why)
+        _store_date(con, day, rows, read_evidence(folder), fp, sha, status, why, reasons)
         res.ingested.append(day)
     return res

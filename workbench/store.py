@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS report_dates (
     business_date TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, content_sha256 TEXT NOT NULL,
     status TEXT, findings INTEGER NOT NULL, ingested_at TEXT NOT NULL, problem TEXT,
-    status_why TEXT);
+    status_why TEXT, status_reasons TEXT);
 CREATE TABLE IF NOT EXISTS cases (
     case_id TEXT PRIMARY KEY, key_kind TEXT NOT NULL, rule_code TEXT NOT NULL,
     province TEXT NOT NULL, subject TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -101,13 +101,16 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def _migrate_report_dates(con: sqlite3.Connection) -> None:
     """report_dates of an earlier workbench lack status_why (why a date is STALE or
-    PARTIAL, from its summary.json): add it and have every date read again."""
-    if "status_why" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]:
+    PARTIAL, from its summary.json) or status_reasons (those reasons by province, so that
+    a province-scoped user reads only their own): add them and have every date read again."""
+    def missing() -> list[str]:
+        have = [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]
+        return [c for c in ("status_why", "status_reasons") if c not in have]
+    if not missing():
         return
     with transaction(con):   # checked again under the write lock: another process may have
-        if "status_why" in [r[1] for r in con.execute("PRAGMA table_info(report_dates)")]:
-            return           # migrated in between
-        con.execute("ALTER TABLE report_dates ADD COLUMN status_why TEXT")
+        for column in missing():   # migrated in between
+            con.execute(f"ALTER TABLE report_dates ADD COLUMN {column} TEXT")
         con.execute("UPDATE report_dates SET fingerprint = '', content_sha256 = ''")
 
 

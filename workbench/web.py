@@ -18,6 +18,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
+from contracts import summary as S
 from contracts.codes import PROVINCE_NAMES, RULES
 from workbench.masking import mask
 from workbench import auth, cases as C
@@ -72,7 +73,7 @@ class Workbench:
         """What every signed-in page shows: the user, the CSRF token, names, report problems,
         and the run status of the dates (STALE, PARTIAL) with why, from their summary.json."""
         latest = C.latest_date(self.con)
-        dates = date_statuses(self.con)
+        dates = date_statuses(self.con, s.user)
         return {"user": s.user, "csrf": s.csrf, "rules": RULES, "provinces": PROVINCE_NAMES,
                 "decisions": C.DECISIONS, "latest": latest, "date_status": dates,
                 "latest_status": dates.get(latest) if latest else None,
@@ -92,12 +93,34 @@ class Workbench:
         return C.act(self.con, s.user, cid, one(f, "action"), fields(f), self.settings.supervisor_limit)
 
 
-def date_statuses(con: sqlite3.Connection) -> dict[str, dict]:
+def date_statuses(con: sqlite3.Connection, user: C.User | None = None) -> dict[str, dict]:
     """{date: {status, why}} of every date read whose run is not COMPLETE: STALE (an
-    earlier date was re-run; why holds the command that clears it) or PARTIAL."""
-    return {r["business_date"]: {"status": r["status"], "why": r["status_why"] or ""}
-            for r in con.execute("SELECT business_date, status, status_why FROM report_dates "
-                                 "WHERE status IN ('STALE', 'PARTIAL') ORDER BY business_date")}
+    earlier date was re-run; why holds the command that clears it) or PARTIAL. A
+    province-scoped user reads the reasons of their own province only, and how many
+    other provinces' reasons there are (which provinces missed or broke a delivery is
+    the national operators' business)."""
+    return {r["business_date"]: {"status": r["status"], "why": _why_for(r, user)}
+            for r in con.execute("SELECT business_date, status, status_why, status_reasons "
+                                 "FROM report_dates WHERE status IN ('STALE', 'PARTIAL') "
+                                 "ORDER BY business_date")}
+
+
+def _why_for(row: sqlite3.Row, user: C.User | None) -> str:
+    if user is None or user.province is None:
+        return row["status_why"] or ""
+    try:
+        parts = json.loads(row["status_reasons"] or "")
+        reasons = S.parse_reasons(parts["partial_because"])
+    except (ValueError, TypeError, KeyError, S.SummaryError):
+        # a date read by an earlier workbench (read again at the next refresh)
+        return "(原因见全国报告 the reasons are in the national report)"
+    own = [r for r in reasons if user.may_see(r.province)]
+    why = S.why(row["status"], parts.get("status_before_stale"), parts.get("stale_clear_command"), own)
+    if len(own) < len(reasons):
+        others = len({r.province for r in reasons if not user.may_see(r.province)})
+        why = "; ".join(x for x in (why, f"and {others} other province(s) missing or with a "
+                                         "rejected file") if x)
+    return mask(why)
 
 
 async def body(request: Request) -> dict[str, list]:
