@@ -23,7 +23,9 @@ Money is Decimal with two places, written as text ("2220.00"), never a float.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -326,30 +328,44 @@ def mark_stale(summary: RunSummary, clear_with: str) -> RunSummary:
     order) stays right however many of those dates are re-run meanwhile, and a backfill
     does not rewrite the reports of every STALE date after each of its dates."""
     if summary.status == STALE:
-        if not _starts_earlier(clear_with, summary.stale_clear_command):
+        if not _widens(clear_with, summary.stale_clear_command):
             return summary
-        # A re-run of a date before the stored command's range made more dates STALE:
-        # following the old command would leave those, and build on them. Only then is
-        # a marked date marked again (a backfill moves the first STALE date later, never
-        # earlier, so it still rewrites nothing).
+        # A re-run of a date before the stored command's range made more dates STALE, or
+        # a later date was run on top of the STALE ones: following the old command would
+        # leave dates STALE. Only then is a marked date marked again (a backfill moves
+        # the first STALE date later, never earlier, so it still rewrites nothing).
         return summary.model_copy(update={"stale_clear_command": clear_with})
     return summary.model_copy(update={"status_before_stale": summary.status, "status": STALE,
                                       "stale_clear_command": clear_with})
 
 
-def _starts_earlier(command: str, stored: str | None) -> bool:
-    """Does clear command `command` start before the `stored` one (or is there none)?"""
-    new, old = clear_command_start(command), clear_command_start(stored)
-    return new is not None and (old is None or new < old)
+def _widens(command: str, stored: str | None) -> bool:
+    """Does clear command `command` start before the `stored` one or end after it (or is
+    there none)?"""
+    new, old = clear_command_range(command), clear_command_range(stored)
+    if new is None:
+        return False
+    return old is None or new[0] < old[0] or new[1] > old[1]
 
 
-def clear_command(first_stale: date, last_processed: date) -> str:
+def clear_command(first_stale: date, last_processed: date,
+                  where: tuple[Path, Path, Path] | None = None) -> str:
     """The command that brings STALE dates up to date (also for a single date: one form
-    that every reader and operator recognises)."""
-    return f"recon backfill --start {first_stale.isoformat()} --end {last_processed.isoformat()}"
+    that every reader and operator recognises). `where`: the inbox, reports folder and
+    warehouse it acts on, named in the command (absolute), so that it works as printed
+    whatever the options or environment of the shell it is pasted into."""
+    command = f"recon backfill --start {first_stale.isoformat()} --end {last_processed.isoformat()}"
+    if where is not None:
+        inbox, out, warehouse = (shlex.quote(os.path.abspath(p)) for p in where)
+        command += f" --inbox {inbox} --out {out} --warehouse {warehouse}"
+    return command
 
 
-def clear_command_start(command: str | None) -> date | None:
-    """The first STALE date a clear_command names (None for any other text)."""
-    m = re.fullmatch(r"recon backfill --start (\S+) --end \S+", command or "")
-    return iso_date(m.group(1)) if m else None
+def clear_command_range(command: str | None) -> tuple[date, date] | None:
+    """(first STALE date, last processed date) a clear_command names (None for any other text)."""
+    m = re.fullmatch(r"recon backfill --start (\S+) --end (\S+)( --inbox .*)?", command or "", re.S)
+    if not m:
+        return None
+    first, last = iso_date(m.group(1)), iso_date(m.group(2))
+    return None if first is None or last is None else (first, last)
+

@@ -53,7 +53,7 @@ def archive_before(paths: Paths, before: date, lookback_days: int) -> dict[str, 
     with wh.run_lock(paths.warehouse, f"archive before {before.isoformat()}"):
         con = wh.open_warehouse(paths.warehouse)
         try:
-            _check_boundary(con, before, lookback_days)
+            _check_boundary(con, before, lookback_days, paths.where)
             plan = {t: archive.dates_to_move(con, t, before) for t in archive.ARCHIVED_TABLES}
             if not any(plan.values()):   # no boundary either: every date still re-runs
                 return {t: 0 for t in plan}
@@ -77,7 +77,8 @@ def archive_before(paths: Paths, before: date, lookback_days: int) -> dict[str, 
             con.close()
 
 
-def _check_boundary(con, before: date, lookback_days: int) -> None:
+def _check_boundary(con, before: date, lookback_days: int, where: tuple) -> None:
+    from contracts.summary import clear_command
     latest = con.execute("SELECT max(business_date) FROM runs").fetchone()[0]
     if latest is None:
         raise InputError(f"The warehouse has no processed date, so nothing before "
@@ -86,8 +87,7 @@ def _check_boundary(con, before: date, lookback_days: int) -> None:
                         [wh.STALE, before]).fetchone()[0]
     if stale is not None:   # it could never be brought up to date once archived
         raise InputError(f"{stale.isoformat()} is STALE and lies before {before.isoformat()}; bring "
-                         f"it up to date first (`recon backfill --start {stale.isoformat()} --end "
-                         f"{latest.isoformat()}`), then archive.")
+                         f"it up to date first (`{clear_command(stale, latest, where)}`), then archive.")
     last_allowed = latest - timedelta(days=lookback_days)
     if before > last_allowed:
         raise InputError(f"--before {before.isoformat()} is within the nightly look-back of "

@@ -445,19 +445,19 @@ def status_lines(paths) -> list[str]:
     for r in rs:
         lines.append(f"{r['business_date'].isoformat():<10}  {r['status']:<8}  "
                      f"{r['finished_at'].isoformat(sep=' '):<24}  {r['run_id']}")
-        reason = _status_why(r, stale)
+        reason = _status_why(r, stale, paths.where)
         if reason:
             lines.append(f"{'':<10}  {reason}")
     if stale:
         from contracts.summary import clear_command
-        lines.append(f"STALE dates need a re-run: {clear_command(*stale)}")
+        lines.append(f"STALE dates need a re-run: {clear_command(*stale, where=paths.where)}")
     else:
         lines.append("No date is stale.")
     from flows.operations import OpsConfig, status_lines as changed_lines
     return lines + changed_lines(paths, rs, OpsConfig.from_env().lookback_days)   # catch-up's window
 
 
-def _status_why(r: dict, stale) -> str:
+def _status_why(r: dict, stale, where: tuple) -> str:
     """Why a processed date is PARTIAL or STALE, from the summary its run committed."""
     from contracts.summary import STALE, SummaryError, clear_command, parse_core, why
     try:
@@ -465,7 +465,7 @@ def _status_why(r: dict, stale) -> str:
     except SummaryError as e:  # one sentence naming the field, never a guessed reason
         return "" if r["status"] == "COMPLETE" else f"why: not shown, {e}"
     before = committed.status if r["status"] == STALE else None
-    clear = clear_command(*stale) if stale else None
+    clear = clear_command(*stale, where=where) if stale else None
     text = why(r["status"], before, clear, committed.partial_because)
     return f"why: {text}" if text else ""
 

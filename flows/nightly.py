@@ -72,6 +72,11 @@ class Paths:
     def of(cls, inbox, out, warehouse) -> "Paths":
         return cls(Path(inbox), Path(out), Path(warehouse))
 
+    @property
+    def where(self) -> tuple[Path, Path, Path]:
+        """What a printed command names so that it acts on these folders as pasted."""
+        return (self.inbox, self.out, self.warehouse)
+
 
 def kill_point(name: str) -> None:
     """SIGKILL this process when RECON_TEST_KILL_AT names this point (tests only)."""
@@ -534,7 +539,7 @@ def run_date(paths: Paths, d: date, ex) -> dict:
         try:
             wh.bind_reports_folder(con, paths.out, paths.warehouse)   # before <out> is made
             with wh.out_lock(paths.out, wh.warehouse_id(con), paths.warehouse):
-                for action in wh.recover(con, paths.out):
+                for action in wh.recover(con, paths.out, paths.where):
                     log.warning("recovery: %s", action)
                 wh.write_status_file(con, paths.warehouse)
                 return _run_locked(con, paths, d, ex)
@@ -565,7 +570,7 @@ def _run_locked(con, paths: Paths, d: date, ex) -> dict:
     folders = ex.call(READ_FOLDERS, paths.inbox)
     if d not in folders:
         raise InputError(f"The inbox {paths.inbox} has no folder for business date {d.isoformat()}.")
-    genesis = wh.check_order(con, d, folders)
+    genesis = wh.check_order(con, d, folders, paths.where)
     ctx = RunContext.for_date(d, genesis)
     inbox_date = ex.call(READ_INBOX, paths.inbox, d)
     wh.size_for_day(con, declared_rows(inbox_date.deliveries, d))   # a large day gets more memory
@@ -637,7 +642,7 @@ def _publish_committed(con, paths: Paths, d: date, ex, run_id: str) -> None:
     ex.call(PUBLISH, paths.out, run_id, d)
     kill_point("after_swap")
     _check_published(paths.out, run_id, d)
-    wh.sync_stale_summaries(con, paths.out)
+    wh.sync_stale_summaries(con, paths.out, paths.where)
     wh.write_status_file(con, paths.warehouse)  # what `recon status` reads
     wh.finish_run(paths.out, run_id)
     PROGRESS.published = d
@@ -735,7 +740,7 @@ def preflight_range(paths: Paths, start: date, end: date) -> list[date]:
     with wh.run_lock(paths.warehouse):
         con = wh.open_warehouse(paths.warehouse, read_only=True)
         try:
-            wh.check_order(con, start, sorted(folders))
+            wh.check_order(con, start, sorted(folders), paths.where)
         finally:
             con.close()
     return days

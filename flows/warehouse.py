@@ -421,7 +421,8 @@ def check_genesis(d: date, folders: list[date]) -> bool:
                      f"{d.isoformat()} cannot be reconciled{hint}.")
 
 
-def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) -> bool:
+def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date],
+                where: tuple | None = None) -> bool:
     """outputs.md "Order": may D run now? Returns genesis (True when the ledger opens
     from balances.csv). Raises InputError naming the date that must come first."""
     from transforms.archive import refuses_rerun
@@ -443,10 +444,11 @@ def check_order(con: duckdb.DuckDBPyConnection, d: date, folders: list[date]) ->
     if done[prev] == STALE:
         # outputs.md only asks that D-1 was processed, and a STALE date was; D then
         # opens from D-1's closing state as it stands, so say how to bring it up to date.
+        from contracts.summary import clear_command
         first_stale = min(x for x, s in done.items() if s == STALE)
         print(f"recon: warning: {prev.isoformat()} is STALE because an earlier date was re-run; "
-              f"{d.isoformat()} opens from its current closing state. `recon backfill --start "
-              f"{first_stale.isoformat()} --end {d.isoformat()}` brings the range up to date.",
+              f"{d.isoformat()} opens from its current closing state. "
+              f"`{clear_command(first_stale, d, where)}` brings the range up to date.",
               file=sys.stderr)
     return False
 
@@ -823,8 +825,9 @@ def finish_run(out: Path, run_id: str) -> None:
         root.rmdir()  # only when empty
 
 
-def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
+def recover(con: duckdb.DuckDBPyConnection, out: Path, where: tuple | None = None) -> list[str]:
     """Bring `<out>` in line with the committed warehouse after an interrupted run.
+    `where` (inbox, out, warehouse) goes into the STALE dates' clear command.
 
     Must be called under both locks. Returns a line per action taken."""
     root = staging_root(out)
@@ -833,7 +836,7 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
         remove_path(root)  # a link is unlinked, its target left alone
         actions.append(f"removed {root}, which was not a folder of recon's own")
     if not _is_real_dir(root):
-        sync_stale_summaries(con, out)
+        sync_stale_summaries(con, out, where)
         return actions
     committed = {r["business_date"]: r["run_id"] for r in runs(con)}
     with os.scandir(root) as it:
@@ -849,7 +852,7 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
         run_id, d = meta
         if committed.get(d) == run_id:
             swap_into_place(out, run_id, d)
-            sync_stale_summaries(con, out)
+            sync_stale_summaries(con, out, where)
             finish_run(out, run_id)
             actions.append(f"completed the publish of {d.isoformat()} (run {run_id})")
         else:
@@ -862,13 +865,14 @@ def recover(con: duckdb.DuckDBPyConnection, out: Path) -> list[str]:
             remove_path(leftover)
         with contextlib.suppress(OSError):
             root.rmdir()
-    sync_stale_summaries(con, out)
+    sync_stale_summaries(con, out, where)
     return actions
 
 
-def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path, where: tuple | None = None) -> None:
     """Make the summary.json of every STALE date say so (atomically, idempotent; only
-    a real summary.json in a real `<out>/<D>` folder is rewritten)."""
+    a real summary.json in a real `<out>/<D>` folder is rewritten), with the command that
+    clears them on `where` (inbox, out, warehouse)."""
     from contracts.summary import clear_command
     from flows.report_stale import mark_date_stale  # summary.json, report.html, xlsx say STALE
     clear = stale_ranges(con)
@@ -880,7 +884,7 @@ def sync_stale_summaries(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         st = _lstat(p)
         if not _is_real_dir(folder) or st is None or not stat.S_ISREG(st.st_mode):
             continue
-        if clear and mark_date_stale(folder, clear_command(*clear)):
+        if clear and mark_date_stale(folder, clear_command(*clear, where=where)):
             continue
         try:
             s = json.loads(p.read_text(encoding="utf-8"))

@@ -269,7 +269,9 @@ def test_status_says_why_a_date_is_partial_and_how_to_clear_stale(real_run, caps
     assert "rejected (F03" in rows[partial + 1]
     stale = next(i for i, x in enumerate(rows) if x.startswith(real_run.stale.isoformat()))
     assert "STALE" in rows[stale]
-    clear = f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}"
+    from contracts.summary import clear_command
+    clear = clear_command(real_run.stale, real_run.stale, (real_run.inbox, real_run.out, real_run.warehouse))
+    assert clear.endswith(f" --warehouse {real_run.warehouse.absolute()}")   # works as pasted
     assert f"STALE (was PARTIAL): an earlier date was re-run; clear with `{clear}`" in rows[stale + 1]
     assert f"STALE dates need a re-run: {clear}" in out
 

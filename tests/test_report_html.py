@@ -525,7 +525,8 @@ def test_stale_page_says_stale_with_the_command_that_clears_it(real_run):
     summary = real_run.summary(real_run.stale)
     page = (real_run.folder(real_run.stale) / "report.html").read_text(encoding="utf-8")
     keyed = _parse(_header(page)).keyed
-    clear = f"recon backfill --start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()}"
+    from contracts.summary import clear_command
+    clear = clear_command(real_run.stale, real_run.stale, (real_run.inbox, real_run.out, real_run.warehouse))
     assert summary["status"] == "STALE" and summary["stale_clear_command"] == clear
     assert keyed["status"] == "STALE" and keyed["stale_clear_command"] == clear
     assert keyed["status_before_stale"] == summary["status_before_stale"] == "PARTIAL"
@@ -655,13 +656,16 @@ def test_a_stale_date_is_marked_once_not_rewritten_by_each_later_re_run(real_run
     """A backfill re-runs the STALE dates one by one: the reports of those still STALE keep
     the command of their marking (still right: it re-runs them in order) and are not
     rewritten after every date."""
+    from datetime import timedelta
+
     from flows.report_stale import mark_date_stale
     folder = real_run.folder(real_run.stale)
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    assert mark_date_stale(folder, "recon backfill --start 2099-01-01 --end 2099-01-02")
+    later = (real_run.stale + timedelta(days=1)).isoformat()   # the first STALE date moved on
+    assert mark_date_stale(folder, f"recon backfill --start {later} --end {real_run.stale.isoformat()}")
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
-    assert real_run.summary(real_run.stale)["stale_clear_command"].endswith(
-        real_run.stale.isoformat())
+    assert f"--start {real_run.stale.isoformat()} --end {real_run.stale.isoformat()} " in \
+        real_run.summary(real_run.stale)["stale_clear_command"]
 
 
 def test_the_drill_down_of_a_settlement_shows_that_provinces_settlement_only():

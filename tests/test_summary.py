@@ -114,6 +114,21 @@ def test_marking_stale_keeps_the_status_before_and_the_command_that_clears_it(re
     assert stale.why().startswith(f"STALE (was {s.status}): an earlier date was re-run; clear with `{clear}`")
 
 
+def test_a_later_date_run_on_top_of_stale_dates_widens_their_command_to_it(real_run, copied_run):
+    """The third date is STALE; the inbox gets a fourth date (every province missing: a
+    PARTIAL run), which runs on top of it: the third's reports must now name the range up
+    to the fourth, or following them would mark the fourth STALE and leave it so."""
+    from datetime import timedelta
+
+    from flows import nightly
+    third = real_run.dates[2]
+    fourth = third + timedelta(days=1)
+    (copied_run.inbox / fourth.isoformat()).mkdir()
+    nightly.run_date(copied_run, fourth, nightly.PlainExecutor())
+    s = load(copied_run.out / third.isoformat() / "summary.json")
+    assert (s.status, s.stale_clear_command) == (STALE, clear_command(third, fourth, copied_run.where))
+
+
 def test_a_re_run_before_a_stale_date_s_range_widens_the_command_on_its_reports(real_run, copied_run):
     # real_run: the second date was re-run, so the third is STALE, cleared by a backfill of
     # itself. A re-run of the first date makes the second STALE too: the third's reports must
@@ -121,9 +136,9 @@ def test_a_re_run_before_a_stale_date_s_range_widens_the_command_on_its_reports(
     from flows import nightly
     first, second, third = real_run.dates
     assert load(copied_run.out / third.isoformat() / "summary.json").stale_clear_command == \
-        clear_command(third, third)
+        clear_command(third, third, (real_run.inbox, real_run.out, real_run.warehouse))
     nightly.run_date(copied_run, first, nightly.PlainExecutor())
-    widened = clear_command(second, third)
+    widened = clear_command(second, third, copied_run.where)
     for d in (second, third):
         folder = copied_run.out / d.isoformat()
         s = load(folder / "summary.json")
