@@ -574,6 +574,8 @@ def cmd_catch_up(a) -> int:
     from flows import warehouse as wh
     cfg = _ops_config(a)   # settings first: a bad one is refused whatever the folders hold
     wh.require_warehouse(paths.warehouse)
+    from flows.inbox import date_folders
+    date_folders(paths.inbox)   # no inbox is a usage error, not "nothing to catch up"
     changed, summaries = operations.catch_up(paths, cfg, run_one)
     for c in changed:
         print(f"{c.business_date.isoformat()}: {printable('; '.join(c.reasons))}")  # names are the inbox's
@@ -594,8 +596,17 @@ def cmd_archive(a) -> int:
     lookback = OpsConfig.from_env(lookback_days=a.lookback_days).lookback_days
     moved = archive_before(paths, a.before, lookback)
     if not any(moved.values()):
+        from transforms.archive import archive_boundary
+        con = wh.open_warehouse(paths.warehouse, read_only=True)
+        try:
+            boundary = archive_boundary(con)
+        finally:
+            con.close()
+        rerun = ("every date re-runs as before" if boundary is None else
+                 f"the dates before {boundary.isoformat()}, the boundary of an earlier archive, "
+                 "still do not re-run")
         print(f"Nothing to archive: no processed date before {a.before.isoformat()} holds rows "
-              "that no rule reads any more; nothing was moved and every date re-runs as before.")
+              f"that no rule reads any more; nothing was moved, and {rerun}.")
         return 0
     root = archive_root(paths.warehouse)
     print(f"Archived {sum(moved.values()):,} rows of the dates before {a.before.isoformat()} "

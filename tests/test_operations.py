@@ -355,6 +355,14 @@ def test_recon_status_lists_dates_whose_inputs_changed_and_catch_up_reruns_them(
     assert cu.returncode == 0 and "Nothing to catch up" in cu.stdout
 
 
+def test_catch_up_with_no_inbox_is_a_usage_error_not_nothing_to_catch_up(inbox3, tmp_path):
+    """A mistyped --inbox must not read as "nothing changed" (exit 0) every night."""
+    cu = recon("catch-up", "--inbox", str(tmp_path / "typo"), "--out", str(inbox3.out),
+               "--warehouse", str(inbox3.warehouse))
+    assert cu.returncode == 2 and "Nothing to catch up" not in cu.stdout
+    assert cu.stderr.startswith("recon: The inbox ") and "does not exist" in cu.stderr
+
+
 def test_recon_status_lists_a_date_it_could_not_check_apart_from_those_catch_up_re_runs(inbox3):
     """A date whose published summary.json cannot be read is not checked: `recon status`
     lists it under a heading of its own, never under the dates `recon catch-up` re-runs,
