@@ -146,8 +146,23 @@ class ScrubbingStream:
         # after each test): writing to a closed stream would make logging report the
         # error through the same handler, without end.
         if not getattr(inner, "closed", False):
-            inner.write(scrub_text(s))
+            try:
+                inner.write(scrub_text(s))
+            except BrokenPipeError:
+                self._recon_reader_gone()
         return len(s)
+
+    def _recon_reader_gone(self) -> None:
+        """The reader of the pipe left (`recon backfill | head -1`): what is still printed
+        goes nowhere, and the work goes on (a backfill stopped halfway, called an internal
+        error, would tell the operator less than its reports and `recon status` do)."""
+        import os
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._recon_inner.fileno())   # the final flush too goes nowhere
+            os.close(devnull)
+        except (OSError, AttributeError, ValueError):
+            pass
 
     def writelines(self, lines) -> None:
         for line in lines:
@@ -157,7 +172,10 @@ class ScrubbingStream:
         # Same reason as write: a console handler flushes after every record.
         inner = self._recon_inner
         if not getattr(inner, "closed", False):
-            inner.flush()
+            try:
+                inner.flush()
+            except BrokenPipeError:
+                self._recon_reader_gone()
 
     def __getattr__(self, name: str):
         # Only called for what the wrapper lacks. An instance made without __init__

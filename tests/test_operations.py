@@ -355,6 +355,26 @@ def test_recon_status_lists_dates_whose_inputs_changed_and_catch_up_reruns_them(
     assert cu.returncode == 0 and "Nothing to catch up" in cu.stdout
 
 
+def test_a_reader_that_stops_early_does_not_stop_a_backfill(inbox3):
+    """`recon backfill ... | head -1`: the pipe closes after the first result line; the
+    backfill still reconciles every date and exits 0 (it stopped halfway with exit 1 and
+    'internal error, BrokenPipeError')."""
+    import os
+    env = {**os.environ, "RECON_ORCHESTRATOR": "plain"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "backfill", "--start", D1.isoformat(), "--end",
+         D3.isoformat(), "--inbox", str(inbox3.inbox), "--out", str(inbox3.out),
+         "--warehouse", str(inbox3.warehouse)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()                      # what `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert first and "Broken" not in err and "error" not in err
+    finished = {r["business_date"]: r["finished_at"] for r in wh.status_snapshot(inbox3)["runs"]}
+    assert all(finished[d] > finished[D1] for d in (D2, D3))   # D2 and D3 ran after D1
+
+
 def test_catch_up_with_no_inbox_is_a_usage_error_not_nothing_to_catch_up(inbox3, tmp_path):
     """A mistyped --inbox must not read as "nothing changed" (exit 0) every night."""
     cu = recon("catch-up", "--inbox", str(tmp_path / "typo"), "--out", str(inbox3.out),
