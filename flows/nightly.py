@@ -534,6 +534,8 @@ def run_date(paths: Paths, d: date, ex) -> dict:
         # No warehouse yet: a run that will be refused must not create one (nor its lock)
         # and bind <out> to it, or the right warehouse could no longer publish there.
         _refuse_before_creating(paths, d)
+    elif os.path.isfile(paths.warehouse) and not os.path.lexists(f"{paths.warehouse}.lock"):
+        wh.refuse_a_foreign_database(paths.warehouse)   # no lock left beside a file not ours
     with wh.run_lock(paths.warehouse, f"run of {d.isoformat()}"):
         con = wh.open_warehouse(paths.warehouse)
         try:
@@ -556,6 +558,7 @@ def _refuse_before_creating(paths: Paths, d: date) -> None:
     wh.check_genesis(d, folders)
     if os.path.lexists(paths.out) and not os.path.isdir(paths.out):
         raise InputError(f"The reports folder {paths.out} is not a folder.")
+    wh.refuse_a_bound_out(paths.out, paths.warehouse)
     from flows.inbox import read_reference
     read_reference(paths.inbox)   # a fault in reference/ is exit 2 (reading 7e)
 

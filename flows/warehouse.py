@@ -301,6 +301,41 @@ def warehouse_id(con: duckdb.DuckDBPyConnection) -> str:
     return con.execute("SELECT min(warehouse_id) FROM warehouse_identity").fetchone()[0]
 
 
+def refuse_a_bound_out(out: Path, warehouse: Path) -> None:
+    """Before a new warehouse is made: an `<out>` that already holds a binding belongs to
+    another warehouse (out_lock would refuse it only once the new one exists; a refused
+    run creates nothing). Read without the lock: a binding, once written, stays."""
+    p = Path(out) / BINDING
+    try:
+        if not _is_real_dir(Path(out)) or not stat.S_ISREG(os.lstat(p).st_mode):
+            return
+        bound = _parse_binding(read_regular(p, 65536).encode("utf-8"))
+    except (OSError, ValueError):
+        return   # out_lock says what is wrong with it
+    if bound is not None:
+        raise InputError(f"The reports folder {out} holds the reports of another warehouse "
+                         f"({bound.get('warehouse', 'unknown')}), so {warehouse} cannot "
+                         f"publish there; give each warehouse its own --out, or remove {p} "
+                         "if that warehouse no longer exists.")
+
+
+def refuse_a_foreign_database(warehouse: Path) -> None:
+    """Before the run lock is made beside a file that no recon run has locked yet: refuse
+    (one sentence, nothing written) a file DuckDB cannot open or a database that is not a
+    recon warehouse."""
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as e:
+        if environment_fault(e) is not None:
+            return   # the run says it, as for any warehouse
+        first = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip("!. ")
+        raise InputError(f"The warehouse {warehouse} cannot be opened ({first}).") from None
+    try:
+        _check_is_a_warehouse(con, warehouse)
+    finally:
+        con.close()
+
+
 def _parse_binding(text: bytes) -> dict | None:
     if not text.strip():
         return None

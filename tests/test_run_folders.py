@@ -577,6 +577,7 @@ def test_a_duckdb_database_that_is_not_a_warehouse_is_exit_2_and_left_as_it_was(
     assert r.returncode == 2
     assert "not a recon warehouse" in one_sentence(r.stderr)
     assert path.read_bytes() == before
+    assert not (done / "foreign.duckdb.lock").exists()   # a refused run writes nothing
 
 
 def test_an_empty_duckdb_database_becomes_a_warehouse(done):
@@ -602,6 +603,18 @@ def test_a_refused_backfill_on_a_new_warehouse_creates_no_lock(done):
     assert D1.isoformat() in one_sentence(r.stderr)
     assert not [p.name for p in done.iterdir() if p.name.startswith("new.duckdb")]
     assert not (done / "reports2").exists()
+
+
+def test_a_new_warehouse_refused_an_out_of_another_warehouse_is_never_created(done):
+    """<out> (reports, bound to wh.duckdb) with --warehouse of a new file: refused, and the
+    new warehouse, its lock and the binding stay as they were (it used to leave an empty
+    warehouse that `recon status` then took for the real one)."""
+    binding = (done / "reports" / ".recon-warehouse").read_bytes()
+    r = recon(done, "run", "--date", D1.isoformat(), "--warehouse", "wh3.duckdb", "--out", "reports")
+    assert r.returncode == 2
+    assert "holds the reports of another warehouse" in one_sentence(r.stderr)
+    assert not [p.name for p in done.iterdir() if p.name.startswith("wh3.duckdb")]
+    assert (done / "reports" / ".recon-warehouse").read_bytes() == binding
 
 
 def test_a_date_after_a_gap_in_the_inbox_says_the_folder_is_missing(done):
