@@ -554,11 +554,11 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
     last = max(r["business_date"] for r in runs)
     first = last - timedelta(days=lookback_days - 1)
     cache = HashCache.of(paths.warehouse, writable=False)  # status writes no file
-    changed, unchecked, compared = [], [], 0
+    changed, unchecked, archived, compared = [], [], [], 0
     for r in runs:
         d = r["business_date"]
-        if d < first or r.get("archived") or not (Path(paths.inbox) / d.isoformat()).is_dir():
-            continue   # as catch-up: a date cleared from the inbox or archived cannot re-run
+        if d < first or not (Path(paths.inbox) / d.isoformat()).is_dir():
+            continue   # as catch-up: a date cleared from the inbox cannot re-run
         recorded = _published_sha256(paths.out, d)
         if recorded is None:   # never an all-clear for a date whose inputs were not compared
             recorded = (f"there is no readable {Path(paths.out) / d.isoformat() / 'summary.json'} "
@@ -573,16 +573,21 @@ def status_lines(paths: Paths, runs: list[dict], lookback_days: int = ops.LOOKBA
             continue
         compared += 1
         if reasons:   # file names are the inbox's: shown escaped, one line each
-            changed.append(f"  {d.isoformat()}  {r['status']:<8}  {summary_contract.printable('; '.join(reasons))}")
+            line = f"  {d.isoformat()}  {r['status']:<8}  {summary_contract.printable('; '.join(reasons))}"
+            # an archived date can no longer re-run: catch-up leaves it, but it did change
+            (archived if r.get("archived") else changed).append(line)
     lines = []
     if changed:
         lines += ["Inputs changed since their run (`recon catch-up` re-runs them in order):"] + changed
-    elif not unchecked:
+    elif not unchecked and not archived:
         lines.append(f"No processed date of the last {lookback_days} days has inputs that changed "
                      "since its run.")
     elif compared:   # an all-clear for the dates compared, never for the others
         lines.append(f"No other processed date of the last {lookback_days} days has inputs that "
                      "changed since its run.")
+    if archived:
+        lines += ["Inputs changed since their run on archived dates, which can no longer be re-run "
+                  "(`recon archive`); their reports stay those of their run:"] + archived
     if unchecked:
         lines += NOT_CHECKED_HEADING + unchecked
     return lines
