@@ -134,6 +134,11 @@ def test_the_command_says_what_moved_and_every_query_it_prints_reads_those_rows(
                                ).fetchone()[0] == moved[table]
     finally:
         con.close()
+    # an earlier --before then moves nothing: it must not say every date re-runs
+    assert recon_archive(paths, DATES[0]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Nothing to archive") and "every date re-runs" not in out
+    assert f"the dates before {before.isoformat()}, the boundary of an earlier archive" in out
 
 
 def test_an_archive_with_nothing_to_move_says_so_and_sets_no_boundary(inbox, tmp_path, capsys):
@@ -144,17 +149,6 @@ def test_an_archive_with_nothing_to_move_says_so_and_sets_no_boundary(inbox, tmp
     assert not Path(f"{paths.warehouse}{ARCHIVE_SUFFIX}").exists()
     run_date_plain(inbox, paths.out, paths.warehouse, DATES[0])   # still re-runs
     assert "every date re-runs as before" in out
-
-
-def test_an_earlier_archive_with_nothing_to_move_names_the_boundary_in_force(inbox, tmp_path, capsys):
-    """After an archive, an earlier --before moves nothing: it must not say every date re-runs."""
-    paths = processed(inbox, tmp_path, DATES[3])
-    assert recon_archive(paths, DATES[2]) == 0
-    capsys.readouterr()
-    assert recon_archive(paths, DATES[1]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("Nothing to archive") and "every date re-runs" not in out
-    assert f"the dates before {DATES[2].isoformat()}, the boundary of an earlier archive" in out
 
 
 def test_a_link_planted_as_the_archive_folder_is_refused_and_its_target_untouched(
